@@ -1,0 +1,313 @@
+"""Build a model pair: the original transformers checkpoint and its int8 ONNX copy.
+
+For each model, `DIR/<name>/` gets:
+- `original/`: fp32 safetensors, config, generation config, tokenizer, preprocessor;
+- `onnx-fp32/`: the unquantized ONNX export (encoder + merged decoder with cache), so a report
+  can separate what the runtime brings from what int8 brings;
+- `quantized/`: the same graphs dynamically quantized to int8 by Optimum's `ORTQuantizer`,
+  with the tokenizer, preprocessor and generation config, so the folder loads on its own;
+- `manifest.json`: source and checksum, quantization settings, files, versions, stage times.
+
+A build happens in a temporary folder beside the target and is renamed into place at the end,
+so an interrupted build never leaves a half model behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .manifest import MANIFEST, MANIFEST_FORMAT, ModelIntegrityError, describe_files, verify_folder
+from .models import ModelSpec, resolve_model
+from .weights import copy_preprocessing_files, import_weights, source_checksum
+
+logger = logging.getLogger(__name__)
+
+# Bump when the build's output changes for the same inputs, so old builds are redone.
+BUILDER_VERSION = 1
+DEFAULT_MODELS_DIR = Path("models")
+QUANTIZATION_PRESETS = ("avx2", "avx512", "avx512_vnni", "arm64")
+ENCODER_FILE = "encoder_model.onnx"
+DECODER_FILE = "decoder_model_merged.onnx"
+ONNX_FILES = (ENCODER_FILE, DECODER_FILE)
+STAGES = ("import weights", "export ONNX", "quantize", "write manifest")
+
+
+class BuildError(RuntimeError):
+    """A build cannot proceed; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    quantization: str = "auto"
+    per_channel: bool = False
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    name: str
+    folder: Path
+    skipped: bool
+    manifest: dict = field(repr=False)
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo), empty where unknown."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def resolve_quantization(requested: str, flags: set[str] | None = None) -> str:
+    """`auto` picks the best preset this CPU supports; a named preset is taken as is."""
+    if requested != "auto":
+        if requested not in QUANTIZATION_PRESETS:
+            raise BuildError(
+                f"Unknown quantization {requested!r}; choose auto or one of: "
+                + ", ".join(QUANTIZATION_PRESETS)
+            )
+        return requested
+    flags = cpu_flags() if flags is None else flags
+    if platform.machine().lower() in ("aarch64", "arm64") or "asimd" in flags:
+        return "arm64"
+    if "avx512_vnni" in flags or "avx512vnni" in flags:
+        return "avx512_vnni"
+    if "avx512f" in flags:
+        return "avx512"
+    return "avx2"
+
+
+def quantization_config(preset: str, per_channel: bool):
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    factory = getattr(AutoQuantizationConfig, preset)
+    return factory(is_static=False, per_channel=per_channel)
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for package in ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def build_command(name: str, models_dir: Path | str = DEFAULT_MODELS_DIR) -> str:
+    """The command a user runs to (re)build a model, for error messages."""
+    extra = "" if Path(models_dir) == DEFAULT_MODELS_DIR else f" --output-dir {models_dir}"
+    return f"python build_model.py --model {name}{extra} --force"
+
+
+def _inputs(spec: ModelSpec, options: BuildOptions, preset: str) -> dict:
+    """What determines a build's output; a rerun with equal inputs has nothing to do."""
+    return {
+        "builder_version": BUILDER_VERSION,
+        "source": spec.name,
+        "kind": spec.kind,
+        "quantization": preset,
+        "per_channel": options.per_channel,
+        "versions": library_versions(),
+    }
+
+
+def _is_current(folder: Path, inputs: dict, source_sha256: str | None) -> bool:
+    try:
+        manifest = verify_folder(folder, checksums=False)
+    except ModelIntegrityError:
+        return False
+    if manifest.get("inputs") != inputs:
+        return False
+    return source_sha256 is None or manifest["source"]["sha256"] == source_sha256
+
+
+def _check_writable(models_dir: Path) -> None:
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=models_dir):
+            pass
+    except OSError as e:
+        raise BuildError(f"Cannot write to the output folder {models_dir}: {e.strerror or e}") from e
+
+
+def build_model(
+    name: str,
+    models_dir: Path | str = DEFAULT_MODELS_DIR,
+    options: BuildOptions = BuildOptions(),
+    on_stage: Callable[[str], None] | None = None,
+) -> BuildResult:
+    """Build (or find current) the original + quantized pair for the model `name`."""
+    spec = resolve_model(name)
+    models_dir = Path(models_dir)
+    target = models_dir / spec.folder_name
+    preset = resolve_quantization(options.quantization)
+    inputs = _inputs(spec, options, preset)
+    if not options.force and _is_current(target, inputs, source_checksum(spec)):
+        logger.info("%s is current in %s; nothing to do (use --force to rebuild)", name, target)
+        return BuildResult(name, target, skipped=True, manifest=verify_folder(target, checksums=False))
+
+    _check_writable(models_dir)
+    work = Path(tempfile.mkdtemp(prefix=f".{spec.folder_name}.building-", dir=models_dir))
+    try:
+        manifest = _build_into(spec, work, options, preset, inputs, on_stage or (lambda s: None))
+        _replace(work, target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return BuildResult(name, target, skipped=False, manifest=manifest)
+
+
+def _build_into(
+    spec: ModelSpec,
+    work: Path,
+    options: BuildOptions,
+    preset: str,
+    inputs: dict,
+    on_stage: Callable[[str], None],
+) -> dict:
+    stages: dict[str, float] = {}
+
+    def stage(label: str):
+        on_stage(label)
+        logger.info("%s: %s", spec.name, label)
+        return time.perf_counter()
+
+    start = stage(STAGES[0])
+    imported = import_weights(spec, work / "original")
+    stages["import_s"] = time.perf_counter() - start
+
+    start = stage(STAGES[1])
+    export_onnx(work / "original", work / "onnx-fp32")
+    stages["export_s"] = time.perf_counter() - start
+
+    start = stage(STAGES[2])
+    qconfig = quantize_onnx(work / "onnx-fp32", work / "quantized", preset, options.per_channel)
+    stages["quantize_s"] = time.perf_counter() - start
+
+    start = stage(STAGES[3])
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "model": spec.name,
+        "description": spec.description,
+        "multilingual": imported.multilingual,
+        "parameters": imported.parameters,
+        "source": {
+            "kind": spec.kind,
+            "name": spec.name,
+            "location": imported.source,
+            "sha256": imported.source_sha256,
+            "packages": {p: importlib.metadata.version(p) for p in spec.packages},
+        },
+        "quantization": {
+            "method": "dynamic int8 (optimum ORTQuantizer)",
+            "requested": options.quantization,
+            "preset": preset,
+            "per_channel": options.per_channel,
+            "cpu_flags": sorted(f for f in cpu_flags() if f.startswith(("avx", "fma", "asimd", "sve"))),
+            **qconfig,
+        },
+        "inputs": inputs,
+        "versions": library_versions(),
+        "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "stages_s": {k: round(v, 2) for k, v in stages.items()},
+        "files": describe_files(work),
+    }
+    manifest["stages_s"]["manifest_s"] = round(time.perf_counter() - start, 2)
+    (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def export_onnx(original: Path, out_dir: Path) -> None:
+    """Export encoder and merged decoder (with key/value cache) to ONNX with Optimum."""
+    from optimum.exporters.onnx import main_export
+
+    tmp = out_dir.with_name(out_dir.name + ".export")
+    main_export(
+        str(original),
+        output=tmp,
+        task="automatic-speech-recognition-with-past",
+        device="cpu",
+        do_validation=False,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Keep one decoder: the merged graph serves both the first step and the cached steps.
+    for name in ONNX_FILES:
+        if not (tmp / name).is_file():
+            raise BuildError(f"The ONNX export did not write {name}")
+        shutil.move(tmp / name, out_dir / name)
+    copy_preprocessing_files(original, out_dir)
+    shutil.rmtree(tmp)
+
+
+def quantize_onnx(fp32_dir: Path, out_dir: Path, preset: str, per_channel: bool) -> dict:
+    """Dynamically quantize both graphs to int8 with Optimum's ORTQuantizer."""
+    from optimum.onnxruntime import ORTQuantizer
+
+    qconfig = quantization_config(preset, per_channel)
+    for name in ONNX_FILES:
+        quantizer = ORTQuantizer.from_pretrained(fp32_dir, file_name=name)
+        quantizer.quantize(save_dir=out_dir, quantization_config=qconfig)
+    # The quantizer names its outputs *_quantized.onnx; keep the plain names the loaders expect.
+    for name in ONNX_FILES:
+        quantized = out_dir / name.replace(".onnx", "_quantized.onnx")
+        if not quantized.is_file():
+            raise BuildError(f"The quantizer did not write {quantized.name}")
+        quantized.rename(out_dir / name)
+    copy_preprocessing_files(fp32_dir, out_dir)
+    return {
+        "weights": str(qconfig.weights_dtype),
+        "activations": str(qconfig.activations_dtype),
+        "operators": list(qconfig.operators_to_quantize),
+        "reduce_range": bool(qconfig.reduce_range),
+        "symmetric_weights": bool(qconfig.weights_symmetric),
+    }
+
+
+def _replace(work: Path, target: Path) -> None:
+    """Move the finished build into place, swapping out an old one only at the very end."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        target.rename(old)
+    work.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def built_models(models_dir: Path | str = DEFAULT_MODELS_DIR) -> list[str]:
+    """Names of the model folders in `models_dir` that have a manifest."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        return []
+    names = []
+    for folder in sorted(models_dir.iterdir()):
+        if folder.is_dir() and not folder.name.startswith(".") and (folder / MANIFEST).is_file():
+            names.append(folder.name)
+    return names
+
+
+def summarize(result: BuildResult) -> dict:
+    """Sizes of the built folders, for the CLI's closing report."""
+    sizes: dict[str, int] = {}
+    for rel, info in result.manifest["files"].items():
+        sub = rel.split("/", 1)[0]
+        if rel.endswith((".onnx", ".safetensors")):
+            sizes[sub] = sizes.get(sub, 0) + info["size"]
+    return {"name": result.name, "folder": str(result.folder), "skipped": result.skipped,
+            "weights_bytes": sizes, "stages_s": result.manifest.get("stages_s", {})}

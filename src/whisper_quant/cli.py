@@ -1,0 +1,119 @@
+"""Command-line entry points (kept out of the top-level scripts so they can be tested)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from .build import DEFAULT_MODELS_DIR, QUANTIZATION_PRESETS, STAGES, BuildError, BuildOptions
+from .ct2 import CT2FormatError
+from .models import DEFAULT_MODEL, ModelSourceError, list_models
+
+logger = logging.getLogger("whisper_quant")
+
+# Errors whose message is the whole story: printed without a traceback.
+USER_ERRORS = (BuildError, CT2FormatError, ModelSourceError, OSError)
+
+
+def configure_logging(verbose: bool = False) -> None:
+    # Libraries (onnxruntime's quantizer among them) log through the root logger at INFO;
+    # only this project's own progress is worth showing at that level.
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """Silence the export's chatter (tracer and deprecation warnings) that says nothing to a user."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        import torch.jit
+
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    except ImportError:
+        pass
+    for name in ("transformers", "optimum", "onnxruntime", "torch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="build_model.py",
+        description="Convert embedded Whisper weights to a transformers checkpoint (the original) "
+        "and export + dynamically quantize it to int8 ONNX with Optimum.",
+    )
+    parser.add_argument(
+        "--model", action="append",
+        help=f"model to build (repeatable; 'all' for every embedded model; default {DEFAULT_MODEL}): "
+        "an embedded name, a local CTranslate2 or transformers folder, or a Hub id",
+    )
+    parser.add_argument("--output-dir", type=Path, default=DEFAULT_MODELS_DIR,
+                        help="where built models go (default: %(default)s)")
+    parser.add_argument("--list", action="store_true", help="list the embedded models and exit")
+    parser.add_argument("--quantization", default="auto", choices=("auto", *QUANTIZATION_PRESETS),
+                        help="Optimum quantization preset; auto reads the CPU's flags")
+    parser.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=False,
+                        help="per-channel weight scales (default: per-tensor)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if the build is current")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def build_main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        for spec in list_models():
+            print(f"{spec.name:10} {spec.description}  [{spec.pip_install}]")
+        return 0
+    configure_logging(args.verbose)
+    names = args.model or [DEFAULT_MODEL]
+    if "all" in names:
+        names = [spec.name for spec in list_models()]
+    options = BuildOptions(quantization=args.quantization, per_channel=args.per_channel,
+                           force=args.force)
+    from tqdm import tqdm
+
+    from .build import build_model, summarize
+
+    failures = 0
+    for name in names:
+        started = time.perf_counter()
+        with tqdm(total=len(STAGES), desc=name, unit="stage", file=sys.stderr) as bar:
+            def on_stage(label: str, bar=bar) -> None:
+                if bar.n or label != STAGES[0]:
+                    bar.update(1)
+                bar.set_postfix_str(label)
+            try:
+                result = build_model(name, args.output_dir, options, on_stage=on_stage)
+            except USER_ERRORS as e:
+                bar.close()
+                print(f"error: {name}: {e}", file=sys.stderr)
+                failures += 1
+                continue
+            bar.update(bar.total - bar.n)
+        info = summarize(result)
+        if result.skipped:
+            print(f"{name}: current in {result.folder} (nothing to do; --force rebuilds)")
+            continue
+        sizes = info["weights_bytes"]
+        ratio = sizes.get("quantized", 0) / max(sizes.get("original", 1), 1)
+        print(
+            f"{name}: built in {time.perf_counter() - started:.1f} s -> {result.folder}\n"
+            f"  original {sizes.get('original', 0) / 2**20:.1f} MiB, "
+            f"onnx-fp32 {sizes.get('onnx-fp32', 0) / 2**20:.1f} MiB, "
+            f"quantized {sizes.get('quantized', 0) / 2**20:.1f} MiB ({ratio:.0%} of the original)\n"
+            f"  stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in info["stages_s"].items())
+        )
+    return 1 if failures else 0
