@@ -143,7 +143,9 @@ def _check_writable(models_dir: Path) -> None:
         with tempfile.TemporaryFile(dir=models_dir):
             pass
     except OSError as e:
-        raise BuildError(f"Cannot write to the output folder {models_dir}: {e.strerror or e}") from e
+        raise BuildError(
+            f"Cannot write to the output folder {models_dir}: {e.strerror or e}"
+        ) from e
 
 
 def build_model(
@@ -160,7 +162,9 @@ def build_model(
     inputs = _inputs(spec, options, preset)
     if not options.force and _is_current(target, inputs, source_checksum(spec)):
         logger.info("%s is current in %s; nothing to do (use --force to rebuild)", name, target)
-        return BuildResult(name, target, skipped=True, manifest=verify_folder(target, checksums=False))
+        return BuildResult(
+            name, target, skipped=True, manifest=verify_folder(target, checksums=False)
+        )
 
     _check_writable(models_dir)
     work = Path(tempfile.mkdtemp(prefix=f".{spec.folder_name}.building-", dir=models_dir))
@@ -219,7 +223,9 @@ def _build_into(
             "requested": options.quantization,
             "preset": preset,
             "per_channel": options.per_channel,
-            "cpu_flags": sorted(f for f in cpu_flags() if f.startswith(("avx", "fma", "asimd", "sve"))),
+            "cpu_flags": sorted(
+                f for f in cpu_flags() if f.startswith(("avx", "fma", "asimd", "sve"))
+            ),
             **qconfig,
         },
         "inputs": inputs,
@@ -309,5 +315,10 @@ def summarize(result: BuildResult) -> dict:
         sub = rel.split("/", 1)[0]
         if rel.endswith((".onnx", ".safetensors")):
             sizes[sub] = sizes.get(sub, 0) + info["size"]
-    return {"name": result.name, "folder": str(result.folder), "skipped": result.skipped,
-            "weights_bytes": sizes, "stages_s": result.manifest.get("stages_s", {})}
+    return {
+        "name": result.name,
+        "folder": str(result.folder),
+        "skipped": result.skipped,
+        "weights_bytes": sizes,
+        "stages_s": result.manifest.get("stages_s", {}),
+    }

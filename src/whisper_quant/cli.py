@@ -55,17 +55,30 @@ def build_parser() -> argparse.ArgumentParser:
         "and export + dynamically quantize it to int8 ONNX with Optimum.",
     )
     parser.add_argument(
-        "--model", action="append",
+        "--model",
+        action="append",
         help=f"model to build (repeatable; 'all' for every embedded model; default {DEFAULT_MODEL}): "
         "an embedded name, a local CTranslate2 or transformers folder, or a Hub id",
     )
-    parser.add_argument("--output-dir", type=Path, default=DEFAULT_MODELS_DIR,
-                        help="where built models go (default: %(default)s)")
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=DEFAULT_MODELS_DIR,
+        help="where built models go (default: %(default)s)",
+    )
     parser.add_argument("--list", action="store_true", help="list the embedded models and exit")
-    parser.add_argument("--quantization", default="auto", choices=("auto", *QUANTIZATION_PRESETS),
-                        help="Optimum quantization preset; auto reads the CPU's flags")
-    parser.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=False,
-                        help="per-channel weight scales (default: per-tensor)")
+    parser.add_argument(
+        "--quantization",
+        default="auto",
+        choices=("auto", *QUANTIZATION_PRESETS),
+        help="Optimum quantization preset; auto reads the CPU's flags",
+    )
+    parser.add_argument(
+        "--per-channel",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="per-channel weight scales (default: per-tensor)",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if the build is current")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
@@ -81,8 +94,9 @@ def build_main(argv: list[str] | None = None) -> int:
     names = args.model or [DEFAULT_MODEL]
     if "all" in names:
         names = [spec.name for spec in list_models()]
-    options = BuildOptions(quantization=args.quantization, per_channel=args.per_channel,
-                           force=args.force)
+    options = BuildOptions(
+        quantization=args.quantization, per_channel=args.per_channel, force=args.force
+    )
     from tqdm import tqdm
 
     from .build import build_model, summarize
@@ -91,10 +105,12 @@ def build_main(argv: list[str] | None = None) -> int:
     for name in names:
         started = time.perf_counter()
         with tqdm(total=len(STAGES), desc=name, unit="stage", file=sys.stderr) as bar:
+
             def on_stage(label: str, bar=bar) -> None:
                 if bar.n or label != STAGES[0]:
                     bar.update(1)
                 bar.set_postfix_str(label)
+
             try:
                 result = build_model(name, args.output_dir, options, on_stage=on_stage)
             except USER_ERRORS as e:

@@ -61,7 +61,9 @@ class CT2Model:
 
     def num_layers(self, side: str) -> int:
         # "encoder/layer_norm/..." also starts with "encoder/layer_": count "layer_<digits>/".
-        indices = {int(m.group(2)) for n in self.variables if (m := _LAYER.match(n)) and m.group(1) == side}
+        indices = {
+            int(m.group(2)) for n in self.variables if (m := _LAYER.match(n)) and m.group(1) == side
+        }
         return len(indices)
 
 
@@ -258,7 +260,9 @@ def whisper_dimensions(model: CT2Model) -> dict[str, int]:
             "max_target_positions": int(model.get("decoder/position_encodings/encodings").shape[0]),
         }
     except KeyError as e:
-        raise CT2FormatError(f"The model has no variable {e}; it is not a complete Whisper model") from e
+        raise CT2FormatError(
+            f"The model has no variable {e}; it is not a complete Whisper model"
+        ) from e
 
 
 def to_transformers_state_dict(model: CT2Model) -> dict[str, np.ndarray]:
@@ -328,7 +332,9 @@ def from_transformers_state_dict(
             weight = np.asarray(state[f"{hf_prefix}.weight"], dtype=dtype)
             weights.append(weight)
             bias = state.get(f"{hf_prefix}.bias")
-            biases.append(np.zeros(weight.shape[0], dtype) if bias is None else np.asarray(bias, dtype))
+            biases.append(
+                np.zeros(weight.shape[0], dtype) if bias is None else np.asarray(bias, dtype)
+            )
         variables[f"{ct2_prefix}/weight"] = np.concatenate(weights)
         variables[f"{ct2_prefix}/bias"] = np.concatenate(biases)
     for side in ("encoder", "decoder"):

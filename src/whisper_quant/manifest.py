@@ -49,7 +49,9 @@ def read_manifest(folder: Path) -> dict:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
-        raise ModelIntegrityError(f"{folder} has no {MANIFEST}: it was not built or is incomplete") from e
+        raise ModelIntegrityError(
+            f"{folder} has no {MANIFEST}: it was not built or is incomplete"
+        ) from e
     except (OSError, json.JSONDecodeError) as e:
         raise ModelIntegrityError(f"{path} is unreadable: {e}") from e
     if manifest.get("format") != MANIFEST_FORMAT or "files" not in manifest:
@@ -57,7 +59,9 @@ def read_manifest(folder: Path) -> dict:
     return manifest
 
 
-def verify_folder(folder: Path, *, subfolders: tuple[str, ...] = (), checksums: bool = True) -> dict:
+def verify_folder(
+    folder: Path, *, subfolders: tuple[str, ...] = (), checksums: bool = True
+) -> dict:
     """Check every listed file (optionally only those in `subfolders`); return the manifest.
 
     Raises ModelIntegrityError naming the first file that is missing, of the wrong size or
@@ -78,7 +82,9 @@ def verify_folder(folder: Path, *, subfolders: tuple[str, ...] = (), checksums: 
                 "(truncated or altered)"
             )
         if checksums and sha256_file(path) != expected["sha256"]:
-            raise ModelIntegrityError(f"{rel} in {folder} does not match its manifest checksum (altered)")
+            raise ModelIntegrityError(
+                f"{rel} in {folder} does not match its manifest checksum (altered)"
+            )
     for sub in subfolders or {rel.split("/", 1)[0] for rel in manifest["files"]}:
         for path in (folder / sub).glob("*"):
             if path.is_file() and not path.name.endswith(SAFE_WEIGHT_SUFFIXES):

@@ -83,19 +83,25 @@ def resolve_model(name: str) -> ModelSpec:
     path = Path(name).expanduser()
     if path.is_dir():
         if (path / "model.bin").is_file():
-            return ModelSpec(name=name, kind="ct2", description="local CTranslate2 folder",
-                             location=str(path.resolve()))
+            return ModelSpec(
+                name=name,
+                kind="ct2",
+                description="local CTranslate2 folder",
+                location=str(path.resolve()),
+            )
         if (path / "config.json").is_file():
-            return ModelSpec(name=name, kind="transformers",
-                             description="local transformers checkpoint",
-                             location=str(path.resolve()))
+            return ModelSpec(
+                name=name,
+                kind="transformers",
+                description="local transformers checkpoint",
+                location=str(path.resolve()),
+            )
         raise ModelSourceError(
             f"{name} is a folder but holds neither a CTranslate2 model (model.bin) nor a "
             "transformers checkpoint (config.json)"
         )
     if HUB_ID.match(name) and not name.startswith((".", "/")):
-        return ModelSpec(name=name, kind="hub", description="Hugging Face Hub model",
-                         location=name)
+        return ModelSpec(name=name, kind="hub", description="Hugging Face Hub model", location=name)
     raise ModelSourceError(
         f"Unknown model {name!r}. Choose one of the embedded models ({embedded_names()}), "
         "a local folder, or a Hugging Face Hub id such as openai/whisper-small."

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .ct2 import CT2Model, read_ct2_config, read_ct2_model, to_transformers_state_dict, whisper_dimensions
+from .ct2 import (
+    CT2Model,
+    read_ct2_config,
+    read_ct2_model,
+    to_transformers_state_dict,
+    whisper_dimensions,
+)
 from .manifest import sha256_files
 from .models import ModelSourceError, ModelSpec, embedded_names, locate_ct2_files
 from .tokens import is_multilingual, special_tokens
@@ -79,7 +85,11 @@ def _import_ct2(spec: ModelSpec, out_dir: Path) -> ImportedWeights:
 
 
 def save_transformers_checkpoint(
-    model: CT2Model, state: dict[str, np.ndarray], ct2_config: dict, tokenizer_file: Path, out_dir: Path
+    model: CT2Model,
+    state: dict[str, np.ndarray],
+    ct2_config: dict,
+    tokenizer_file: Path,
+    out_dir: Path,
 ) -> bool:
     """Save converted weights, config, generation config, tokenizer and feature extractor."""
     import torch
@@ -95,7 +105,9 @@ def save_transformers_checkpoint(
     dims = whisper_dimensions(model)
     multilingual = is_multilingual(dims["vocab_size"])
     tokenizer = WhisperTokenizerFast(tokenizer_file=str(tokenizer_file))
-    tokens = special_tokens(tokenizer, multilingual=multilingual, lang_ids=ct2_config.get("lang_ids"))
+    tokens = special_tokens(
+        tokenizer, multilingual=multilingual, lang_ids=ct2_config.get("lang_ids")
+    )
     suppress = list(ct2_config.get("suppress_ids", []))
     begin_suppress = list(ct2_config.get("suppress_ids_begin", [220, tokens.eot]))
 
@@ -158,12 +170,16 @@ def _import_transformers(spec: ModelSpec, folder: Path, out_dir: Path) -> Import
     weights = sorted(folder.glob("*.safetensors"))
     if not weights:
         # Pickled checkpoints can run code when loaded; only safetensors are accepted.
-        raise ModelSourceError(f"{folder} has no .safetensors weights (pickled weights are refused)")
+        raise ModelSourceError(
+            f"{folder} has no .safetensors weights (pickled weights are refused)"
+        )
     try:
         model = WhisperForConditionalGeneration.from_pretrained(folder, use_safetensors=True)
         processor = WhisperProcessor.from_pretrained(folder)
     except (OSError, ValueError) as e:
-        raise ModelSourceError(f"{folder} is not a loadable transformers Whisper checkpoint: {e}") from e
+        raise ModelSourceError(
+            f"{folder} is not a loadable transformers Whisper checkpoint: {e}"
+        ) from e
     model.save_pretrained(out_dir, safe_serialization=True)
     processor.save_pretrained(out_dir)
     return ImportedWeights(

@@ -1,0 +1,562 @@
+"""Transcription engines behind one interface: the original, its ONNX copies, and faster-whisper.
+
+Every engine gets the same decoded audio, splits it with the same long-form method, computes
+the same log-mel features with the same code, detects the language the same way and follows
+the same decoding rules (prompt, suppressed tokens, greedy or beam search, token limit). What
+differs is only the model and its runtime, so a difference in the results is theirs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from .audio import SAMPLE_RATE, is_silent, split_for_long_form
+from .measure import Stopwatch
+from .tokens import SpecialTokens, is_multilingual, special_tokens
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_THREADS = 2
+# Whisper's decoder holds 448 positions; the prompt takes up to 4 of them.
+MAX_NEW_TOKENS = 440
+NOTICE_SILENT = "No speech detected: the clip is empty or silent, so nothing was transcribed."
+
+
+class EngineError(RuntimeError):
+    """An engine cannot load or run; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """Decoding settings, identical for every engine in a comparison."""
+
+    language: str | None = None  # None: detect (multilingual models); English-only ignore it
+    task: str = "transcribe"
+    beam_size: int = 1
+    max_new_tokens: int = MAX_NEW_TOKENS
+
+    def __post_init__(self):
+        if self.beam_size < 1:
+            raise ValueError("beam_size must be at least 1")
+        if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
+            raise ValueError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}")
+
+
+@dataclass(frozen=True)
+class Transcription:
+    """One engine's transcript of one clip, with where the time (and memory) went."""
+
+    engine: str
+    text: str
+    language: str | None
+    tokens: tuple[int, ...]
+    audio_s: float
+    # Wall-clock seconds: "features", "language", "encoder", "decoder" and "total".
+    timings: Mapping[str, float]
+    chunks: int = 1
+    notice: str = ""
+    # Filled in by the worker process that ran the engine (see workers.py).
+    peak_memory_bytes: int | None = None
+
+    @property
+    def latency_s(self) -> float:
+        return self.timings.get("total", 0.0)
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor: processing time over audio duration (below 1 is faster than real time)."""
+        return self.latency_s / self.audio_s if self.audio_s else 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        decoder = self.timings.get("decoder", 0.0)
+        return len(self.tokens) / decoder if decoder else 0.0
+
+
+@dataclass
+class _Chunk:
+    """Per-chunk state an engine's `_encode` hands to its `_decode`."""
+
+    encoded: object
+    tokens: list[int] = field(default_factory=list)
+
+
+class Engine(ABC):
+    """The interface every engine implements; subclasses supply encode, detect and decode."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    # The subfolder of a built model this engine loads.
+    subfolder: ClassVar[str]
+
+    def __init__(self, model_dir: Path | str, *, threads: int = DEFAULT_THREADS):
+        self.model_dir = Path(model_dir)
+        self.folder = self.model_dir / self.subfolder
+        self.threads = threads
+        self._loaded = False
+
+    # --- to implement --------------------------------------------------------------------
+
+    @classmethod
+    def preload(cls) -> None:  # noqa: B027 - an optional hook, not an abstract method
+        """Import the engine's heavy libraries (so a worker can measure memory after imports)."""
+
+    @abstractmethod
+    def _load(self) -> None: ...
+
+    @abstractmethod
+    def _encode(self, features: np.ndarray) -> object: ...
+
+    @abstractmethod
+    def _language_probs(self, encoded: object) -> dict[int, float]:
+        """Probabilities of the language tokens after <|startoftranscript|>."""
+
+    @abstractmethod
+    def _decode(self, encoded: object, prompt: list[int], options: DecodingOptions) -> list[int]:
+        """Generated token ids after `prompt`, without the end-of-text token."""
+
+    # --- shared --------------------------------------------------------------------------
+
+    def load(self) -> None:
+        if self._loaded:
+            return
+        if not self.folder.is_dir():
+            raise EngineError(f"{self.folder} does not exist: build the model first")
+        from transformers import WhisperFeatureExtractor
+
+        from .tokens import load_tokenizer
+
+        self._tokenizer = load_tokenizer(self.folder)
+        import json
+
+        config = json.loads((self.folder / "config.json").read_text())
+        generation = json.loads((self.folder / "generation_config.json").read_text())
+        self.multilingual = is_multilingual(config["vocab_size"])
+        self.special: SpecialTokens = special_tokens(
+            self._tokenizer,
+            multilingual=self.multilingual,
+            lang_ids=list(generation.get("lang_to_id", {}).values()) or None,
+        )
+        self.suppress_tokens = np.array(generation.get("suppress_tokens") or [], dtype=np.int64)
+        self.begin_suppress_tokens = np.array(
+            generation.get("begin_suppress_tokens") or [], dtype=np.int64
+        )
+        self._features = WhisperFeatureExtractor.from_pretrained(self.folder)
+        self._load()
+        self._loaded = True
+
+    @property
+    def languages(self) -> list[str]:
+        return sorted(self.special.languages) if self.multilingual else ["en"]
+
+    def features(self, audio: np.ndarray) -> np.ndarray:
+        """Log-mel features of one chunk (at most 30 s), padded to 30 s: shape (1, mels, 3000)."""
+        return self._features(
+            audio, sampling_rate=SAMPLE_RATE, return_tensors="np"
+        ).input_features.astype(np.float32)
+
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        *,
+        language: str | None = None,
+        task: str = "transcribe",
+        beam_size: int = 1,
+        max_new_tokens: int = MAX_NEW_TOKENS,
+    ) -> Transcription:
+        """Transcribe 16 kHz mono float32 `audio` of any length (long audio in 30 s chunks)."""
+        self.load()
+        options = DecodingOptions(language, task, beam_size, max_new_tokens)
+        if self.multilingual:
+            self.special.task_id(task)  # validates the task before any work
+            if language is not None:
+                self.special.language_id(language)
+        elif task != "transcribe":
+            raise ValueError(f"{self.model_dir.name} is English-only: it can only transcribe")
+        audio = np.asarray(audio, dtype=np.float32)
+        audio_s = len(audio) / SAMPLE_RATE
+        if is_silent(audio):
+            return Transcription(
+                self.name,
+                "",
+                options.language,
+                (),
+                audio_s,
+                {"total": 0.0},
+                chunks=0,
+                notice=NOTICE_SILENT,
+            )
+
+        watch = Stopwatch()
+        started = time.perf_counter()
+        tokens: list[int] = []
+        language = options.language if self.multilingual else "en"
+        chunks = split_for_long_form(audio)
+        for chunk in chunks:
+            with watch.section("features"):
+                features = self.features(chunk)
+            with watch.section("encoder"):
+                encoded = self._encode(features)
+            if language is None:
+                with watch.section("language"):
+                    language = self.detect_language(encoded)
+            with watch.section("decoder"):
+                prompt = self.special.prompt(language, options.task)
+                tokens += self._decode(encoded, prompt, options)
+        timings = dict(watch.seconds)
+        timings["total"] = time.perf_counter() - started
+        text = self._tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        return Transcription(
+            self.name, text, language, tuple(tokens), audio_s, timings, chunks=len(chunks)
+        )
+
+    def detect_language(self, encoded: object) -> str:
+        """The most probable language code (Whisper's method: one decoder step after SOT)."""
+        probs = self._language_probs(encoded)
+        best = max(probs, key=probs.get)
+        return self.special.language_by_id[best]
+
+    def describe(self) -> dict:
+        return {
+            "engine": self.name,
+            "label": self.label,
+            "folder": str(self.folder),
+            "threads": self.threads,
+            "disk_bytes": folder_weight_bytes(self.folder),
+        }
+
+
+def folder_weight_bytes(folder: Path) -> int:
+    """Bytes of the weight files an engine loads (safetensors, ONNX, CTranslate2 model.bin)."""
+    patterns = ("*.safetensors", "*.onnx", "*.onnx_data", "model.bin")
+    return sum(p.stat().st_size for pattern in patterns for p in Path(folder).glob(pattern))
+
+
+# --- original: transformers + PyTorch ----------------------------------------------------
+
+
+class OriginalEngine(Engine):
+    """The standard transformers path: `WhisperForConditionalGeneration.generate` in PyTorch."""
+
+    name = "original"
+    label = "Original (PyTorch fp32)"
+    subfolder = "original"
+
+    @classmethod
+    def preload(cls) -> None:
+        import torch  # noqa: F401
+        import transformers.models.whisper.modeling_whisper  # noqa: F401
+
+    def _load(self) -> None:
+        import torch
+        from transformers import WhisperForConditionalGeneration
+
+        torch.set_num_threads(self.threads)
+        self._torch = torch
+        self.model = WhisperForConditionalGeneration.from_pretrained(
+            self.folder, use_safetensors=True, dtype=torch.float32
+        ).eval()
+
+    def _encode(self, features: np.ndarray):
+        with self._torch.inference_mode():
+            return self.model.get_encoder()(self._torch.from_numpy(features))
+
+    def _language_probs(self, encoded) -> dict[int, float]:
+        torch = self._torch
+        with torch.inference_mode():
+            logits = self.model(
+                encoder_outputs=encoded,
+                decoder_input_ids=torch.tensor([[self.special.sot]]),
+            ).logits[0, -1]
+        ids = list(self.special.languages.values())
+        probs = torch.softmax(logits[ids], dim=-1).tolist()
+        return dict(zip(ids, probs, strict=True))
+
+    def _decode(self, encoded, prompt: list[int], options: DecodingOptions) -> list[int]:
+        # transformers builds the prompt itself from language and task; a test checks that it
+        # equals `prompt`, the one the other engines are given.
+        language = self.special.language_by_id[prompt[1]] if self.multilingual else None
+        task = options.task if self.multilingual else None
+        with self._torch.inference_mode():
+            out = self.model.generate(
+                encoder_outputs=encoded,
+                language=language,
+                task=task,
+                max_new_tokens=options.max_new_tokens,
+                num_beams=options.beam_size,
+                do_sample=False,
+                return_timestamps=False,
+            )
+        generated = out[0].tolist()
+        # generate returns the prompt too on some paths: keep only what follows it.
+        if generated[: len(prompt)] == prompt:
+            generated = generated[len(prompt) :]
+        return [t for t in generated if t != self.special.eot]
+
+
+# --- ONNX Runtime: the quantized model and its fp32 export --------------------------------
+
+
+class OnnxEngine(Engine):
+    """The int8 ONNX model run by onnxruntime, with a decoding loop that calls the sessions.
+
+    The loop keeps the key/value cache as ONNX Runtime values between steps and binds
+    inputs and outputs directly, so a decoded token costs the graph's work and little more.
+    It follows the same rules as transformers' `generate` (a test checks it gives Optimum's
+    output): the prompt, suppressed tokens, begin-suppressed tokens, greedy or beam search.
+    """
+
+    name = "quantized"
+    label = "Quantized (ONNX int8)"
+    subfolder = "quantized"
+
+    @classmethod
+    def preload(cls) -> None:
+        import onnxruntime  # noqa: F401
+
+    def session_options(self):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # The default arena keeps the encoder's largest activations for good: with it the
+        # int8 model holds more memory than the fp32 original (see README, Results).
+        options.enable_cpu_mem_arena = False
+        return options
+
+    def _load(self) -> None:
+        import onnxruntime as ort
+
+        from .build import DECODER_FILE, ENCODER_FILE
+
+        providers = ["CPUExecutionProvider"]
+        self._ort = ort
+        self.encoder = ort.InferenceSession(
+            str(self.folder / ENCODER_FILE), self.session_options(), providers=providers
+        )
+        self.decoder = ort.InferenceSession(
+            str(self.folder / DECODER_FILE), self.session_options(), providers=providers
+        )
+        inputs = {i.name: i for i in self.decoder.get_inputs()}
+        self._past_names = [n for n in inputs if n.startswith("past_key_values.")]
+        self._self_past = [n for n in self._past_names if ".decoder." in n]
+        self._cross_past = [n for n in self._past_names if ".encoder." in n]
+        key = inputs[self._self_past[0]]
+        self._heads, self._head_dim = key.shape[1], key.shape[3]
+        self._output_names = [o.name for o in self.decoder.get_outputs()]
+
+    def _encode(self, features: np.ndarray) -> np.ndarray:
+        return self.encoder.run(None, {"input_features": features})[0]
+
+    def _empty_past(self, batch: int) -> dict[str, np.ndarray]:
+        empty = np.zeros((batch, self._heads, 0, self._head_dim), np.float32)
+        return dict.fromkeys(self._past_names, empty)
+
+    def _first_step(self, hidden: np.ndarray, prompt_ids: np.ndarray):
+        """Run the prompt without a cache: logits, self-attention cache, cross-attention cache."""
+        feeds = {
+            "input_ids": prompt_ids,
+            "encoder_hidden_states": hidden,
+            "use_cache_branch": np.array([False]),
+            **self._empty_past(prompt_ids.shape[0]),
+        }
+        outputs = dict(zip(self._output_names, self.decoder.run(None, feeds), strict=True))
+        cache = {n: outputs[n.replace("past_key_values", "present")] for n in self._past_names}
+        return outputs["logits"][:, -1], cache
+
+    def _next_step(self, hidden: np.ndarray, tokens: np.ndarray, cache: dict[str, np.ndarray]):
+        feeds = {
+            "input_ids": tokens[:, None],
+            "encoder_hidden_states": hidden,
+            "use_cache_branch": np.array([True]),
+            **cache,
+        }
+        outputs = dict(zip(self._output_names, self.decoder.run(None, feeds), strict=True))
+        for name in self._self_past:
+            cache[name] = outputs[name.replace("past_key_values", "present")]
+        return outputs["logits"][:, -1]
+
+    def _language_probs(self, hidden: np.ndarray) -> dict[int, float]:
+        logits, _ = self._first_step(hidden, np.array([[self.special.sot]], np.int64))
+        ids = list(self.special.languages.values())
+        chosen = logits[0, ids].astype(np.float64)
+        probs = np.exp(chosen - chosen.max())
+        probs /= probs.sum()
+        return dict(zip(ids, probs.tolist(), strict=True))
+
+    def _suppress(self, logits: np.ndarray, first: bool) -> np.ndarray:
+        logits[:, self.suppress_tokens] = -np.inf
+        if first:
+            logits[:, self.begin_suppress_tokens] = -np.inf
+        return logits
+
+    def _decode(self, hidden: np.ndarray, prompt: list[int], options: DecodingOptions) -> list[int]:
+        if options.beam_size > 1:
+            return self._beam_search(hidden, prompt, options)
+        eot = self.special.eot
+        logits, cache = self._first_step(hidden, np.array([prompt], np.int64))
+        tokens: list[int] = []
+        while True:
+            token = int(np.argmax(self._suppress(logits, first=not tokens), axis=-1)[0])
+            if token == eot:
+                break
+            tokens.append(token)
+            if len(tokens) >= options.max_new_tokens:
+                break
+            logits = self._next_step(hidden, np.array([token], np.int64), cache)
+        return tokens
+
+    def _beam_search(
+        self, hidden: np.ndarray, prompt: list[int], options: DecodingOptions
+    ) -> list[int]:
+        """Beam search scored as transformers does: sum of log-probs over generated length."""
+        beams, eot = options.beam_size, self.special.eot
+        logits, cache = self._first_step(hidden, np.array([prompt], np.int64))
+        sequences: list[list[int]] = [[]]
+        scores = np.zeros(1)
+        finished: list[tuple[float, list[int]]] = []
+        step_hidden = hidden
+        for step in range(options.max_new_tokens):
+            logprobs = _log_softmax(self._suppress(logits.astype(np.float64), first=step == 0))
+            candidates = (scores[:, None] + logprobs).ravel()
+            order = np.argsort(-candidates)[: 2 * beams]
+            vocab = logprobs.shape[1]
+            alive: list[tuple[int, int, float]] = []
+            for flat in order:
+                beam, token = divmod(int(flat), vocab)
+                score = float(candidates[flat])
+                if token == eot:
+                    finished.append((score / max(len(sequences[beam]), 1), sequences[beam]))
+                else:
+                    alive.append((beam, token, score))
+                if len(alive) == beams:
+                    break
+            finished = sorted(finished, key=lambda f: -f[0])[:beams]
+            # Done when no live beam can still beat the worst of the kept finished ones.
+            if len(finished) == beams and finished[-1][0] >= alive[0][2] / (step + 1):
+                break
+            index = np.array([b for b, _, _ in alive])
+            sequences = [sequences[b] + [t] for b, t, _ in alive]
+            scores = np.array([s for _, _, s in alive])
+            for name in self._self_past:
+                cache[name] = cache[name][index]
+            if step_hidden.shape[0] != len(index):
+                step_hidden = np.repeat(hidden, len(index), axis=0)
+                for name in self._cross_past:
+                    cache[name] = np.repeat(cache[name][:1], len(index), axis=0)
+            logits = self._next_step(
+                step_hidden, np.array([t for _, t, _ in alive], np.int64), cache
+            )
+        else:
+            finished += [(s / len(q), q) for s, q in zip(scores, sequences, strict=True)]
+        return max(finished, key=lambda f: f[0])[1]
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+class OnnxFp32Engine(OnnxEngine):
+    """The unquantized ONNX export with the same loop: what the runtime alone brings."""
+
+    name = "onnx-fp32"
+    label = "ONNX fp32 (no quantization)"
+    subfolder = "onnx-fp32"
+
+
+# --- faster-whisper: CTranslate2 int8 on the same weights ---------------------------------
+
+
+class FasterWhisperEngine(Engine):
+    """The same embedded weights run by CTranslate2 with int8 compute (faster-whisper's core).
+
+    It loads the CTranslate2 source of an embedded model (`ct2/` beside the built folders) and
+    is given the same features, prompt and suppressed tokens as the other engines.
+    """
+
+    name = "faster-whisper"
+    label = "faster-whisper (CTranslate2 int8)"
+    subfolder = "ct2"
+
+    @classmethod
+    def preload(cls) -> None:
+        try:
+            import ctranslate2  # noqa: F401
+        except ImportError as e:
+            raise EngineError("The faster-whisper engine needs: pip install faster-whisper") from e
+
+    def load(self) -> None:
+        self.preload()
+        super().load()
+
+    def _load(self) -> None:
+        import ctranslate2
+
+        self._ct2 = ctranslate2
+        self.model = ctranslate2.models.Whisper(
+            str(self.folder), device="cpu", compute_type="int8", intra_threads=self.threads
+        )
+
+    def _encode(self, features: np.ndarray):
+        return self.model.encode(self._ct2.StorageView.from_array(features), to_cpu=True)
+
+    def _language_probs(self, encoded) -> dict[int, float]:
+        results = self.model.detect_language(encoded)[0]
+        by_code = {code.strip("<|>"): p for code, p in results}
+        return {tid: by_code.get(code, 0.0) for code, tid in self.special.languages.items()}
+
+    def _decode(self, encoded, prompt: list[int], options: DecodingOptions) -> list[int]:
+        result = self.model.generate(
+            encoded,
+            [prompt],
+            beam_size=options.beam_size,
+            max_length=len(prompt) + options.max_new_tokens,
+            suppress_tokens=self.suppress_tokens.tolist(),
+            suppress_blank=True,
+            return_scores=False,
+            length_penalty=1.0,
+        )[0]
+        return [t for t in result.sequences_ids[0] if t != self.special.eot]
+
+
+ENGINES: dict[str, type[Engine]] = {
+    cls.name: cls for cls in (OriginalEngine, OnnxEngine, OnnxFp32Engine, FasterWhisperEngine)
+}
+DEFAULT_ENGINES = ("original", "quantized")
+
+
+def engine_class(name: str) -> type[Engine]:
+    try:
+        return ENGINES[name]
+    except KeyError:
+        raise ValueError(f"Unknown engine {name!r}; choose from: {', '.join(ENGINES)}") from None
+
+
+def available_engines(model_dir: Path | str) -> list[str]:
+    """Engines whose files a built model folder has (and whose packages are installed)."""
+    names = []
+    for name, cls in ENGINES.items():
+        if not (Path(model_dir) / cls.subfolder).is_dir():
+            continue
+        try:
+            cls.preload()
+        except EngineError:
+            continue
+        names.append(name)
+    return names
+
+
+def with_memory(result: Transcription, peak_bytes: int) -> Transcription:
+    return replace(result, peak_memory_bytes=peak_bytes)
