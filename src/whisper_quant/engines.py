@@ -105,8 +105,8 @@ class Engine(ABC):
 
     # --- to implement --------------------------------------------------------------------
 
-    @classmethod
-    def preload(cls) -> None:  # noqa: B027 - an optional hook, not an abstract method
+    @classmethod  # noqa: B027 - an optional hook, not an abstract method
+    def preload(cls) -> None:
         """Import the engine's heavy libraries (so a worker can measure memory after imports)."""
 
     @abstractmethod
