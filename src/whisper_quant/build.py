@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .manifest import MANIFEST, MANIFEST_FORMAT, ModelIntegrityError, describe_files, verify_folder
-from .models import ModelSpec, resolve_model
+from .models import ModelSpec, locate_ct2_files, resolve_model
 from .weights import copy_preprocessing_files, import_weights, source_checksum
 
 logger = logging.getLogger(__name__)
 
 # Bump when the build's output changes for the same inputs, so old builds are redone.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 3
 DEFAULT_MODELS_DIR = Path("models")
 QUANTIZATION_PRESETS = ("avx2", "avx512", "avx512_vnni", "arm64")
 ENCODER_FILE = "encoder_model.onnx"
@@ -194,6 +194,8 @@ def _build_into(
 
     start = stage(STAGES[0])
     imported = import_weights(spec, work / "original")
+    if spec.kind in ("embedded", "ct2"):
+        copy_ct2_source(spec, work / "ct2")
     stages["import_s"] = time.perf_counter() - start
 
     start = stage(STAGES[1])
@@ -237,6 +239,20 @@ def _build_into(
     manifest["stages_s"]["manifest_s"] = round(time.perf_counter() - start, 2)
     (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+def copy_ct2_source(spec: ModelSpec, out_dir: Path) -> None:
+    """Keep the CTranslate2 source as one folder, for the optional faster-whisper engine."""
+    files = locate_ct2_files(spec)
+    out_dir.mkdir(parents=True)
+    with open(out_dir / "model.bin", "wb") as out:
+        for part in files.model_parts:
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 20)
+    shutil.copy2(files.config, out_dir / "config.json")
+    shutil.copy2(files.tokenizer, out_dir / "tokenizer.json")
+    for vocabulary in files.config.parent.glob("vocabulary.*"):
+        shutil.copy2(vocabulary, out_dir / vocabulary.name)
 
 
 def export_onnx(original: Path, out_dir: Path) -> None:

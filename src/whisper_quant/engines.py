@@ -8,6 +8,7 @@ differs is only the model and its runtime, so a difference in the results is the
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -94,8 +95,10 @@ class Engine(ABC):
 
     name: ClassVar[str]
     label: ClassVar[str]
-    # The subfolder of a built model this engine loads.
+    # The subfolder of a built model this engine loads, and the one whose tokenizer, config
+    # and generation config it reads (the same, unless its runtime keeps its own format).
     subfolder: ClassVar[str]
+    metadata_subfolder: ClassVar[str | None] = None
 
     def __init__(self, model_dir: Path | str, *, threads: int = DEFAULT_THREADS):
         self.model_dir = Path(model_dir)
@@ -134,11 +137,10 @@ class Engine(ABC):
 
         from .tokens import load_tokenizer
 
-        self._tokenizer = load_tokenizer(self.folder)
-        import json
-
-        config = json.loads((self.folder / "config.json").read_text())
-        generation = json.loads((self.folder / "generation_config.json").read_text())
+        meta = self.model_dir / (self.metadata_subfolder or self.subfolder)
+        self._tokenizer = load_tokenizer(meta)
+        config = json.loads((meta / "config.json").read_text())
+        generation = json.loads((meta / "generation_config.json").read_text())
         self.multilingual = is_multilingual(config["vocab_size"])
         self.special: SpecialTokens = special_tokens(
             self._tokenizer,
@@ -149,7 +151,7 @@ class Engine(ABC):
         self.begin_suppress_tokens = np.array(
             generation.get("begin_suppress_tokens") or [], dtype=np.int64
         )
-        self._features = WhisperFeatureExtractor.from_pretrained(self.folder)
+        self._features = WhisperFeatureExtractor.from_pretrained(meta)
         self._load()
         self._loaded = True
 
@@ -333,6 +335,9 @@ class OnnxEngine(Engine):
         # The default arena keeps the encoder's largest activations for good: with it the
         # int8 model holds more memory than the fp32 original (see README, Results).
         options.enable_cpu_mem_arena = False
+        # Spinning threads would keep a core busy between runs, slowing the feature
+        # extraction and decoding-loop code that runs on the same two cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return options
 
     def _load(self) -> None:
@@ -489,6 +494,7 @@ class FasterWhisperEngine(Engine):
     name = "faster-whisper"
     label = "faster-whisper (CTranslate2 int8)"
     subfolder = "ct2"
+    metadata_subfolder = "original"
 
     @classmethod
     def preload(cls) -> None:

@@ -14,6 +14,8 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 # Weight formats that cannot run code when loaded; anything else (pickles) is refused.
 SAFE_WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".json", ".txt")
+# CTranslate2's own format (plain tensors, no code), kept for the faster-whisper engine.
+SAFE_FILE_NAMES = ("model.bin",)
 
 
 class ModelIntegrityError(RuntimeError):
@@ -87,7 +89,10 @@ def verify_folder(
             )
     for sub in subfolders or {rel.split("/", 1)[0] for rel in manifest["files"]}:
         for path in (folder / sub).glob("*"):
-            if path.is_file() and not path.name.endswith(SAFE_WEIGHT_SUFFIXES):
+            safe = path.name.endswith(SAFE_WEIGHT_SUFFIXES) or (
+                sub == "ct2" and path.name in SAFE_FILE_NAMES
+            )
+            if path.is_file() and not safe:
                 raise ModelIntegrityError(
                     f"{path.relative_to(folder)} is not a safetensors, ONNX or JSON file; "
                     "pickled weights are never loaded"

@@ -1,0 +1,265 @@
+"""Run each engine in its own worker process, so its memory is its own and a crash is contained.
+
+A worker imports its engine's libraries, notes its resident memory, loads the model, runs one
+warm-up transcription and notes its memory again: the difference is what the model holds, and
+no other model's allocations can be counted in it. Each transcription then reports the peak
+extra memory it needed. If a worker dies (killed, out of memory) the request fails with a
+clear message and the worker is started again by the next request.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import multiprocessing as mp
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .engines import DEFAULT_THREADS, EngineError, Transcription, engine_class, with_memory
+from .measure import KERNEL_METHOD, MEMORY_METHOD
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 300.0
+DEFAULT_REQUEST_TIMEOUT_S = 600.0
+# A warm-up clip shipped with the package: 2.8 s of read English speech (pocketsphinx, BSD).
+WARMUP_CLIP = "warmup.wav"
+
+
+class EngineCrashedError(EngineError):
+    """The engine's worker process died while working; it restarts on the next request."""
+
+
+class EngineTimeoutError(EngineError):
+    """A request took longer than the per-request limit; the worker was stopped."""
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What starting one engine's worker measured."""
+
+    engine: str
+    label: str
+    folder: str
+    threads: int
+    pid: int
+    baseline_bytes: int  # RSS after importing the libraries, before loading the model
+    held_bytes: int  # RSS after loading + one warm-up transcription, minus the baseline
+    weights_bytes: int  # size on disk of the weight files the engine loaded
+    load_s: float
+    warmup_s: float
+    memory_method: str = MEMORY_METHOD
+    peak_method: str = KERNEL_METHOD
+
+
+def warmup_audio() -> np.ndarray:
+    from .audio import decode_audio
+
+    with resources.as_file(resources.files("whisper_quant") / "assets" / WARMUP_CLIP) as path:
+        return decode_audio(path)
+
+
+def _limit_threads(threads: int) -> None:
+    # Set before the numerical libraries load, so every pool they create has this size.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+
+
+def _rss() -> int:
+    from .measure import rss_bytes
+
+    return rss_bytes()
+
+
+def _serve(conn, engine_name: str, model_dir: str, threads: int) -> None:
+    """The worker process: load, warm up, report, then answer requests until told to stop."""
+    _limit_threads(threads)
+    try:
+        from .measure import PeakTracker
+
+        cls = engine_class(engine_name)
+        cls.preload()
+        import transformers.models.whisper.feature_extraction_whisper  # noqa: F401
+
+        audio = warmup_audio()
+        gc.collect()
+        baseline = _rss()
+        started = time.perf_counter()
+        engine = cls(model_dir, threads=threads)
+        engine.load()
+        loaded = time.perf_counter()
+        engine.transcribe(audio)
+        warmed = time.perf_counter()
+        gc.collect()
+        info = engine.describe()
+        report = LoadReport(
+            engine=engine_name,
+            label=cls.label,
+            folder=info["folder"],
+            threads=threads,
+            pid=os.getpid(),
+            baseline_bytes=baseline,
+            held_bytes=_rss() - baseline,
+            weights_bytes=info["disk_bytes"],
+            load_s=loaded - started,
+            warmup_s=warmed - loaded,
+        )
+        conn.send(("ready", report, engine.languages))
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
+        conn.send(("failed", type(e).__name__, str(e), traceback.format_exc()))
+        return
+
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if message[0] == "close":
+            return
+        _, audio, options = message
+        try:
+            with PeakTracker() as tracker:
+                result = engine.transcribe(audio, **options)
+            conn.send(("ok", with_memory(result, tracker.peak_extra_bytes)))
+        except (ValueError, EngineError) as e:
+            conn.send(("error", isinstance(e, ValueError), str(e)))
+        except Exception as e:  # noqa: BLE001 - the worker keeps serving
+            logger.exception("%s failed", engine_name)
+            conn.send(("error", False, f"{type(e).__name__}: {e}"))
+
+
+class EngineWorker:
+    """A handle on one engine in its own process. Calls are serialised: one request at a time."""
+
+    def __init__(
+        self,
+        engine: str,
+        model_dir: Path | str,
+        *,
+        threads: int = DEFAULT_THREADS,
+        request_timeout_s: float | None = DEFAULT_REQUEST_TIMEOUT_S,
+    ):
+        engine_class(engine)  # unknown names fail here, in the caller
+        self.engine = engine
+        self.model_dir = Path(model_dir)
+        self.threads = threads
+        self.request_timeout_s = request_timeout_s
+        self.report: LoadReport | None = None
+        self.languages: list[str] = []
+        self.restarts = 0
+        self._process = None
+        self._conn = None
+        self._lock = threading.Lock()
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> LoadReport:
+        with self._lock:
+            return self._start()
+
+    def _start(self) -> LoadReport:
+        self._stop()
+        context = mp.get_context("spawn")
+        parent, child = context.Pipe()
+        process = context.Process(
+            target=_serve,
+            args=(child, self.engine, str(self.model_dir), self.threads),
+            name=f"engine-{self.engine}",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        self._process, self._conn = process, parent
+        if not parent.poll(START_TIMEOUT_S):
+            self._stop()
+            raise EngineError(f"The {self.engine} engine did not start within {START_TIMEOUT_S:.0f} s")
+        try:
+            message = parent.recv()
+        except EOFError as e:
+            code = process.exitcode
+            self._stop()
+            raise EngineCrashedError(
+                f"The {self.engine} engine's worker died while loading (exit code {code})"
+            ) from e
+        if message[0] == "failed":
+            self._stop()
+            logger.debug("%s worker traceback:\n%s", self.engine, message[3])
+            raise EngineError(f"The {self.engine} engine could not load: {message[2]}")
+        _, self.report, self.languages = message
+        logger.info(
+            "%s ready in %.1f s (pid %s, holds %.0f MiB)",
+            self.engine,
+            self.report.load_s + self.report.warmup_s,
+            self.report.pid,
+            self.report.held_bytes / 2**20,
+        )
+        return self.report
+
+    def transcribe(self, audio: np.ndarray, **options) -> Transcription:
+        """Transcribe in the worker; restarts a dead worker first."""
+        with self._lock:
+            if not self.alive:
+                if self._process is not None:
+                    self.restarts += 1
+                    logger.warning("restarting the %s engine", self.engine)
+                self._start()
+            self._conn.send(("transcribe", np.asarray(audio, np.float32), options))
+            if not self._conn.poll(self.request_timeout_s):
+                self._stop()
+                raise EngineTimeoutError(
+                    f"The {self.engine} engine took longer than {self.request_timeout_s:.0f} s "
+                    "on this clip and was stopped; it restarts on the next request"
+                )
+            try:
+                message = self._conn.recv()
+            except (EOFError, ConnectionError) as e:
+                # Keep the dead process object: `alive` is now false, so the next call restarts.
+                self._process.join(timeout=2)
+                code = self._process.exitcode
+                raise EngineCrashedError(
+                    f"The {self.engine} engine stopped while transcribing (exit code {code}, "
+                    "e.g. killed or out of memory); it restarts on the next request"
+                ) from e
+        if message[0] == "ok":
+            return message[1]
+        _, bad_input, text = message
+        raise ValueError(text) if bad_input else EngineError(text)
+
+    def _stop(self) -> None:
+        process, conn = self._process, self._conn
+        self._process = self._conn = None
+        if conn is not None:
+            try:
+                conn.send(("close",))
+            except (OSError, ValueError):
+                pass
+            conn.close()
+        if process is not None:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def __enter__(self) -> EngineWorker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
