@@ -133,3 +133,95 @@ def build_main(argv: list[str] | None = None) -> int:
             f"  stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in info["stages_s"].items())
         )
     return 1 if failures else 0
+
+
+def benchmark_parser() -> argparse.ArgumentParser:
+    from .engines import ENGINES
+
+    parser = argparse.ArgumentParser(
+        prog="benchmark.py",
+        description="Time every engine on every clip (median after warm-up, rotating order), "
+        "measure the memory each model holds in its own process, and score accuracy.",
+    )
+    parser.add_argument(
+        "audio", nargs="*", type=Path, help="audio files (default: the shipped clips in tests/data)"
+    )
+    parser.add_argument(
+        "--references",
+        type=Path,
+        help="refs.tsv: file name<TAB>reference text (default: beside the clips)",
+    )
+    parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument(
+        "--engines",
+        help=f"comma-separated, from: {', '.join(ENGINES)} "
+        "(default: every engine the model has and whose packages are installed)",
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="timed passes (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--beam-size", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="write the full report as JSON")
+    parser.add_argument("--markdown", type=Path, help="write the table as markdown")
+    parser.add_argument("--plot", type=Path, help="write a bar chart of latency and memory (PNG)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def benchmark_main(argv: list[str] | None = None) -> int:
+    import json
+
+    from .bench import load_clips, markdown_report, plot_report, read_references, run_benchmark
+    from .build import build_command
+    from .engines import EngineError, available_engines, engine_class
+    from .manifest import ModelIntegrityError
+
+    args = benchmark_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    default_dir = Path(__file__).resolve().parents[2] / "tests" / "data"
+    paths = args.audio or sorted(default_dir.glob("*.wav"))
+    if not paths:
+        print("error: no audio files given", file=sys.stderr)
+        return 2
+    refs_path = args.references or (paths[0].parent / "refs.tsv")
+    references = read_references(refs_path) if refs_path.is_file() else {}
+    model_dir = args.models_dir / args.model
+    if not (model_dir / "manifest.json").is_file():
+        print(
+            f"error: {model_dir} is not built; build it with: "
+            f"{build_command(args.model, args.models_dir)}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        engines = args.engines.split(",") if args.engines else available_engines(model_dir)
+        for name in engines:
+            engine_class(name)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    clips = load_clips(paths, references)
+    try:
+        report = run_benchmark(
+            model_dir,
+            clips,
+            engines,
+            repeat=args.repeat,
+            threads=args.threads,
+            beam_size=args.beam_size,
+            progress=logger.info,
+        )
+    except (EngineError, ModelIntegrityError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    text = markdown_report(report)
+    print(text)
+    print("Timing: " + report["methods"]["timing"])
+    print("Memory: " + report["methods"]["memory"])
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if args.markdown:
+        args.markdown.write_text(text, encoding="utf-8")
+    if args.plot:
+        plot_report(report, args.plot)
+    return 1 if report["failed_clips"] else 0

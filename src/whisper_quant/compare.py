@@ -1,0 +1,201 @@
+"""Compare engines on one clip: the same audio and settings to each, then accuracy and speed-up."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .build import build_command
+from .engines import DEFAULT_ENGINES, DEFAULT_THREADS, MAX_NEW_TOKENS, Transcription
+from .manifest import ModelIntegrityError, verify_folder
+from .metrics import ErrorRate, agreement, error_rate
+from .workers import DEFAULT_REQUEST_TIMEOUT_S, EngineWorker, LoadReport
+
+logger = logging.getLogger(__name__)
+
+ORIGINAL = "original"
+QUANTIZED = "quantized"
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    """One engine's transcription of the clip, with its load report and accuracy."""
+
+    engine: str
+    label: str
+    transcription: Transcription
+    load: LoadReport
+    error_rate: ErrorRate | None  # against the reference, when one was given
+    agreement: ErrorRate | None  # against the original's transcript (None for the original)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    model: str
+    audio_s: float
+    language: str | None
+    reference: str
+    results: tuple[EngineResult, ...]
+    order: tuple[str, ...]  # the order the engines ran in
+    notice: str = ""
+
+    def get(self, engine: str) -> EngineResult | None:
+        return next((r for r in self.results if r.engine == engine), None)
+
+    def speedup(self, engine: str) -> float | None:
+        """Original latency over this engine's (above 1: faster than the original)."""
+        base, other = self.get(ORIGINAL), self.get(engine)
+        if base is None or other is None or not other.transcription.latency_s:
+            return None
+        return base.transcription.latency_s / other.transcription.latency_s
+
+
+class Studio:
+    """The engines of one built model, each in its own worker process, compared clip by clip.
+
+    Calls are serialised (one comparison at a time) so one person's timings are never
+    disturbed by another's; the order of the engines alternates between calls so that no
+    engine always runs first.
+    """
+
+    def __init__(
+        self,
+        model_dir: Path | str,
+        engines: Sequence[str] = DEFAULT_ENGINES,
+        *,
+        threads: int = DEFAULT_THREADS,
+        request_timeout_s: float | None = DEFAULT_REQUEST_TIMEOUT_S,
+        verify_checksums: bool = True,
+    ):
+        self.model_dir = Path(model_dir)
+        self.model = self.model_dir.name
+        self.engines = tuple(engines)
+        self.threads = threads
+        self.verify_checksums = verify_checksums
+        self.workers = {
+            name: EngineWorker(
+                name, self.model_dir, threads=threads, request_timeout_s=request_timeout_s
+            )
+            for name in self.engines
+        }
+        self.manifest: dict = {}
+        self._turn = 0
+        self._lock = threading.Lock()
+
+    def verify(self) -> dict:
+        """Refuse a model folder whose files do not match its manifest."""
+        from .engines import engine_class
+
+        subfolders = tuple(engine_class(name).subfolder for name in self.engines)
+        try:
+            self.manifest = verify_folder(
+                self.model_dir, subfolders=subfolders, checksums=self.verify_checksums
+            )
+        except ModelIntegrityError as e:
+            raise ModelIntegrityError(
+                f"{e}. Rebuild it with: {build_command(self.model, self.model_dir.parent)}"
+            ) from e
+        return self.manifest
+
+    def start(self, on_engine: Callable[[str], None] | None = None) -> list[LoadReport]:
+        """Verify the files, then load and warm up every engine, one after the other."""
+        self.verify()
+        reports = []
+        for name, worker in self.workers.items():
+            if on_engine:
+                on_engine(name)
+            reports.append(worker.start())
+        return reports
+
+    @property
+    def multilingual(self) -> bool:
+        return bool(self.manifest.get("multilingual"))
+
+    @property
+    def languages(self) -> list[str]:
+        first = next(iter(self.workers.values()))
+        return first.languages
+
+    def reports(self) -> dict[str, LoadReport]:
+        return {name: w.report for name, w in self.workers.items() if w.report is not None}
+
+    def compare(
+        self,
+        audio: np.ndarray,
+        *,
+        reference: str = "",
+        language: str | None = None,
+        task: str = "transcribe",
+        beam_size: int = 1,
+        max_new_tokens: int = MAX_NEW_TOKENS,
+        on_engine: Callable[[str, int, int], None] | None = None,
+    ) -> Comparison:
+        """Transcribe `audio` with every engine (same audio, same settings) and score them."""
+        options = {
+            "language": language,
+            "task": task,
+            "beam_size": beam_size,
+            "max_new_tokens": max_new_tokens,
+        }
+        with self._lock:
+            order = self._next_order()
+            transcriptions: dict[str, Transcription] = {}
+            for i, name in enumerate(order):
+                if on_engine:
+                    on_engine(name, i, len(order))
+                transcriptions[name] = self.workers[name].transcribe(audio, **options)
+        return self._score(audio, transcriptions, order, reference.strip(), language)
+
+    def _next_order(self) -> tuple[str, ...]:
+        turn, self._turn = self._turn, self._turn + 1
+        k = turn % len(self.engines)
+        return self.engines[k:] + self.engines[:k]
+
+    def _score(self, audio, transcriptions, order, reference, language) -> Comparison:
+        original = transcriptions.get(ORIGINAL)
+        # Score in the language the original heard (or was told), so every engine is scored alike.
+        language = language or (original.language if original else None) or "en"
+        results = []
+        for name in self.engines:
+            t = transcriptions[name]
+            results.append(
+                EngineResult(
+                    engine=name,
+                    label=self.workers[name].report.label,
+                    transcription=t,
+                    load=self.workers[name].report,
+                    error_rate=error_rate(reference, t.text, language) if reference else None,
+                    agreement=(
+                        agreement(original.text, t.text, language)
+                        if original is not None and name != ORIGINAL
+                        else None
+                    ),
+                )
+            )
+        notices = {t.notice for t in transcriptions.values() if t.notice}
+        return Comparison(
+            model=self.model,
+            audio_s=len(audio) / SAMPLE_RATE,
+            language=language,
+            reference=reference,
+            results=tuple(results),
+            order=order,
+            notice=" ".join(sorted(notices)),
+        )
+
+    def close(self) -> None:
+        for worker in self.workers.values():
+            worker.close()
+
+    def __enter__(self) -> Studio:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
