@@ -169,7 +169,8 @@ def write_ct2_model(
     out = [struct.pack("<I", BINARY_VERSION), string(spec), struct.pack("<I", revision)]
     out.append(struct.pack("<I", len(variables)))
     for name, value in variables.items():
-        array = np.ascontiguousarray(value)
+        # ascontiguousarray makes scalars 1-D; CT2 stores them with rank 0.
+        array = np.ascontiguousarray(value).reshape(np.shape(value))
         dtype = array.dtype.newbyteorder("<") if array.dtype.itemsize > 1 else array.dtype
         array = array.astype(dtype, copy=False)
         out += [string(name), struct.pack("<B", array.ndim)]

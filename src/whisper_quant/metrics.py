@@ -126,7 +126,29 @@ def normalize_text(text: str, language: str | None = "en") -> str:
     # count. Its kept symbols (. % $ ...) only mean something attached to a number, so a
     # token without any letter or digit is dropped. Same code upstream:
     # https://github.com/openai/whisper/blob/main/whisper/normalizers/english.py
-    return " ".join(token for token in normalized.split() if any(c.isalnum() for c in token))
+    tokens = [token for token in normalized.split() if any(c.isalnum() for c in token)]
+    if is_english(language):
+        tokens = _join_single_digits(tokens)
+    return " ".join(tokens)
+
+
+def _join_single_digits(tokens: list[str]) -> list[str]:
+    """Join runs of single-digit words: "5 5" -> "55".
+
+    The English normaliser turns spelled digits "five five" into "55" but leaves written
+    "5 5" apart, so a correct "5 5" would score two errors against the reference "five five".
+    Joining the runs on both sides scores the two spellings alike.
+    """
+    joined: list[str] = []
+    previous_digit = False
+    for token in tokens:
+        digit = len(token) == 1 and token.isdigit()
+        if digit and previous_digit:
+            joined[-1] += token
+        else:
+            joined.append(token)
+        previous_digit = digit
+    return joined
 
 
 def word_error_rate(reference: str, hypothesis: str, language: str | None = "en") -> ErrorRate:

