@@ -1,0 +1,397 @@
+"""What the app serves, without the UI: settings from the environment and a pool of Studios.
+
+`app.py` only draws the page and turns the errors raised here into messages. Everything it
+shows comes from here and from `report.py`, so all of it can be tested without Gradio.
+
+Only one model's engines are alive at a time: each engine holds a model in its own worker
+process, and two models' workers together could exhaust a small Space's memory. Switching
+model closes the current workers before the next model's start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .audio import DEFAULT_MAX_SECONDS, EmptyAudioError, decode_audio, duration_s, is_silent
+from .build import DEFAULT_MODELS_DIR, build_command, build_model, built_models
+from .compare import ORIGINAL, QUANTIZED, Comparison, Studio
+from .engines import DEFAULT_ENGINES, DEFAULT_THREADS, NOTICE_SILENT, engine_class
+from .manifest import MANIFEST
+from .models import DEFAULT_MODEL
+from .tokens import TASKS
+from .workers import DEFAULT_REQUEST_TIMEOUT_S
+
+logger = logging.getLogger(__name__)
+
+AUTO_DETECT = "auto-detect"
+DEFAULT_MAX_FILE_SIZE = "25mb"
+DEFAULT_MAX_QUEUE = 16
+README_SECTION = "how-the-figures-are-measured"
+
+# Whisper's languages (openai/whisper, tokenizer.py), for labels in the language menu: the
+# app process would otherwise import transformers (seconds and a few hundred MiB) for them.
+_LANGUAGE_NAMES = """
+en English, zh Chinese, de German, es Spanish, ru Russian, ko Korean, fr French, ja Japanese,
+pt Portuguese, tr Turkish, pl Polish, ca Catalan, nl Dutch, ar Arabic, sv Swedish, it Italian,
+id Indonesian, hi Hindi, fi Finnish, vi Vietnamese, he Hebrew, uk Ukrainian, el Greek,
+ms Malay, cs Czech, ro Romanian, da Danish, hu Hungarian, ta Tamil, no Norwegian, th Thai,
+ur Urdu, hr Croatian, bg Bulgarian, lt Lithuanian, la Latin, mi Maori, ml Malayalam,
+cy Welsh, sk Slovak, te Telugu, fa Persian, lv Latvian, bn Bengali, sr Serbian,
+az Azerbaijani, sl Slovenian, kn Kannada, et Estonian, mk Macedonian, br Breton, eu Basque,
+is Icelandic, hy Armenian, ne Nepali, mn Mongolian, bs Bosnian, kk Kazakh, sq Albanian,
+sw Swahili, gl Galician, mr Marathi, pa Punjabi, si Sinhala, km Khmer, sn Shona,
+yo Yoruba, so Somali, af Afrikaans, oc Occitan, ka Georgian, be Belarusian, tg Tajik,
+sd Sindhi, gu Gujarati, am Amharic, yi Yiddish, lo Lao, uz Uzbek, fo Faroese,
+ht Haitian Creole, ps Pashto, tk Turkmen, nn Nynorsk, mt Maltese, sa Sanskrit,
+lb Luxembourgish, my Myanmar, bo Tibetan, tl Tagalog, mg Malagasy, as Assamese, tt Tatar,
+haw Hawaiian, ln Lingala, ha Hausa, ba Bashkir, jw Javanese, su Sundanese, yue Cantonese
+"""
+LANGUAGE_NAMES: dict[str, str] = dict(
+    entry.strip().split(" ", 1) for entry in _LANGUAGE_NAMES.replace("\n", " ").split(",")
+)
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the app cannot use; the message names it."""
+
+
+class ModelNotBuiltError(ValueError):
+    """The chosen model is not among the built ones; the message says how to build it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The app's settings; `from_env` reads them from WHISPER_* environment variables."""
+
+    models_dir: Path = DEFAULT_MODELS_DIR
+    default_model: str = DEFAULT_MODEL
+    max_seconds: float = DEFAULT_MAX_SECONDS
+    max_file_size: str = DEFAULT_MAX_FILE_SIZE
+    request_timeout_s: float | None = DEFAULT_REQUEST_TIMEOUT_S
+    max_queue: int = DEFAULT_MAX_QUEUE
+    engines: tuple[str, ...] = DEFAULT_ENGINES
+    threads: int = DEFAULT_THREADS
+    readme_url: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        def get(name: str) -> str | None:
+            value = environ.get(name, "").strip()
+            return value or None
+
+        engines = _engines(get("WHISPER_ENGINES"))
+        return cls(
+            models_dir=Path(get("WHISPER_MODELS_DIR") or DEFAULT_MODELS_DIR).expanduser(),
+            default_model=get("WHISPER_DEFAULT_MODEL") or DEFAULT_MODEL,
+            max_seconds=_number(environ, "WHISPER_MAX_SECONDS", DEFAULT_MAX_SECONDS),
+            max_file_size=get("WHISPER_MAX_FILE_SIZE") or DEFAULT_MAX_FILE_SIZE,
+            request_timeout_s=_timeout(get("WHISPER_REQUEST_TIMEOUT_S")),
+            max_queue=int(_number(environ, "WHISPER_MAX_QUEUE", DEFAULT_MAX_QUEUE, integer=True)),
+            engines=engines,
+            threads=int(_number(environ, "WHISPER_THREADS", DEFAULT_THREADS, integer=True)),
+            readme_url=_readme_url(get("WHISPER_README_URL"), get("SPACE_ID")),
+        )
+
+
+def _number(environ: Mapping[str, str], name: str, default: float, *, integer=False) -> float:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        raise SettingsError(f"{name} must be {kind}, got {text!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {text!r}")
+    return value
+
+
+def _timeout(text: str | None) -> float | None:
+    if text is None:
+        return DEFAULT_REQUEST_TIMEOUT_S
+    if text.lower() in ("none", "off"):
+        return None
+    return _number({"WHISPER_REQUEST_TIMEOUT_S": text}, "WHISPER_REQUEST_TIMEOUT_S", 0.0)
+
+
+def _engines(text: str | None) -> tuple[str, ...]:
+    if text is None:
+        return DEFAULT_ENGINES
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    try:
+        for name in names:
+            engine_class(name)
+    except ValueError as e:
+        raise SettingsError(f"WHISPER_ENGINES: {e}") from None
+    missing = [n for n in (ORIGINAL, QUANTIZED) if n not in names]
+    if missing:
+        raise SettingsError(
+            f"WHISPER_ENGINES must include {ORIGINAL} and {QUANTIZED} (the pair the app "
+            f"compares); missing: {', '.join(missing)}"
+        )
+    return names
+
+
+def _readme_url(configured: str | None, space_id: str | None) -> str | None:
+    if configured:
+        return configured
+    if space_id:  # set by Hugging Face Spaces: "owner/name"
+        return f"https://huggingface.co/spaces/{space_id}/blob/main/README.md"
+    return None
+
+
+# --- what a model offers ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the option menus need about a model, read from its files (no worker started)."""
+
+    name: str
+    multilingual: bool
+    languages: tuple[str, ...]  # codes; ("en",) for English-only models
+    built: bool
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return TASKS if self.multilingual else ("transcribe",)
+
+
+def model_info(models_dir: Path, name: str) -> ModelInfo:
+    """Languages and tasks of a built model; for one not built yet, a guess from its name."""
+    folder = Path(models_dir) / name
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        generation = json.loads(
+            (folder / "original" / "generation_config.json").read_text(encoding="utf-8")
+        )
+    except (OSError, ValueError):
+        # Whisper's English-only checkpoints are the ones named *.en.
+        multilingual = not name.endswith(".en")
+        return ModelInfo(name, multilingual, () if multilingual else ("en",), built=False)
+    if not manifest.get("multilingual"):
+        return ModelInfo(name, False, ("en",), built=True)
+    codes = sorted(token.strip("<|>") for token in generation.get("lang_to_id", {}))
+    return ModelInfo(name, True, tuple(codes), built=True)
+
+
+def language_label(code: str) -> str:
+    name = LANGUAGE_NAMES.get(code)
+    return f"{name} ({code})" if name else code
+
+
+def check_options(info: ModelInfo, language: str | None, task: str) -> str | None:
+    """The language code to pass on (None: detect), or ValueError for a bad combination."""
+    if task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+    if not info.multilingual and task != "transcribe":
+        raise ValueError(f"{info.name} is English-only: it can transcribe but not translate.")
+    if language in (None, "", AUTO_DETECT):
+        return None
+    code = language.strip().lower()
+    if not info.multilingual:
+        if code != "en":
+            raise ValueError(f"{info.name} is English-only: choose {AUTO_DETECT} or en.")
+        return None  # English-only models have no language token to set
+    if info.languages and code not in info.languages:
+        raise ValueError(f"{info.name} does not know the language {language!r}.")
+    return code
+
+
+# --- the pool -----------------------------------------------------------------------------
+
+Progress = Callable[[float, str], None]
+
+
+class StudioPool:
+    """One Studio per model, started on first use; only the last used one stays alive.
+
+    Calls are serialised by a lock, so a switch of model never closes workers that another
+    request is still using.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._studio: Studio | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def models_dir(self) -> Path:
+        return self.settings.models_dir
+
+    def models(self) -> list[str]:
+        """The built models, and the default one, which is built on first use if missing."""
+        names = built_models(self.models_dir)
+        if self.settings.default_model not in names:
+            names.insert(0, self.settings.default_model)
+        return names
+
+    def info(self, model: str) -> ModelInfo:
+        return model_info(self.models_dir, model)
+
+    def all_languages(self) -> list[str]:
+        """Every language code of every built model (what an API caller may name)."""
+        codes = {code for name in self.models() for code in self.info(name).languages}
+        return sorted(codes)
+
+    @property
+    def current_model(self) -> str | None:
+        return self._studio.model if self._studio is not None else None
+
+    def ensure_ready(self, on_progress: Progress | None = None) -> Studio:
+        """Build the default model if nothing is built, then load and warm up its engines."""
+        with self._lock:
+            return self._studio_for(self.settings.default_model, on_progress)
+
+    def studio(self, model: str, on_progress: Progress | None = None) -> Studio:
+        with self._lock:
+            return self._studio_for(model, on_progress)
+
+    def compare(
+        self,
+        audio_path: str | os.PathLike[str],
+        *,
+        model: str | None = None,
+        reference: str = "",
+        language: str | None = AUTO_DETECT,
+        task: str = "transcribe",
+        on_progress: Progress | None = None,
+    ) -> Comparison:
+        """Decode the clip, then compare the model's engines on it.
+
+        Raises AudioError for an unusable file, ValueError for options the model does not
+        offer, ModelIntegrityError, BuildError or EngineError (crashed, timed out) otherwise.
+        An empty or silent clip runs no engine: it gives a comparison without results whose
+        notice says why.
+        """
+        model = model or self.settings.default_model
+        progress = on_progress or (lambda fraction, message: None)
+        if model not in self.models():
+            raise ModelNotBuiltError(
+                f"Unknown model {model!r}; this app has: {', '.join(self.models())}"
+            )
+        code = check_options(self.info(model), language, task)
+        try:
+            audio = decode_audio(audio_path, max_seconds=self.settings.max_seconds)
+        except EmptyAudioError:
+            return _silent(model, 0.0, code, reference)
+        if is_silent(audio):
+            return _silent(model, duration_s(audio), code, reference)
+
+        with self._lock:
+            studio = self._studio_for(model, progress)
+            labels = {name: engine_class(name).label for name in studio.engines}
+
+            def on_engine(name: str, i: int, n: int) -> None:
+                progress(i / n, f"Transcribing with {labels[name]} ({i + 1}/{n})")
+
+            return studio.compare(
+                audio, reference=reference or "", language=code, task=task, on_engine=on_engine
+            )
+
+    def _studio_for(self, model: str, progress: Progress | None) -> Studio:
+        if self._studio is not None and self._studio.model == model:
+            return self._studio
+        progress = progress or (lambda fraction, message: None)
+        self._ensure_built(model, progress)
+        if self._studio is not None:
+            logger.info("closing %s to make room for %s", self._studio.model, model)
+            self._studio.close()
+            self._studio = None
+        studio = Studio(
+            self.models_dir / model,
+            self.settings.engines,
+            threads=self.settings.threads,
+            request_timeout_s=self.settings.request_timeout_s,
+        )
+        logger.info("starting %s (%s)", model, ", ".join(studio.engines))
+
+        def on_engine(name: str) -> None:
+            progress(0.0, f"Loading {model}: {engine_class(name).label} (first use only)")
+
+        try:
+            studio.start(on_engine=on_engine)
+        except BaseException:
+            studio.close()  # engines started before the failure
+            raise
+        self._studio = studio
+        return studio
+
+    def _ensure_built(self, model: str, progress: Progress) -> None:
+        if model in built_models(self.models_dir):
+            return
+        if model != self.settings.default_model:
+            raise ModelNotBuiltError(
+                f"{model} is not built; build it with: {build_command(model, self.models_dir)}"
+            )
+        logger.info("%s is not built in %s yet: building it (once)", model, self.models_dir)
+        progress(0.0, f"Building {model} (first start only, about a minute)")
+        build_model(
+            model, self.models_dir, on_stage=lambda stage: progress(0.0, f"{model}: {stage}")
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._studio is not None:
+                self._studio.close()
+                self._studio = None
+
+
+def _silent(model: str, audio_s: float, language: str | None, reference: str) -> Comparison:
+    return Comparison(
+        model=model,
+        audio_s=audio_s,
+        language=language,
+        reference=(reference or "").strip(),
+        results=(),
+        order=(),
+        notice=NOTICE_SILENT,
+    )
+
+
+# --- text around the results --------------------------------------------------------------
+
+
+def transcript(comparison: Comparison, engine: str) -> str:
+    result = comparison.get(engine)
+    return result.transcription.text if result is not None else ""
+
+
+def summary(comparison: Comparison) -> str:
+    """One line on what ran: model, clip length, language and the order of the engines."""
+    if not comparison.results:
+        return ""
+    parts = [f"**{comparison.model}**", f"{comparison.audio_s:.1f} s clip"]
+    if comparison.language:
+        parts.append(f"language: {language_label(comparison.language)}")
+    labels = {r.engine: r.label for r in comparison.results}
+    parts.append("ran in this order: " + " → ".join(labels[name] for name in comparison.order))
+    line = " · ".join(parts)
+    detected = {
+        r.label: r.transcription.language for r in comparison.results if r.transcription.language
+    }
+    if len(set(detected.values())) > 1:
+        each = ", ".join(
+            f"{label} heard {language_label(code)}" for label, code in detected.items()
+        )
+        line += f"\n\n**The engines detected different languages:** {each}."
+    return line
+
+
+def measurement_note(readme_url: str | None) -> str:
+    """The one line under the table: what the figures are, with a link to the details."""
+    anchor = f"{readme_url}#{README_SECTION}" if readme_url else f"#{README_SECTION}"
+    return (
+        "Latency: wall-clock time of a single run of this clip, after each engine's warm-up "
+        "(`benchmark.py` reports medians of repeated runs). Memory held: resident memory "
+        "each engine's own worker process gained by loading its model and one warm-up; peak "
+        "extra: its highest resident memory during this clip above that. "
+        f"[How the figures are measured]({anchor})"
+    )

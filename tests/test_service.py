@@ -1,0 +1,168 @@
+"""The app's settings and request checks, without Gradio and without starting any engine."""
+
+from __future__ import annotations
+
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from whisper_quant.audio import AudioDecodeError, AudioTooLongError
+from whisper_quant.engines import NOTICE_SILENT
+from whisper_quant.report import table_rows
+from whisper_quant.service import (
+    AUTO_DETECT,
+    ModelInfo,
+    ModelNotBuiltError,
+    Settings,
+    SettingsError,
+    StudioPool,
+    check_options,
+    language_label,
+    measurement_note,
+    model_info,
+)
+
+ENGLISH_ONLY = ModelInfo("tiny.en", multilingual=False, languages=("en",), built=True)
+MULTILINGUAL = ModelInfo("base", multilingual=True, languages=("de", "en", "es"), built=True)
+
+
+def test_settings_default_without_environment():
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.default_model == "tiny.en"
+    assert settings.max_seconds == 600
+    assert settings.engines == ("original", "quantized")
+
+
+def test_settings_read_from_environment(tmp_path):
+    settings = Settings.from_env(
+        {
+            "WHISPER_MODELS_DIR": str(tmp_path),
+            "WHISPER_DEFAULT_MODEL": "base",
+            "WHISPER_MAX_SECONDS": "30",
+            "WHISPER_MAX_FILE_SIZE": "5mb",
+            "WHISPER_REQUEST_TIMEOUT_S": "none",
+            "WHISPER_MAX_QUEUE": "4",
+            "WHISPER_ENGINES": "original, quantized, onnx-fp32",
+            "SPACE_ID": "someone/studio",
+        }
+    )
+    assert settings.models_dir == tmp_path
+    assert settings.default_model == "base"
+    assert settings.max_seconds == 30.0
+    assert settings.max_file_size == "5mb"
+    assert settings.request_timeout_s is None
+    assert settings.max_queue == 4
+    assert settings.engines == ("original", "quantized", "onnx-fp32")
+    assert settings.readme_url == "https://huggingface.co/spaces/someone/studio/blob/main/README.md"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("WHISPER_MAX_SECONDS", "ten", "WHISPER_MAX_SECONDS must be a number"),
+        ("WHISPER_MAX_SECONDS", "-1", "WHISPER_MAX_SECONDS must be positive"),
+        ("WHISPER_MAX_QUEUE", "2.5", "WHISPER_MAX_QUEUE must be a whole number"),
+        ("WHISPER_REQUEST_TIMEOUT_S", "0", "must be positive"),
+        ("WHISPER_ENGINES", "original,tflite", "Unknown engine 'tflite'"),
+        ("WHISPER_ENGINES", "original", "must include original and quantized"),
+    ],
+)
+def test_bad_settings_name_the_variable(name, value, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({name: value})
+
+
+def test_options_for_an_english_only_model():
+    assert check_options(ENGLISH_ONLY, AUTO_DETECT, "transcribe") is None
+    assert check_options(ENGLISH_ONLY, "en", "transcribe") is None
+    with pytest.raises(ValueError, match="English-only"):
+        check_options(ENGLISH_ONLY, AUTO_DETECT, "translate")
+    with pytest.raises(ValueError, match="English-only"):
+        check_options(ENGLISH_ONLY, "de", "transcribe")
+
+
+def test_options_for_a_multilingual_model():
+    assert check_options(MULTILINGUAL, AUTO_DETECT, "translate") is None
+    assert check_options(MULTILINGUAL, None, "transcribe") is None
+    assert check_options(MULTILINGUAL, "DE", "transcribe") == "de"
+    with pytest.raises(ValueError, match="does not know the language 'xx'"):
+        check_options(MULTILINGUAL, "xx", "transcribe")
+    with pytest.raises(ValueError, match="Unknown task"):
+        check_options(MULTILINGUAL, AUTO_DETECT, "summarise")
+
+
+def test_model_info_comes_from_the_built_files(tmp_path):
+    folder = tmp_path / "base"
+    (folder / "original").mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"multilingual": True}))
+    (folder / "original" / "generation_config.json").write_text(
+        json.dumps({"lang_to_id": {"<|en|>": 50259, "<|de|>": 50261}})
+    )
+    assert model_info(tmp_path, "base") == ModelInfo("base", True, ("de", "en"), built=True)
+    # Not built yet: Whisper's English-only models are the *.en ones.
+    assert model_info(tmp_path, "tiny.en") == ModelInfo("tiny.en", False, ("en",), built=False)
+    assert model_info(tmp_path, "small").multilingual
+
+
+def test_language_labels():
+    assert language_label("de") == "German (de)"
+    assert language_label("haw") == "Hawaiian (haw)"
+    assert language_label("xx") == "xx"
+
+
+def test_measurement_note_links_to_the_method():
+    assert "(#how-the-figures-are-measured)" in measurement_note(None)
+    url = "https://example.org/README.md"
+    assert f"({url}#how-the-figures-are-measured)" in measurement_note(url)
+    assert "single run" in measurement_note(None)
+
+
+def _wav(path: Path, samples: np.ndarray) -> Path:
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(16000)
+        f.writeframes((samples * 32767).astype("<i2").tobytes())
+    return path
+
+
+@pytest.fixture
+def pool(tmp_path):
+    # No model is built here: whatever these tests do must not need one.
+    pool = StudioPool(Settings(models_dir=tmp_path / "models", max_seconds=3))
+    yield pool
+    pool.close()
+
+
+def test_a_silent_clip_runs_no_engine(pool, tmp_path):
+    silent = _wav(tmp_path / "silent.wav", np.zeros(16000))
+    comparison = pool.compare(silent)
+    assert comparison.results == ()
+    assert comparison.notice == NOTICE_SILENT
+    assert table_rows(comparison) == []
+    assert pool.current_model is None  # nothing was started or built
+
+
+def test_bad_requests_fail_before_any_engine_starts(pool, tmp_path):
+    fake = tmp_path / "fake.wav"
+    fake.write_text("not audio")
+    with pytest.raises(AudioDecodeError):
+        pool.compare(fake)
+    long = _wav(tmp_path / "long.wav", 0.3 * np.sin(np.arange(4 * 16000) / 10))
+    with pytest.raises(AudioTooLongError, match="limit is 3 seconds"):
+        pool.compare(long)
+    with pytest.raises(ModelNotBuiltError, match="Unknown model 'large'"):
+        pool.compare(long, model="large")
+    with pytest.raises(ValueError, match="English-only"):
+        pool.compare(long, task="translate")
+    assert pool.current_model is None
+
+
+def test_a_model_that_is_not_built_names_the_build_command(tmp_path):
+    pool = StudioPool(Settings(models_dir=tmp_path, default_model="tiny.en"))
+    with pytest.raises(ModelNotBuiltError, match="python build_model.py --model base"):
+        pool.studio("base")
