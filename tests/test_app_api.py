@@ -1,0 +1,214 @@
+"""The app through its public API: `python app.py` launched as a Space launches it, driven by
+gradio_client, with the real tiny.en model.
+
+One app serves most tests, with a 5 s length limit and a 1 MB upload limit so that those
+limits can be tested with small files; the damaged-model and timeout cases need their own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import wave
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from app_server import log_tail, running_app
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+pytestmark = pytest.mark.integration
+
+MAX_SECONDS = 5
+MAX_FILE_SIZE = "1mb"
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def tone(seconds: float, rate: int = 16000) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    return 0.3 * np.sin(2 * np.pi * 440 * t)
+
+
+@pytest.fixture(scope="module")
+def app_url(built_tiny_en, tmp_path_factory):
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    with running_app(
+        built_tiny_en.folder.parent,
+        log,
+        WHISPER_MAX_SECONDS=str(MAX_SECONDS),
+        WHISPER_MAX_FILE_SIZE=MAX_FILE_SIZE,
+    ) as url:
+        yield url
+    print(f"app log ({log}):\n{log_tail(log)}")
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def compare(
+    client, audio, reference="", model="tiny.en", language="auto-detect", task="transcribe"
+):
+    audio = handle_file(str(audio)) if audio is not None else None
+    return client.predict(audio, reference, model, language, task, api_name="/compare")
+
+
+def rows(result) -> list[list]:
+    return result[2]["data"]
+
+
+def test_compare_is_the_only_public_endpoint_with_its_documented_inputs(client):
+    api = client.view_api(print_info=False, return_format="dict")
+    assert list(api["named_endpoints"]) == ["/compare"]
+    compare_api = api["named_endpoints"]["/compare"]
+    names = [p["parameter_name"] for p in compare_api["parameters"]]
+    assert names == ["audio", "reference", "model", "language", "task"]
+    defaults = {p["parameter_name"]: p.get("parameter_default") for p in compare_api["parameters"]}
+    assert defaults["model"] == "tiny.en"
+    assert defaults["language"] == "auto-detect"
+    assert defaults["task"] == "transcribe"
+    outputs = [r["label"] for r in compare_api["returns"]]
+    assert outputs[:3] == ["Original (PyTorch fp32)", "Quantized (ONNX int8) transcript", "Results"]
+
+
+def test_both_engines_transcribe_a_clip_and_are_measured(client, clip, references):
+    result = compare(client, clip("goforward.wav"), references["goforward.wav"])
+    original, quantized, table = result[0], result[1], result[2]
+    assert "forward" in original.lower()
+    assert "forward" in quantized.lower()
+    assert table["headers"][:2] == ["Engine", "Latency (ms)"]
+    assert [row[0] for row in table["data"]] == ["Original (PyTorch fp32)", "Quantized (ONNX int8)"]
+    headers = table["headers"]
+    for row in table["data"]:
+        assert row[headers.index("Latency (ms)")] > 0
+        assert row[headers.index("Memory held (MiB)")] > 0
+        assert "%" in row[headers.index("WER vs reference")]
+    # The highlighted quantized transcript joins back to the quantized text.
+    assert "".join(t["token"] for t in result[3]) == quantized
+    assert "tiny.en" in result[6]
+    assert result[7] == ""  # no notice
+
+
+def test_no_audio_is_refused_with_a_plain_message(client):
+    with pytest.raises(AppError, match="Upload or record audio first"):
+        compare(client, None)
+
+
+def test_a_file_that_is_not_audio_is_refused(client, tmp_path):
+    fake = tmp_path / "notes.wav"
+    fake.write_text("These are meeting notes, not a recording.\n" * 20)
+    with pytest.raises(AppError, match="(?i)could not decode the file as audio"):
+        compare(client, fake)
+
+
+def test_a_silent_clip_gives_empty_transcripts_and_a_notice(client, tmp_path):
+    silent = write_wav(tmp_path / "silence.wav", np.zeros(2 * 16000))
+    result = compare(client, silent)
+    assert result[0] == "" and result[1] == ""
+    assert rows(result) == []  # no engine ran, so nothing was measured
+    assert "no speech" in result[7].lower()
+
+
+def test_a_clip_over_the_length_limit_is_refused_naming_the_limit(client, tmp_path):
+    long = write_wav(tmp_path / "long.wav", tone(MAX_SECONDS + 1))
+    with pytest.raises(AppError, match=f"limit is {MAX_SECONDS} seconds"):
+        compare(client, long)
+
+
+def test_a_file_over_the_upload_limit_is_refused(app_url, client, tmp_path):
+    big = write_wav(tmp_path / "big.wav", tone(40))  # 1.3 MB, over the 1 MB limit
+    # The app publishes its limit, so the client refuses before uploading...
+    with pytest.raises(ValueError, match="maximum file size of 1048576 bytes"):
+        compare(client, big)
+    # ...and the server refuses the upload from anyone who does not check.
+    with open(big, "rb") as f:
+        response = httpx.post(f"{app_url}gradio_api/upload", files={"files": f}, timeout=30)
+    assert response.status_code == 413
+
+
+def test_options_the_model_does_not_offer_are_refused(client, clip):
+    with pytest.raises(AppError, match="English-only"):
+        compare(client, clip("goforward.wav"), task="translate")
+    with pytest.raises(AppError, match="not in the list of choices"):
+        compare(client, clip("goforward.wav"), model="no-such-model")
+
+
+def test_two_people_at_once_each_get_their_own_answer(app_url, clip):
+    clips = {"goforward.wav": "forward", "cards-005.wav": "spades"}
+    answers: dict[str, object] = {}
+
+    def ask(name: str) -> None:
+        try:
+            answers[name] = compare(Client(app_url, verbose=False), clip(name))
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            answers[name] = e
+
+    threads = [threading.Thread(target=ask, args=(name,)) for name in clips]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    for name, word in clips.items():
+        result = answers[name]
+        assert not isinstance(result, Exception), result
+        assert word in result[0].lower() and word in result[1].lower(), (name, result[:2])
+        other = next(w for n, w in clips.items() if n != name)
+        assert other not in result[0].lower()
+
+
+def test_the_app_still_serves_after_bad_requests(client, clip):
+    # Runs last in this module: every refusal above must have left the app working.
+    result = compare(client, clip("goforward.wav"))
+    assert "forward" in result[0].lower() and "forward" in result[1].lower()
+    assert len(rows(result)) == 2
+
+
+# --- failures that need an app of their own -----------------------------------------------
+
+
+def _linked_copy(source: Path, target: Path) -> None:
+    """A copy of a model folder that shares the big files (hard links where possible)."""
+
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=link)
+
+
+def test_a_damaged_model_is_refused_with_the_rebuild_command(built_tiny_en, tmp_path, clip):
+    models = tmp_path / "models"
+    damaged = models / built_tiny_en.folder.name
+    _linked_copy(built_tiny_en.folder, damaged)
+    config = damaged / "quantized" / "config.json"
+    text = config.read_text()
+    config.unlink()  # a new file: the linked original stays intact
+    config.write_text(text.replace("{", '{"tampered": true, ', 1))
+
+    with running_app(models, tmp_path / "app.log") as url:
+        client = Client(url, verbose=False)
+        with pytest.raises(AppError, match=r"build_model\.py --model tiny\.en"):
+            compare(client, clip("goforward.wav"))
+
+
+def test_an_engine_that_runs_too_long_is_stopped_with_a_message(built_tiny_en, tmp_path, clip):
+    with running_app(
+        built_tiny_en.folder.parent, tmp_path / "app.log", WHISPER_REQUEST_TIMEOUT_S="0.01"
+    ) as url:
+        client = Client(url, verbose=False)
+        with pytest.raises(AppError, match="took longer than"):
+            compare(client, clip("goforward.wav"))
