@@ -34,7 +34,7 @@ from .weights import copy_preprocessing_files, import_weights, source_checksum
 logger = logging.getLogger(__name__)
 
 # Bump when the build's output changes for the same inputs, so old builds are redone.
-BUILDER_VERSION = 3
+BUILDER_VERSION = 4
 DEFAULT_MODELS_DIR = Path("models")
 QUANTIZATION_PRESETS = ("avx2", "avx512", "avx512_vnni", "arm64")
 ENCODER_FILE = "encoder_model.onnx"
@@ -50,7 +50,8 @@ class BuildError(RuntimeError):
 @dataclass(frozen=True)
 class BuildOptions:
     quantization: str = "auto"
-    per_channel: bool = False
+    # Per-channel scales keep quantized transcripts closest to the original's (see README).
+    per_channel: bool = True
     force: bool = False
 
 
@@ -92,11 +93,37 @@ def resolve_quantization(requested: str, flags: set[str] | None = None) -> str:
     return "avx2"
 
 
-def quantization_config(preset: str, per_channel: bool):
+def quantization_config(preset: str, per_channel: bool, nodes_to_exclude: list[str] | None = None):
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
     factory = getattr(AutoQuantizationConfig, preset)
-    return factory(is_static=False, per_channel=per_channel)
+    return factory(is_static=False, per_channel=per_channel, nodes_to_exclude=nodes_to_exclude)
+
+
+def activation_matmuls(path: Path) -> list[str]:
+    """MatMul nodes whose second input is not a weight: attention's Q.K^T and scores.V.
+
+    onnxruntime's own `quantize_dynamic` leaves these alone by default (MatMulConstBOnly),
+    but Optimum drives its quantizer directly and quantizes them too, to per-tensor uint8
+    at run time. For Whisper that re-quantizes the attention cache at every step: slower,
+    and inaccurate enough that quantized `base` took a German clip for English.
+    """
+    import onnx
+
+    names: set[str] = set()
+
+    def walk(graph, constants: frozenset[str]) -> None:
+        constants = constants | {i.name for i in graph.initializer}
+        constants |= {n.output[0] for n in graph.node if n.op_type == "Constant"}
+        for node in graph.node:
+            if node.op_type == "MatMul" and node.input[1] not in constants:
+                names.add(node.name)
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    walk(attribute.g, constants)
+
+    walk(onnx.load(str(path), load_external_data=False).graph, frozenset())
+    return sorted(names)
 
 
 def library_versions() -> dict[str, str]:
@@ -281,8 +308,10 @@ def quantize_onnx(fp32_dir: Path, out_dir: Path, preset: str, per_channel: bool)
     """Dynamically quantize both graphs to int8 with Optimum's ORTQuantizer."""
     from optimum.onnxruntime import ORTQuantizer
 
-    qconfig = quantization_config(preset, per_channel)
+    excluded = {}
     for name in ONNX_FILES:
+        excluded[name] = activation_matmuls(fp32_dir / name)
+        qconfig = quantization_config(preset, per_channel, excluded[name])
         quantizer = ORTQuantizer.from_pretrained(fp32_dir, file_name=name)
         quantizer.quantize(save_dir=out_dir, quantization_config=qconfig)
     # The quantizer names its outputs *_quantized.onnx; keep the plain names the loaders expect.
@@ -298,6 +327,8 @@ def quantize_onnx(fp32_dir: Path, out_dir: Path, preset: str, per_channel: bool)
         "operators": list(qconfig.operators_to_quantize),
         "reduce_range": bool(qconfig.reduce_range),
         "symmetric_weights": bool(qconfig.weights_symmetric),
+        "excluded": "MatMuls without a constant weight (attention scores), "
+        + ", ".join(f"{len(v)} in {k}" for k, v in excluded.items()),
     }
 
 

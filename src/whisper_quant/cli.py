@@ -76,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--per-channel",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="per-channel weight scales (default: per-tensor)",
+        default=True,
+        help="per-channel weight scales (default: on; --no-per-channel is per-tensor)",
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if the build is current")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -129,7 +129,7 @@ def build_main(argv: list[str] | None = None) -> int:
             f"{name}: built in {time.perf_counter() - started:.1f} s -> {result.folder}\n"
             f"  original {sizes.get('original', 0) / 2**20:.1f} MiB, "
             f"onnx-fp32 {sizes.get('onnx-fp32', 0) / 2**20:.1f} MiB, "
-            f"quantized {sizes.get('quantized', 0) / 2**20:.1f} MiB ({ratio:.0%} of the original)\n"
+            f"quantized {sizes.get('quantized', 0) / 2**20:.1f} MiB ({ratio:.1%} of the original)\n"
             f"  stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in info["stages_s"].items())
         )
     return 1 if failures else 0
