@@ -185,7 +185,9 @@ class EngineWorker:
         self._process, self._conn = process, parent
         if not parent.poll(START_TIMEOUT_S):
             self._stop()
-            raise EngineError(f"The {self.engine} engine did not start within {START_TIMEOUT_S:.0f} s")
+            raise EngineError(
+                f"The {self.engine} engine did not start within {START_TIMEOUT_S:.0f} s"
+            )
         try:
             message = parent.recv()
         except EOFError as e:
