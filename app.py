@@ -194,6 +194,7 @@ with gr.Blocks(title="Whisper Quantization Studio") as demo:
         render=False,
     )
     reference = gr.Textbox(
+        "",
         label="Reference transcript (optional)",
         placeholder="What is really said, to score both engines' word error rate",
         lines=2,

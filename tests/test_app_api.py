@@ -76,6 +76,7 @@ def test_compare_is_the_only_public_endpoint_with_its_documented_inputs(client):
     names = [p["parameter_name"] for p in compare_api["parameters"]]
     assert names == ["audio", "reference", "model", "language", "task"]
     defaults = {p["parameter_name"]: p.get("parameter_default") for p in compare_api["parameters"]}
+    assert defaults["reference"] == ""
     assert defaults["model"] == "tiny.en"
     assert defaults["language"] == "auto-detect"
     assert defaults["task"] == "transcribe"
