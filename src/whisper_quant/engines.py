@@ -128,8 +128,12 @@ class Engine(ABC):
 
     # --- shared --------------------------------------------------------------------------
 
-    def load(self) -> None:
-        if self._loaded:
+    def prepare(self) -> None:
+        """Load what every engine shares: tokenizer, configs and the feature extractor.
+
+        Kept apart from the model so a worker can measure the model's memory alone.
+        """
+        if hasattr(self, "special"):
             return
         if not self.folder.is_dir():
             raise EngineError(f"{self.folder} does not exist: build the model first")
@@ -152,6 +156,11 @@ class Engine(ABC):
             generation.get("begin_suppress_tokens") or [], dtype=np.int64
         )
         self._features = WhisperFeatureExtractor.from_pretrained(meta)
+
+    def load(self) -> None:
+        if self._loaded:
+            return
+        self.prepare()
         self._load()
         self._loaded = True
 

@@ -43,7 +43,9 @@ DEFAULT_REPEATS = 5
 MEMORY_METHOD = (
     "Each engine runs in its own worker process; 'memory held' is that process's resident "
     "set size (RSS) after loading the model and one warm-up transcription, minus its RSS "
-    "after importing the libraries and before loading the model; 'peak' is the highest RSS "
+    "after importing the libraries and loading the tokenizer and feature extractor (the same "
+    "for every engine), before loading the model; freed heap is returned to the system "
+    "(malloc_trim) before each reading, for every engine alike. 'Peak' is the highest RSS "
     "during a transcription minus the RSS just before it."
 )
 
@@ -66,6 +68,27 @@ TIMING_METHOD = timing_method()
 def mib(n_bytes: float) -> float:
     """Bytes to mebibytes (2**20 bytes)."""
     return n_bytes / MIB
+
+
+def release_free_memory() -> None:
+    """Return freed heap pages to the system (glibc's malloc_trim), where that exists.
+
+    Without it, RSS also counts memory an engine has already freed but the allocator keeps
+    cached, which depends on the allocation pattern more than on the model. Called before
+    every reading, for every engine alike.
+    """
+    try:
+        _libc().malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+@cache
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 
 
 def rss_bytes() -> int:

@@ -13,9 +13,11 @@ import gc
 import logging
 import multiprocessing as mp
 import os
+import sys
 import threading
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -73,8 +75,11 @@ def _limit_threads(threads: int) -> None:
 
 
 def _rss() -> int:
-    from .measure import rss_bytes
+    """RSS after a garbage collection and returning freed heap (see measure.py)."""
+    from .measure import release_free_memory, rss_bytes
 
+    gc.collect()
+    release_free_memory()
     return rss_bytes()
 
 
@@ -89,15 +94,14 @@ def _serve(conn, engine_name: str, model_dir: str, threads: int) -> None:
         import transformers.models.whisper.feature_extraction_whisper  # noqa: F401
 
         audio = warmup_audio()
-        gc.collect()
+        engine = cls(model_dir, threads=threads)
+        engine.prepare()
         baseline = _rss()
         started = time.perf_counter()
-        engine = cls(model_dir, threads=threads)
         engine.load()
         loaded = time.perf_counter()
         engine.transcribe(audio)
         warmed = time.perf_counter()
-        gc.collect()
         info = engine.describe()
         report = LoadReport(
             engine=engine_name,
@@ -125,6 +129,7 @@ def _serve(conn, engine_name: str, model_dir: str, threads: int) -> None:
             return
         _, audio, options = message
         try:
+            _rss()  # the same starting state for every request's peak
             with PeakTracker() as tracker:
                 result = engine.transcribe(audio, **options)
             conn.send(("ok", with_memory(result, tracker.peak_extra_bytes)))
@@ -133,6 +138,26 @@ def _serve(conn, engine_name: str, model_dir: str, threads: int) -> None:
         except Exception as e:  # noqa: BLE001 - the worker keeps serving
             logger.exception("%s failed", engine_name)
             conn.send(("error", False, f"{type(e).__name__}: {e}"))
+
+
+@contextmanager
+def _main_script_hidden():
+    """Keep "spawn" from re-running the parent's main script in the worker.
+
+    multiprocessing re-runs `__main__`'s file in each spawned child so that pickled
+    functions defined there resolve; the worker's target lives in this module, and the main
+    script may be a whole Gradio app (tens of MiB and seconds of start-up per worker).
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 class EngineWorker:
@@ -180,7 +205,8 @@ class EngineWorker:
             name=f"engine-{self.engine}",
             daemon=True,
         )
-        process.start()
+        with _main_script_hidden():
+            process.start()
         child.close()
         self._process, self._conn = process, parent
         if not parent.poll(START_TIMEOUT_S):
@@ -222,7 +248,7 @@ class EngineWorker:
             if not self._conn.poll(self.request_timeout_s):
                 self._stop()
                 raise EngineTimeoutError(
-                    f"The {self.engine} engine took longer than {self.request_timeout_s:.0f} s "
+                    f"The {self.engine} engine took longer than {self.request_timeout_s:g} s "
                     "on this clip and was stopped; it restarts on the next request"
                 )
             try:
