@@ -25,7 +25,13 @@ from whisper_quant.engines import EngineError  # noqa: E402
 from whisper_quant.manifest import ModelIntegrityError  # noqa: E402
 from whisper_quant.measure import MEMORY_METHOD, timing_method  # noqa: E402
 from whisper_quant.metrics import DIFF_ADDED, DIFF_CHANGED, DIFF_MISSING, word_diff  # noqa: E402
-from whisper_quant.report import TABLE_HEADERS, chart_rows, table_rows  # noqa: E402
+from whisper_quant.report import (  # noqa: E402
+    LATENCY_METRIC,
+    MEMORY_METRIC,
+    TABLE_HEADERS,
+    chart_rows,
+    table_rows,
+)
 from whisper_quant.service import (  # noqa: E402
     AUTO_DETECT,
     README_SECTION,
@@ -43,8 +49,6 @@ SETTINGS = Settings.from_env()
 POOL = StudioPool(SETTINGS)  # starts nothing until the first request or ensure_ready()
 
 EXAMPLES_DIR = ROOT / "examples"
-LATENCY = "Latency (ms)"  # the metric names of report.chart_rows
-MEMORY = "Memory held (MiB)"
 BAR_STYLE = {"x_title": " ", "color_title": " ", "colors_in_legend": [], "height": 260}
 DIFF_COLORS = {DIFF_CHANGED: "#f59e0b", DIFF_ADDED: "#3b82f6", DIFF_MISSING: "#ef4444"}
 
@@ -88,8 +92,8 @@ def compare(audio, reference, model, language, task, progress=gr.Progress()):  #
         quantized,
         table,
         diff,
-        _bars(chart, LATENCY),
-        _bars(chart, MEMORY),
+        _bars(chart, LATENCY_METRIC),
+        _bars(chart, MEMORY_METRIC),
         summary(comparison),
         f"**{comparison.notice}**" if comparison.notice else "",
     )
@@ -254,10 +258,20 @@ with gr.Blocks(title="Whisper Quantization Studio") as demo:
     with gr.Row():
         # Bars start at zero, so their lengths compare.
         latency_plot = gr.BarPlot(
-            x="Engine", y=LATENCY, color="Engine", label="Latency", y_lim=[0, None], **BAR_STYLE
+            x="Engine",
+            y=LATENCY_METRIC,
+            color="Engine",
+            label="Latency",
+            y_lim=[0, None],
+            **BAR_STYLE,
         )
         memory_plot = gr.BarPlot(
-            x="Engine", y=MEMORY, color="Engine", label="Memory", y_lim=[0, None], **BAR_STYLE
+            x="Engine",
+            y=MEMORY_METRIC,
+            color="Engine",
+            label="Memory",
+            y_lim=[0, None],
+            **BAR_STYLE,
         )
     with gr.Accordion("How the figures are measured", open=False, elem_id=README_SECTION):
         gr.Markdown(_method_details())

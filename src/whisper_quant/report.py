@@ -7,6 +7,10 @@ from collections.abc import Sequence
 from .compare import ORIGINAL, Comparison, EngineResult
 from .measure import mib
 
+# The metric names of chart_rows, for a UI that charts each metric on its own.
+LATENCY_METRIC = "Latency (ms)"
+MEMORY_METRIC = "Memory held (MiB)"
+
 TABLE_HEADERS = (
     "Engine",
     "Latency (ms)",
