@@ -86,6 +86,8 @@ def _rss() -> int:
 def _serve(conn, engine_name: str, model_dir: str, threads: int) -> None:
     """The worker process: load, warm up, report, then answer requests until told to stop."""
     _limit_threads(threads)
+    # transformers warns on every generate call about settings the engine chose on purpose.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         from .measure import PeakTracker
 
@@ -96,6 +98,7 @@ def _serve(conn, engine_name: str, model_dir: str, threads: int) -> None:
         audio = warmup_audio()
         engine = cls(model_dir, threads=threads)
         engine.prepare()
+        engine.initialise_runtime()
         baseline = _rss()
         started = time.perf_counter()
         engine.load()
