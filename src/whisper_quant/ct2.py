@@ -242,6 +242,18 @@ def _has_bias(hf_projection: str) -> bool:
     return not hf_projection.endswith("k_proj")
 
 
+def _name_plan(dims: Mapping[str, int]):
+    """(CT2 name, transformers name) pairs, and the fused linears to split or join."""
+    pairs = list(_GLOBAL_NAMES)
+    fused = []
+    for side in ("encoder", "decoder"):
+        for i in range(dims[f"{side}_layers"]):
+            for ct2_prefix, hf_prefix in _layer_names(side, i):
+                pairs += _module_params(ct2_prefix, hf_prefix)
+            fused += _fused_names(side, i)
+    return pairs, fused
+
+
 def whisper_dimensions(model: CT2Model) -> dict[str, int]:
     """The architecture of a CT2 Whisper model, as WhisperConfig keyword arguments."""
     try:
@@ -284,14 +296,7 @@ def to_transformers_state_dict(model: CT2Model) -> dict[str, np.ndarray]:
         used.add(model.aliases.get(name, name))
         return value.astype(np.float32)
 
-    pairs = list(_GLOBAL_NAMES)
-    fused = []
-    for side in ("encoder", "decoder"):
-        for i in range(dims[f"{side}_layers"]):
-            for ct2_prefix, hf_prefix in _layer_names(side, i):
-                pairs += _module_params(ct2_prefix, hf_prefix)
-            fused += _fused_names(side, i)
-
+    pairs, fused = _name_plan(dims)
     for ct2_name, hf_name in pairs:
         state[hf_name] = take(ct2_name)
     for ct2_prefix, projections in fused:
@@ -318,13 +323,7 @@ def from_transformers_state_dict(
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The inverse mapping: transformers weights to CT2 variables (and aliases)."""
     variables: dict[str, np.ndarray] = {}
-    pairs = list(_GLOBAL_NAMES)
-    fused = []
-    for side in ("encoder", "decoder"):
-        for i in range(dims[f"{side}_layers"]):
-            for ct2_prefix, hf_prefix in _layer_names(side, i):
-                pairs += _module_params(ct2_prefix, hf_prefix)
-            fused += _fused_names(side, i)
+    pairs, fused = _name_plan(dims)
     for ct2_name, hf_name in pairs:
         variables[ct2_name] = np.asarray(state[hf_name], dtype=dtype)
     for ct2_prefix, projections in fused:
