@@ -183,7 +183,7 @@ def _method_details() -> str:
 MODELS = POOL.models()
 LANGUAGE_STATE, TASK_STATE = _option_state(SETTINGS.default_model)
 
-with gr.Blocks(title="Whisper Quantization Studio") as demo:
+with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as demo:
     gr.Markdown(
         "# Whisper Quantization Studio\n"
         "Run one clip through the original Whisper (PyTorch fp32) and its int8-quantized ONNX "
