@@ -72,6 +72,7 @@ def test_reports_every_engine_with_positive_figures(report):
         1 - data["engines"]["quantized"]["memory_mib"] / data["engines"]["original"]["memory_mib"]
     )
     assert "wer_delta" in summary
+    assert summary["speedup_best"] > 0
     assert "median" in data["methods"]["timing"] and "RSS" in data["methods"]["memory"]
 
 
