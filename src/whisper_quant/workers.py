@@ -135,12 +135,16 @@ def _serve(conn, engine_name: str, model_dir: str, threads: int) -> None:
             _rss()  # the same starting state for every request's peak
             with PeakTracker() as tracker:
                 result = engine.transcribe(audio, **options)
-            conn.send(("ok", with_memory(result, tracker.peak_extra_bytes)))
+            reply = ("ok", with_memory(result, tracker.peak_extra_bytes))
         except (ValueError, EngineError) as e:
-            conn.send(("error", isinstance(e, ValueError), str(e)))
+            reply = ("error", isinstance(e, ValueError), str(e))
         except Exception as e:  # noqa: BLE001 - the worker keeps serving
             logger.exception("%s failed", engine_name)
-            conn.send(("error", False, f"{type(e).__name__}: {e}"))
+            reply = ("error", False, f"{type(e).__name__}: {e}")
+        try:
+            conn.send(reply)
+        except OSError:  # the parent gave up on this request (time-out) and left
+            return
 
 
 @contextmanager
@@ -249,7 +253,8 @@ class EngineWorker:
                 self._start()
             self._conn.send(("transcribe", np.asarray(audio, np.float32), options))
             if not self._conn.poll(self.request_timeout_s):
-                self._stop()
+                # Killed at once: a graceful stop would let it finish into a closed pipe.
+                self._stop(kill=True)
                 raise EngineTimeoutError(
                     f"The {self.engine} engine took longer than {self.request_timeout_s:g} s "
                     "on this clip and was stopped; it restarts on the next request"
@@ -269,9 +274,11 @@ class EngineWorker:
         _, bad_input, text = message
         raise ValueError(text) if bad_input else EngineError(text)
 
-    def _stop(self) -> None:
+    def _stop(self, *, kill: bool = False) -> None:
         process, conn = self._process, self._conn
         self._process = self._conn = None
+        if kill and process is not None and process.is_alive():
+            process.kill()
         if conn is not None:
             try:
                 conn.send(("close",))
