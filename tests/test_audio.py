@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import wave
 from pathlib import Path
 
@@ -470,7 +471,8 @@ def mutated(draw, valid_files: list[bytes]) -> bytes:
 
 
 @settings(
-    max_examples=200,
+    # WHISPER_FUZZ_EXAMPLES=50000 for a long run (see README, Reliability).
+    max_examples=int(os.environ.get("WHISPER_FUZZ_EXAMPLES", "200")),
     deadline=None,
     database=None,  # keep .hypothesis/ out of the repository
     suppress_health_check=[HealthCheck.too_slow],
