@@ -41,6 +41,7 @@ ENCODER_FILE = "encoder_model.onnx"
 DECODER_FILE = "decoder_model_merged.onnx"
 ONNX_FILES = (ENCODER_FILE, DECODER_FILE)
 STAGES = ("import weights", "export ONNX", "quantize", "write manifest")
+BASELINE_DIR = "baseline-int8"
 
 
 class BuildError(RuntimeError):
@@ -53,6 +54,8 @@ class BuildOptions:
     # Per-channel scales keep quantized transcripts closest to the original's (see README).
     per_channel: bool = True
     force: bool = False
+    # Also build the plain recipe (Optimum's defaults, per-tensor) for the `optimum` engine.
+    baseline: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ def _inputs(spec: ModelSpec, options: BuildOptions, preset: str) -> dict:
         "kind": spec.kind,
         "quantization": preset,
         "per_channel": options.per_channel,
+        "baseline": options.baseline,
         "versions": library_versions(),
     }
 
@@ -231,6 +235,8 @@ def _build_into(
 
     start = stage(STAGES[2])
     qconfig = quantize_onnx(work / "onnx-fp32", work / "quantized", preset, options.per_channel)
+    if options.baseline:
+        quantize_onnx(work / "onnx-fp32", work / BASELINE_DIR, preset, False, plain=True)
     stages["quantize_s"] = time.perf_counter() - start
 
     start = stage(STAGES[3])
@@ -304,13 +310,19 @@ def export_onnx(original: Path, out_dir: Path) -> None:
     shutil.rmtree(tmp)
 
 
-def quantize_onnx(fp32_dir: Path, out_dir: Path, preset: str, per_channel: bool) -> dict:
-    """Dynamically quantize both graphs to int8 with Optimum's ORTQuantizer."""
+def quantize_onnx(
+    fp32_dir: Path, out_dir: Path, preset: str, per_channel: bool, *, plain: bool = False
+) -> dict:
+    """Dynamically quantize both graphs to int8 with Optimum's ORTQuantizer.
+
+    `plain` is the recipe this project started from (every quantizable operator, attention
+    MatMuls included), kept only to show what the changes bring.
+    """
     from optimum.onnxruntime import ORTQuantizer
 
     excluded = {}
     for name in ONNX_FILES:
-        excluded[name] = activation_matmuls(fp32_dir / name)
+        excluded[name] = [] if plain else activation_matmuls(fp32_dir / name)
         qconfig = quantization_config(preset, per_channel, excluded[name])
         quantizer = ORTQuantizer.from_pretrained(fp32_dir, file_name=name)
         quantizer.quantize(save_dir=out_dir, quantization_config=qconfig)

@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-channel weight scales (default: on; --no-per-channel is per-tensor)",
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if the build is current")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also build the plain Optimum recipe (baseline-int8/) for the benchmark's "
+        "'optimum' engine: the before of the before/after",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -95,7 +101,10 @@ def build_main(argv: list[str] | None = None) -> int:
     if "all" in names:
         names = [spec.name for spec in list_models()]
     options = BuildOptions(
-        quantization=args.quantization, per_channel=args.per_channel, force=args.force
+        quantization=args.quantization,
+        per_channel=args.per_channel,
+        force=args.force,
+        baseline=args.baseline,
     )
     from tqdm import tqdm
 

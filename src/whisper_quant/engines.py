@@ -325,6 +325,49 @@ class OriginalEngine(Engine):
         return [t for t in generated if t != self.special.eot]
 
 
+class OptimumEngine(OriginalEngine):
+    """The recipe this project started from: Optimum's plain int8 recipe run by its `generate`.
+
+    Optimum's default dynamic quantization (every quantizable operator, per-tensor) of the same
+    export, loaded with `ORTModelForSpeechSeq2Seq` and onnxruntime's default session options
+    (same thread count), decoded by transformers' `generate` like the original. Built only with
+    `build_model.py --baseline`; it is the "before" of the README's before/after.
+    """
+
+    name = "optimum"
+    label = "Plain recipe (Optimum int8)"
+    subfolder = "baseline-int8"
+
+    @classmethod
+    def preload(cls) -> None:
+        super().preload()
+        import optimum.onnxruntime  # noqa: F401
+
+    def initialise_runtime(self) -> None:
+        super().initialise_runtime()
+        OnnxEngine.initialise_runtime(self)
+
+    def session_options(self):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        return options
+
+    def _load(self) -> None:
+        import torch
+        from optimum.onnxruntime import ORTModelForSpeechSeq2Seq
+
+        torch.set_num_threads(self.threads)
+        self._torch = torch
+        self.model = ORTModelForSpeechSeq2Seq.from_pretrained(
+            self.folder, provider="CPUExecutionProvider", session_options=self.session_options()
+        )
+
+    def _encode(self, features: np.ndarray):
+        return self.model.encoder(input_features=self._torch.from_numpy(features), attention_mask=None)
+
+
 # --- ONNX Runtime: the quantized model and its fp32 export --------------------------------
 
 
@@ -579,7 +622,8 @@ class FasterWhisperEngine(Engine):
 
 
 ENGINES: dict[str, type[Engine]] = {
-    cls.name: cls for cls in (OriginalEngine, OnnxEngine, OnnxFp32Engine, FasterWhisperEngine)
+    cls.name: cls
+    for cls in (OriginalEngine, OnnxEngine, OnnxFp32Engine, FasterWhisperEngine, OptimumEngine)
 }
 DEFAULT_ENGINES = ("original", "quantized")
 
