@@ -170,6 +170,38 @@ def test_quantized_graphs_hold_int8(built_tiny):
         assert not onnx_op_types(built_tiny.folder / "onnx-fp32" / name) & INT8_OPS, name
 
 
+def _matmul_inputs(path: Path) -> tuple[int, int]:
+    """(float MatMuls left, MatMulInteger nodes) in a graph and its subgraphs."""
+    import onnx
+
+    counts = [0, 0]
+
+    def walk(graph):
+        for node in graph.node:
+            counts[0] += node.op_type == "MatMul"
+            counts[1] += node.op_type == "MatMulInteger"
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    walk(attribute.g)
+
+    walk(onnx.load(str(path), load_external_data=False).graph)
+    return counts[0], counts[1]
+
+
+def test_attention_matmuls_stay_float_but_the_plain_baseline_quantizes_them(
+    tiny_ct2_dir, tmp_path
+):
+    result = build_model(str(tiny_ct2_dir), tmp_path, BuildOptions(baseline=True))
+    assert result.manifest["inputs"]["baseline"] is True
+    for name in (ENCODER_FILE, DECODER_FILE):
+        excluded = build.activation_matmuls(result.folder / "onnx-fp32" / name)
+        assert excluded, name  # Q.K^T and scores.V exist in every attention block
+        floats, _ = _matmul_inputs(result.folder / "quantized" / name)
+        assert floats >= len(excluded), name
+        plain_floats, plain_ints = _matmul_inputs(result.folder / build.BASELINE_DIR / name)
+        assert plain_floats == 0 and plain_ints > 0, name
+
+
 # --- reruns, rebuilds, interruptions ------------------------------------------------------------
 
 
