@@ -316,3 +316,20 @@ def test_silence_is_not_transcribed(tiny_en, engine, monkeypatch):
     assert result.notice == NOTICE_SILENT
     assert result.chunks == 0
     assert result.audio_s == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("fixture", ["built_tiny_en", "built_base"])
+def test_int8_files_take_at_most_40_percent_of_the_original_bytes(request, fixture):
+    files = request.getfixturevalue(fixture).manifest["files"]
+    original = sum(
+        f["size"]
+        for rel, f in files.items()
+        if rel.startswith("original/") and rel.endswith(".safetensors")
+    )
+    quantized = sum(
+        f["size"]
+        for rel, f in files.items()
+        if rel.startswith("quantized/") and rel.endswith(".onnx")
+    )
+    assert original > 100 * 2**20
+    assert quantized <= 0.40 * original, f"{quantized / original:.2%}"
