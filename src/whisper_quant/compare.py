@@ -12,7 +12,13 @@ import numpy as np
 
 from .audio import SAMPLE_RATE
 from .build import build_command
-from .engines import DEFAULT_ENGINES, DEFAULT_THREADS, MAX_NEW_TOKENS, Transcription
+from .engines import (
+    DEFAULT_ENGINES,
+    DEFAULT_THREADS,
+    MAX_NEW_TOKENS,
+    Transcription,
+    engine_class,
+)
 from .manifest import ModelIntegrityError, verify_folder
 from .metrics import ErrorRate, agreement, error_rate
 from .workers import DEFAULT_REQUEST_TIMEOUT_S, EngineWorker, LoadReport
@@ -90,8 +96,6 @@ class Studio:
 
     def verify(self) -> dict:
         """Refuse a model folder whose files do not match its manifest."""
-        from .engines import engine_class
-
         subfolders = tuple(engine_class(name).subfolder for name in self.engines)
         try:
             self.manifest = verify_folder(

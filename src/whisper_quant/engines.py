@@ -365,7 +365,9 @@ class OptimumEngine(OriginalEngine):
         )
 
     def _encode(self, features: np.ndarray):
-        return self.model.encoder(input_features=self._torch.from_numpy(features), attention_mask=None)
+        return self.model.encoder(
+            input_features=self._torch.from_numpy(features), attention_mask=None
+        )
 
 
 # --- ONNX Runtime: the quantized model and its fp32 export --------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -213,13 +213,7 @@ def _import_hub(spec: ModelSpec, out_dir: Path) -> ImportedWeights:
     except Exception as e:  # noqa: BLE001 - any Hub/network failure gets the same guidance
         raise ModelSourceError(f"{offline_hint} ({type(e).__name__}: {e})") from e
     imported = _import_transformers(spec, snapshot, out_dir)
-    return ImportedWeights(
-        folder=out_dir,
-        source=f"hub:{spec.location}@{snapshot.name}",
-        source_sha256=imported.source_sha256,
-        multilingual=imported.multilingual,
-        parameters=imported.parameters,
-    )
+    return replace(imported, source=f"hub:{spec.location}@{snapshot.name}")
 
 
 def copy_preprocessing_files(src: Path, dst: Path) -> None:
