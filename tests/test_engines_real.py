@@ -169,6 +169,26 @@ def test_quantized_loop_decodes_like_optimum_generate(tiny_en, tiny_en_results, 
         assert list(tiny_en_results["quantized", clip].tokens) == tokens, clip
 
 
+
+def test_quantized_beam_search_decodes_like_optimum_generate(tiny_en, audio, models_dir):
+    """Beam search (3 beams) over the int8 sessions gives Optimum's beam-search tokens."""
+    import torch
+    from optimum.onnxruntime import ORTModelForSpeechSeq2Seq
+
+    engine = tiny_en["quantized"]
+    model = ORTModelForSpeechSeq2Seq.from_pretrained(models_dir / "tiny.en" / "quantized")
+    prompt = engine.special.prompt(None, "transcribe")
+    for clip in ENGLISH_CLIPS:
+        features = torch.from_numpy(engine.features(audio[clip]))
+        generated = model.generate(
+            input_features=features, max_new_tokens=MAX_NEW_TOKENS, num_beams=3
+        )[0].tolist()
+        if generated[: len(prompt)] == prompt:
+            generated = generated[len(prompt) :]
+        expected = [t for t in generated if t != engine.special.eot]
+        result = engine.transcribe(audio[clip], beam_size=3)
+        assert list(result.tokens) == expected, clip
+
 # --- base: languages and translation -----------------------------------------------------------
 
 LANGUAGE_CLIPS = {

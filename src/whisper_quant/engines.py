@@ -162,6 +162,17 @@ class Engine(ABC):
         )
         self._features = WhisperFeatureExtractor.from_pretrained(meta)
 
+    def warm_shared(self, audio: np.ndarray) -> None:
+        """Run the steps every engine shares (features, detokenizing) once, without a model.
+
+        Their first use touches code and caches (transformers computes features with torch)
+        that would otherwise be charged to whichever model a worker loads: a worker calls
+        this before its baseline reading, so memory held is the model's alone.
+        """
+        self.prepare()
+        self.features(audio)
+        self._tokenizer.decode([self.special.eot], skip_special_tokens=True)
+
     def load(self) -> None:
         if self._loaded:
             return
@@ -376,8 +387,10 @@ class OptimumEngine(OriginalEngine):
 class OnnxEngine(Engine):
     """The int8 ONNX model run by onnxruntime, with a decoding loop that calls the sessions.
 
-    The loop keeps the key/value cache as ONNX Runtime values between steps and binds
-    inputs and outputs directly, so a decoded token costs the graph's work and little more.
+    The files are Optimum's (encoder + merged decoder); `graphs.runtime_graphs` regroups them
+    so the encoder also returns the cross-attention keys and values and one decoder graph
+    runs every step, the prompt included (see graphs.py for why). The loop feeds numpy
+    arrays straight to the sessions: a decoded token costs the graph's work and little more.
     It follows the same rules as transformers' `generate` (a test checks it gives Optimum's
     output): the prompt, suppressed tokens, begin-suppressed tokens, greedy or beam search.
     """
@@ -427,59 +440,57 @@ class OnnxEngine(Engine):
         session.run(None, {"x": np.ones((1, 16), np.float32)})
 
     def _load(self) -> None:
+        import tempfile
+
         import onnxruntime as ort
 
         from .build import DECODER_FILE, ENCODER_FILE
+        from .graphs import runtime_graphs
 
+        graphs = runtime_graphs(self.folder / ENCODER_FILE, self.folder / DECODER_FILE)
         providers = ["CPUExecutionProvider"]
-        self._ort = ort
-        self.encoder = ort.InferenceSession(
-            str(self.folder / ENCODER_FILE), self.session_options(), providers=providers
-        )
-        self.decoder = ort.InferenceSession(
-            str(self.folder / DECODER_FILE), self.session_options(), providers=providers
-        )
+        # Sessions are made from files: one made from bytes keeps the bytes for its lifetime.
+        with tempfile.TemporaryDirectory(prefix="whisper-quant-") as tmp:
+            encoder_path, decoder_path = Path(tmp, "encoder.onnx"), Path(tmp, "decoder.onnx")
+            encoder_path.write_bytes(graphs.encoder)
+            decoder_path.write_bytes(graphs.decoder)
+            self._cross_past = list(graphs.cross_names)
+            del graphs
+            self.encoder = ort.InferenceSession(
+                str(encoder_path), self.session_options(), providers=providers
+            )
+            self.decoder = ort.InferenceSession(
+                str(decoder_path), self.session_options(), providers=providers
+            )
         inputs = {i.name: i for i in self.decoder.get_inputs()}
-        self._past_names = [n for n in inputs if n.startswith("past_key_values.")]
-        self._self_past = [n for n in self._past_names if ".decoder." in n]
-        self._cross_past = [n for n in self._past_names if ".encoder." in n]
+        self._self_past = [
+            n for n in inputs if n.startswith("past_key_values.") and ".decoder." in n
+        ]
         key = inputs[self._self_past[0]]
         self._heads, self._head_dim = key.shape[1], key.shape[3]
         self._output_names = [o.name for o in self.decoder.get_outputs()]
 
-    def _encode(self, features: np.ndarray) -> np.ndarray:
-        return self.encoder.run(None, {"input_features": features})[0]
+    def _encode(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """The cross-attention keys and values of every decoder layer, by input name."""
+        outputs = self.encoder.run(self._cross_past, {"input_features": features})
+        return dict(zip(self._cross_past, outputs, strict=True))
 
-    def _empty_past(self, batch: int) -> dict[str, np.ndarray]:
-        empty = np.zeros((batch, self._heads, 0, self._head_dim), np.float32)
-        return dict.fromkeys(self._past_names, empty)
-
-    def _first_step(self, hidden: np.ndarray, prompt_ids: np.ndarray):
-        """Run the prompt without a cache: logits, self-attention cache, cross-attention cache."""
-        feeds = {
-            "input_ids": prompt_ids,
-            "encoder_hidden_states": hidden,
-            "use_cache_branch": np.array([False]),
-            **self._empty_past(prompt_ids.shape[0]),
-        }
-        outputs = dict(zip(self._output_names, self.decoder.run(None, feeds), strict=True))
-        cache = {n: outputs[n.replace("past_key_values", "present")] for n in self._past_names}
-        return outputs["logits"][:, -1], cache
-
-    def _next_step(self, hidden: np.ndarray, tokens: np.ndarray, cache: dict[str, np.ndarray]):
-        feeds = {
-            "input_ids": tokens[:, None],
-            "encoder_hidden_states": hidden,
-            "use_cache_branch": np.array([True]),
-            **cache,
-        }
-        outputs = dict(zip(self._output_names, self.decoder.run(None, feeds), strict=True))
+    def _step(self, tokens: np.ndarray, cache: dict[str, np.ndarray]) -> np.ndarray:
+        """Run `tokens` (batch, n) after the cached ones; updates the cache, returns logits."""
+        outputs = self.decoder.run(None, {"input_ids": tokens, **cache})
+        named = dict(zip(self._output_names, outputs, strict=True))
         for name in self._self_past:
-            cache[name] = outputs[name.replace("past_key_values", "present")]
-        return outputs["logits"][:, -1]
+            cache[name] = named[name.replace("past_key_values", "present")]
+        return named["logits"][:, -1]
 
-    def _language_probs(self, hidden: np.ndarray) -> dict[int, float]:
-        logits, _ = self._first_step(hidden, np.array([[self.special.sot]], np.int64))
+    def _first_step(self, cross: dict[str, np.ndarray], prompt_ids: np.ndarray):
+        """Run the prompt on an empty self-attention cache: logits and the cache to go on with."""
+        empty = np.zeros((prompt_ids.shape[0], self._heads, 0, self._head_dim), np.float32)
+        cache = {**dict.fromkeys(self._self_past, empty), **cross}
+        return self._step(prompt_ids, cache), cache
+
+    def _language_probs(self, cross: dict[str, np.ndarray]) -> dict[int, float]:
+        logits, _ = self._first_step(cross, np.array([[self.special.sot]], np.int64))
         ids = list(self.special.languages.values())
         chosen = logits[0, ids].astype(np.float64)
         probs = np.exp(chosen - chosen.max())
@@ -492,11 +503,13 @@ class OnnxEngine(Engine):
             logits[:, self.begin_suppress_tokens] = -np.inf
         return logits
 
-    def _decode(self, hidden: np.ndarray, prompt: list[int], options: DecodingOptions) -> list[int]:
+    def _decode(
+        self, cross: dict[str, np.ndarray], prompt: list[int], options: DecodingOptions
+    ) -> list[int]:
         if options.beam_size > 1:
-            return self._beam_search(hidden, prompt, options)
+            return self._beam_search(cross, prompt, options)
         eot = self.special.eot
-        logits, cache = self._first_step(hidden, np.array([prompt], np.int64))
+        logits, cache = self._first_step(cross, np.array([prompt], np.int64))
         tokens: list[int] = []
         while True:
             token = int(np.argmax(self._suppress(logits, first=not tokens), axis=-1)[0])
@@ -505,19 +518,18 @@ class OnnxEngine(Engine):
             tokens.append(token)
             if len(tokens) >= options.max_new_tokens:
                 break
-            logits = self._next_step(hidden, np.array([token], np.int64), cache)
+            logits = self._step(np.array([[token]], np.int64), cache)
         return tokens
 
     def _beam_search(
-        self, hidden: np.ndarray, prompt: list[int], options: DecodingOptions
+        self, cross: dict[str, np.ndarray], prompt: list[int], options: DecodingOptions
     ) -> list[int]:
         """Beam search scored as transformers does: sum of log-probs over generated length."""
         beams, eot = options.beam_size, self.special.eot
-        logits, cache = self._first_step(hidden, np.array([prompt], np.int64))
+        logits, cache = self._first_step(cross, np.array([prompt], np.int64))
         sequences: list[list[int]] = [[]]
         scores = np.zeros(1)
         finished: list[tuple[float, list[int]]] = []
-        step_hidden = hidden
         for step in range(options.max_new_tokens):
             logprobs = _log_softmax(self._suppress(logits.astype(np.float64), first=step == 0))
             candidates = (scores[:, None] + logprobs).ravel()
@@ -542,13 +554,10 @@ class OnnxEngine(Engine):
             scores = np.array([s for _, _, s in alive])
             for name in self._self_past:
                 cache[name] = cache[name][index]
-            if step_hidden.shape[0] != len(index):
-                step_hidden = np.repeat(hidden, len(index), axis=0)
+            if cache[self._cross_past[0]].shape[0] != len(index):
                 for name in self._cross_past:
-                    cache[name] = np.repeat(cache[name][:1], len(index), axis=0)
-            logits = self._next_step(
-                step_hidden, np.array([t for _, t, _ in alive], np.int64), cache
-            )
+                    cache[name] = np.repeat(cross[name], len(index), axis=0)
+            logits = self._step(np.array([[t] for _, t, _ in alive], np.int64), cache)
         else:
             finished += [(s / len(q), q) for s, q in zip(scores, sequences, strict=True)]
         return max(finished, key=lambda f: f[0])[1]

@@ -44,8 +44,8 @@ MEMORY_METHOD = (
     "Each engine runs in its own worker process; 'memory held' is that process's resident "
     "set size (RSS) after loading the model and one warm-up transcription, minus its RSS "
     "after importing the libraries, initialising the runtime with a one-operator model and "
-    "loading the tokenizer and feature extractor (the same for every engine), before loading "
-    "the model; freed heap is returned to the system "
+    "loading the tokenizer and feature extractor and running them once on the warm-up clip "
+    "(the same for every engine), before loading the model; freed heap is returned to the system "
     "(malloc_trim) before each reading, for every engine alike. 'Peak' is the highest RSS "
     "during a transcription minus the RSS just before it."
 )

@@ -99,6 +99,7 @@ def _serve(conn, engine_name: str, model_dir: str, threads: int) -> None:
         engine = cls(model_dir, threads=threads)
         engine.prepare()
         engine.initialise_runtime()
+        engine.warm_shared(audio)
         baseline = _rss()
         started = time.perf_counter()
         engine.load()

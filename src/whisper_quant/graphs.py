@@ -1,0 +1,228 @@
+"""Regroup Optimum's encoder + merged decoder into the two graphs the ONNX engines run.
+
+Optimum's merged decoder holds two branches in an `If`: one for the first step (it computes
+the cross-attention keys and values from the encoder's output) and one for cached steps.
+onnxruntime builds kernels for both branches over the same weights, which costs about as much
+memory again as the decoder's layer weights (measured: tiny.en's int8 decoder holds 57.5 MiB
+as a merged graph, 50.0 MiB as one branch). So, at load time:
+
+- the encoder graph gets the cross-attention key/value projections appended, and returns
+  them instead of its hidden states (they are all the decoder ever reads of the audio);
+- the decoder is the cached-step branch alone, which also runs the prompt: its self-attention
+  cache starts empty.
+
+The nodes, weights and quantization are the ones in the files, unchanged; only the grouping
+differs, and the files stay loadable by Optimum as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ENCODER_OUTPUT = "last_hidden_state"
+DECODER_HIDDEN_INPUT = "encoder_hidden_states"
+CROSS_PREFIX = "cross_kv/"
+
+
+class GraphLayoutError(RuntimeError):
+    """The files do not have the layout Optimum exports for Whisper."""
+
+
+@dataclass(frozen=True)
+class RuntimeGraphs:
+    encoder: bytes  # input_features -> past_key_values.{i}.encoder.{key,value}
+    decoder: bytes  # input_ids + every past_key_values.* -> logits, present.{i}.decoder.*
+    cross_names: tuple[str, ...]  # the encoder's outputs, named as the decoder's inputs
+
+
+def runtime_graphs(encoder_path: Path | str, decoder_path: Path | str) -> RuntimeGraphs:
+    import onnx
+
+    encoder = onnx.load(str(encoder_path))
+    merged = onnx.load(str(decoder_path))
+    graph = merged.graph
+    branches = _if_branches(graph)
+    outer_nodes = [n for n in graph.node if n.op_type != "If"]
+    initializers = {t.name: t for t in graph.initializer}
+    inputs = {i.name: i for i in graph.input}
+
+    # The cached-step branch, as a graph of its own without the cross-attention outputs
+    # (they only pass the inputs through).
+    cached = branches["then_branch"]
+    wanted = [o for o in cached.output if ".encoder." not in o.name]
+    cross_inputs = sorted(
+        (n for n in inputs if n.startswith("past_key_values.") and ".encoder." in n),
+        key=_layer_order,
+    )
+    decoder_nodes = _needed(outer_nodes + list(cached.node), [o.name for o in wanted])
+    used = _consumed(decoder_nodes)
+    decoder_graph = onnx.helper.make_graph(
+        decoder_nodes,
+        "whisper_decoder_step",
+        [inputs[n] for n in inputs if n in used],
+        wanted,
+        [initializers[n] for n in initializers if n in used],
+    )
+    missing = [n for n in cross_inputs if n not in used]
+    if missing or "input_ids" not in used:
+        raise GraphLayoutError(f"{decoder_path}: the cached branch does not read {missing}")
+    decoder_graph = _rename_outputs(decoder_graph, cached, graph)
+
+    # The first-step branch's cross-attention projections, fed by the encoder's output.
+    first = branches["else_branch"]
+    cross_outputs = [_branch_output(first, graph, name) for name in cross_inputs]
+    cross_nodes = _batch_from_hidden(_needed(outer_nodes + list(first.node), cross_outputs))
+    cross_nodes = _needed(cross_nodes, cross_outputs)
+    cross_used = _consumed(cross_nodes)
+    foreign = [n for n in cross_used if n in inputs and n != DECODER_HIDDEN_INPUT]
+    if foreign:
+        raise GraphLayoutError(f"{decoder_path}: the cross-attention projections read {foreign}")
+
+    enc_graph = encoder.graph
+    if [o.name for o in enc_graph.output] != [ENCODER_OUTPUT]:
+        raise GraphLayoutError(f"{encoder_path}: expected one output, {ENCODER_OUTPUT}")
+    renames = {DECODER_HIDDEN_INPUT: ENCODER_OUTPUT}
+    produced = {out for node in cross_nodes for out in node.output}
+    for name in produced | {n for n in cross_used if n in initializers}:
+        renames[name] = CROSS_PREFIX + name
+    for name, out in zip(cross_outputs, cross_inputs, strict=True):
+        renames[name] = out
+    for node in cross_nodes:
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        copy.name = CROSS_PREFIX + node.name
+        copy.input[:] = [renames.get(n, n) for n in node.input]
+        copy.output[:] = [renames.get(n, n) for n in node.output]
+        enc_graph.node.append(copy)
+    for name in cross_used:
+        if name in initializers:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(initializers[name])
+            tensor.name = renames[name]
+            enc_graph.initializer.append(tensor)
+    del enc_graph.output[:]
+    enc_graph.output.extend(_renamed_output(inputs[n], n) for n in cross_inputs)
+    _merge_opsets(encoder, merged)
+
+    decoder_model = onnx.helper.make_model(decoder_graph, opset_imports=list(merged.opset_import))
+    decoder_model.ir_version = merged.ir_version
+    return RuntimeGraphs(
+        encoder=encoder.SerializeToString(),
+        decoder=decoder_model.SerializeToString(),
+        cross_names=tuple(cross_inputs),
+    )
+
+
+def _if_branches(graph) -> dict:
+    nodes = [n for n in graph.node if n.op_type == "If"]
+    if len(nodes) != 1:
+        raise GraphLayoutError("expected a merged decoder with one If node")
+    return {a.name: a.g for a in nodes[0].attribute}
+
+
+def _batch_from_hidden(nodes) -> list:
+    """Take the batch size the cross-attention reshapes need from the encoder's output.
+
+    The exported graph reads it off the embedded tokens (`Shape` of a tensor derived from
+    `input_ids`), which would drag the token embedding into the encoder. The encoder's
+    output has the same batch size in the same place; a test checks the keys and values
+    equal the merged decoder's.
+    """
+    import onnx
+
+    tainted = {"input_ids"}
+    result = []
+    for node in nodes:
+        inputs = _node_inputs(node)
+        if node.op_type == "Shape" and inputs[0] in tainted:
+            copy = onnx.NodeProto()
+            copy.CopyFrom(node)
+            copy.input[0] = DECODER_HIDDEN_INPUT
+            result.append(copy)
+            continue
+        if tainted & set(inputs):
+            tainted.update(node.output)
+        result.append(node)
+    return result
+
+
+def _needed(nodes, outputs: list[str]) -> list:
+    """The nodes that `outputs` depend on, in their original order."""
+    producer = {out: i for i, node in enumerate(nodes) for out in node.output}
+    keep: set[int] = set()
+    stack = [producer[o] for o in outputs if o in producer]
+    while stack:
+        i = stack.pop()
+        if i in keep:
+            continue
+        keep.add(i)
+        stack.extend(producer[n] for n in _node_inputs(nodes[i]) if n in producer)
+    return [node for i, node in enumerate(nodes) if i in keep]
+
+
+def _node_inputs(node) -> list[str]:
+    """A node's inputs, with the outer-scope names its subgraphs read."""
+    import onnx
+
+    names = [n for n in node.input if n]
+    for attribute in node.attribute:
+        if attribute.type == onnx.AttributeProto.GRAPH:
+            for inner in attribute.g.node:
+                names.extend(_node_inputs(inner))
+    return names
+
+
+def _consumed(nodes) -> set[str]:
+    return {name for node in nodes for name in _node_inputs(node)}
+
+
+def _layer_order(name: str) -> tuple[int, str]:
+    # past_key_values.{layer}.encoder.{key|value}
+    parts = name.split(".")
+    return int(parts[1]), parts[-1]
+
+
+def _branch_output(branch, graph, past_name: str) -> str:
+    """The branch's output that becomes `present.*` for the given `past_key_values.*` name."""
+    present = past_name.replace("past_key_values", "present")
+    if_node = next(n for n in graph.node if n.op_type == "If")
+    index = list(if_node.output).index(present)
+    return branch.output[index].name
+
+
+def _renamed_output(value_info, name: str):
+    import onnx
+
+    copy = onnx.ValueInfoProto()
+    copy.CopyFrom(value_info)
+    copy.name = name
+    return copy
+
+
+def _rename_outputs(decoder_graph, branch, graph):
+    """Give the step graph's outputs the If node's names (logits, present.*.decoder.*)."""
+    import onnx
+
+    if_node = next(n for n in graph.node if n.op_type == "If")
+    names = dict(zip((o.name for o in branch.output), if_node.output, strict=True))
+    outputs = []
+    for output in decoder_graph.output:
+        target = names[output.name]
+        if target != output.name:
+            decoder_graph.node.append(
+                onnx.helper.make_node("Identity", [output.name], [target], name=f"out/{target}")
+            )
+        outputs.append(_renamed_output(output, target))
+    del decoder_graph.output[:]
+    decoder_graph.output.extend(outputs)
+    return decoder_graph
+
+
+def _merge_opsets(target, source) -> None:
+    have = {o.domain: o for o in target.opset_import}
+    for opset in source.opset_import:
+        if opset.domain not in have:
+            target.opset_import.append(opset)
+        elif have[opset.domain].version < opset.version:
+            have[opset.domain].version = opset.version

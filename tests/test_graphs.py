@@ -1,0 +1,109 @@
+"""The regrouped graphs the ONNX engines run compute exactly what Optimum's files compute.
+
+`graphs.runtime_graphs` moves the cross-attention projections into the encoder session and
+runs every decoder step, the prompt included, through the cached-step branch. These tests
+run the original files (merged decoder, both branches) and the regrouped ones on the same
+inputs and require equal outputs, on the int8 and the fp32 graphs, at batch 1 and 3.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from whisper_quant.build import DECODER_FILE, ENCODER_FILE
+from whisper_quant.graphs import GraphLayoutError, runtime_graphs
+
+pytestmark = pytest.mark.integration
+
+
+def _session(model):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+
+
+def _named(session, feeds) -> dict[str, np.ndarray]:
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=True))
+
+
+@pytest.fixture(scope="module", params=["quantized", "onnx-fp32"])
+def graphs(request, built_tiny_en):
+    folder = built_tiny_en.folder / request.param
+    regrouped = runtime_graphs(folder / ENCODER_FILE, folder / DECODER_FILE)
+    return {
+        "encoder": _session(str(folder / ENCODER_FILE)),
+        "merged": _session(str(folder / DECODER_FILE)),
+        "cross": _session(regrouped.encoder),
+        "step": _session(regrouped.decoder),
+        "names": regrouped.cross_names,
+    }
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_regrouped_graphs_equal_the_merged_decoder(graphs, batch):
+    rng = np.random.default_rng(0)
+    features = (rng.standard_normal((batch, 80, 3000)) * 0.5).astype(np.float32)
+    hidden = graphs["encoder"].run(None, {"input_features": features})[0]
+    cross = dict(
+        zip(graphs["names"], graphs["cross"].run(None, {"input_features": features}), strict=True)
+    )
+    merged_inputs = {i.name: i for i in graphs["merged"].get_inputs()}
+    heads, head_dim = merged_inputs["past_key_values.0.decoder.key"].shape[1:4:2]
+    empty = np.zeros((batch, heads, 0, head_dim), np.float32)
+    prompt = np.tile(np.array([[50257, 50362, 464, 2068]], np.int64), (batch, 1))
+
+    # First step: the merged decoder's first-step branch against the cached-step graph run
+    # on an empty self-attention cache.
+    past = {n: empty for n in merged_inputs if n.startswith("past_key_values.")}
+    first = _named(
+        graphs["merged"],
+        {
+            "input_ids": prompt,
+            "encoder_hidden_states": hidden,
+            "use_cache_branch": np.array([False]),
+            **past,
+        },
+    )
+    for name, value in cross.items():
+        np.testing.assert_array_equal(value, first[name.replace("past_key_values", "present")])
+    self_past = {n: empty for n in merged_inputs if ".decoder." in n and n.startswith("past")}
+    step = _named(graphs["step"], {"input_ids": prompt, **self_past, **cross})
+    np.testing.assert_array_equal(step["logits"], first["logits"])
+
+    # A cached step from there, both ways.
+    cache = {n: first[n.replace("past_key_values", "present")] for n in past}
+    token = np.full((batch, 1), 1029, np.int64)
+    merged_next = _named(
+        graphs["merged"],
+        {
+            "input_ids": token,
+            "encoder_hidden_states": hidden,
+            "use_cache_branch": np.array([True]),
+            **cache,
+        },
+    )
+    step_cache = {n: step[n.replace("past_key_values", "present")] for n in self_past}
+    step_next = _named(graphs["step"], {"input_ids": token, **step_cache, **cross})
+    np.testing.assert_array_equal(step_next["logits"], merged_next["logits"])
+
+
+def test_regrouped_decoder_holds_one_branch_and_no_cross_weights(built_tiny_en):
+    import onnx
+
+    folder = built_tiny_en.folder / "quantized"
+    regrouped = runtime_graphs(folder / ENCODER_FILE, folder / DECODER_FILE)
+    decoder = onnx.load_from_string(regrouped.decoder)
+    assert "If" not in {n.op_type for n in decoder.graph.node}
+    assert "encoder_hidden_states" not in {i.name for i in decoder.graph.input}
+    assert not any("encoder_attn/k_proj" in n.name for n in decoder.graph.node)
+    encoder = onnx.load_from_string(regrouped.encoder)
+    # The token embedding stays in the decoder: the encoder takes its batch size elsewhere.
+    assert not any("embed_tokens" in t.name for t in encoder.graph.initializer)
+    assert [o.name for o in encoder.graph.output] == list(regrouped.cross_names)
+
+
+def test_a_decoder_without_the_merged_layout_is_refused(built_tiny_en, tmp_path):
+    folder = built_tiny_en.folder / "quantized"
+    with pytest.raises(GraphLayoutError, match="If"):
+        runtime_graphs(folder / ENCODER_FILE, folder / ENCODER_FILE)
