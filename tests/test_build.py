@@ -188,9 +188,7 @@ def _matmul_inputs(path: Path) -> tuple[int, int]:
     return counts[0], counts[1]
 
 
-def test_attention_matmuls_stay_float_but_the_plain_baseline_quantizes_them(
-    tiny_ct2_dir, tmp_path
-):
+def test_attention_matmuls_stay_float_but_the_plain_baseline_quantizes_them(tiny_ct2_dir, tmp_path):
     result = build_model(str(tiny_ct2_dir), tmp_path, BuildOptions(baseline=True))
     assert result.manifest["inputs"]["baseline"] is True
     for name in (ENCODER_FILE, DECODER_FILE):

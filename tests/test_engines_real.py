@@ -169,7 +169,6 @@ def test_quantized_loop_decodes_like_optimum_generate(tiny_en, tiny_en_results, 
         assert list(tiny_en_results["quantized", clip].tokens) == tokens, clip
 
 
-
 def test_quantized_beam_search_decodes_like_optimum_generate(tiny_en, audio, models_dir):
     """Beam search (3 beams) over the int8 sessions gives Optimum's beam-search tokens."""
     import torch
@@ -188,6 +187,7 @@ def test_quantized_beam_search_decodes_like_optimum_generate(tiny_en, audio, mod
         expected = [t for t in generated if t != engine.special.eot]
         result = engine.transcribe(audio[clip], beam_size=3)
         assert list(result.tokens) == expected, clip
+
 
 # --- base: languages and translation -----------------------------------------------------------
 
