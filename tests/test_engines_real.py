@@ -49,12 +49,8 @@ KEY_WORDS = {
 }
 TRANSCRIBING = {"original": OriginalEngine, "quantized": OnnxEngine, "onnx-fp32": OnnxFp32Engine}
 
-# The one word the int8 tiny.en gets wrong on the shipped clips (weight-only MatMuls, per
-# channel): it hears the homophone "for" where the reference, and the original, have "four"/"4".
-# Strict, so a recipe that fixes it shows up here and the expectation is tightened.
-HOMOPHONE = "int8 tiny.en hears 'for Queen of Clothes' where the original hears '4. Queen'"
-WER_XFAIL = {("quantized", "cards-002.wav"): HOMOPHONE}
-KEY_WORDS_XFAIL = {("quantized", "cards-002.wav"): HOMOPHONE}
+WER_XFAIL: dict[tuple[str, str], str] = {}
+KEY_WORDS_XFAIL: dict[tuple[str, str], str] = {}
 
 
 def words(text: str, language: str = "en") -> list[str]:
@@ -149,13 +145,26 @@ def test_fp32_onnx_transcribes_like_pytorch(tiny_en_results):
         assert tiny_en_results["original", clip].text, clip
 
 
-def test_quantized_loop_decodes_like_optimum_generate(tiny_en, tiny_en_results, audio, models_dir):
-    """The engine's own greedy loop over the int8 sessions gives Optimum's tokens, clip by clip."""
-    import torch
+@pytest.fixture(scope="module")
+def unfused_quantized(built_tiny_en):
+    """The int8 engine with attention left unfused, and Optimum's model of the same files.
+
+    Optimum runs the files' graphs as they are; so does the engine with `fuse_attention` off,
+    which isolates the decoding loop (the fused encoder is checked in test_graphs.py).
+    """
     from optimum.onnxruntime import ORTModelForSpeechSeq2Seq
 
-    engine = tiny_en["quantized"]
-    model = ORTModelForSpeechSeq2Seq.from_pretrained(models_dir / "tiny.en" / "quantized")
+    engine = OnnxEngine(built_tiny_en.folder)
+    engine.fuse_attention = False
+    engine.load()
+    return engine, ORTModelForSpeechSeq2Seq.from_pretrained(built_tiny_en.folder / "quantized")
+
+
+def test_quantized_loop_decodes_like_optimum_generate(unfused_quantized, audio):
+    """The engine's own greedy loop over the int8 sessions gives Optimum's tokens, clip by clip."""
+    import torch
+
+    engine, model = unfused_quantized
     prompt = engine.special.prompt(None, "transcribe")
     for clip in ENGLISH_CLIPS:
         features = torch.from_numpy(engine.features(audio[clip]))
@@ -166,16 +175,14 @@ def test_quantized_loop_decodes_like_optimum_generate(tiny_en, tiny_en_results, 
             tokens = tokens[len(prompt) :]
         tokens = [t for t in tokens if t != engine.special.eot]
         assert tokens, clip
-        assert list(tiny_en_results["quantized", clip].tokens) == tokens, clip
+        assert list(engine.transcribe(audio[clip]).tokens) == tokens, clip
 
 
-def test_quantized_beam_search_decodes_like_optimum_generate(tiny_en, audio, models_dir):
+def test_quantized_beam_search_decodes_like_optimum_generate(unfused_quantized, audio):
     """Beam search (3 beams) over the int8 sessions gives Optimum's beam-search tokens."""
     import torch
-    from optimum.onnxruntime import ORTModelForSpeechSeq2Seq
 
-    engine = tiny_en["quantized"]
-    model = ORTModelForSpeechSeq2Seq.from_pretrained(models_dir / "tiny.en" / "quantized")
+    engine, model = unfused_quantized
     prompt = engine.special.prompt(None, "transcribe")
     for clip in ENGLISH_CLIPS:
         features = torch.from_numpy(engine.features(audio[clip]))

@@ -1,9 +1,11 @@
-"""The regrouped graphs the ONNX engines run compute exactly what Optimum's files compute.
+"""The regrouped graphs the ONNX engines run compute what Optimum's files compute.
 
 `graphs.runtime_graphs` moves the cross-attention projections into the encoder session and
 runs every decoder step, the prompt included, through the cached-step branch. These tests
 run the original files (merged decoder, both branches) and the regrouped ones on the same
-inputs and require equal outputs, on the int8 and the fp32 graphs, at batch 1 and 3.
+inputs and require equal outputs, on the int8 and the fp32 graphs, at batch 1 and 3. The
+encoder's attention fused into MultiHeadAttention must agree with the unfused fp32 graph to
+float rounding.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def _named(session, feeds) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module", params=["quantized", "onnx-fp32"])
 def graphs(request, built_tiny_en):
     folder = built_tiny_en.folder / request.param
-    regrouped = runtime_graphs(folder / ENCODER_FILE, folder / DECODER_FILE)
+    regrouped = runtime_graphs(folder / ENCODER_FILE, folder / DECODER_FILE, fuse_attention=False)
     return {
         "encoder": _session(str(folder / ENCODER_FILE)),
         "merged": _session(str(folder / DECODER_FILE)),
@@ -107,3 +109,29 @@ def test_a_decoder_without_the_merged_layout_is_refused(built_tiny_en, tmp_path)
     folder = built_tiny_en.folder / "quantized"
     with pytest.raises(GraphLayoutError, match="If"):
         runtime_graphs(folder / ENCODER_FILE, folder / ENCODER_FILE)
+
+
+def test_fused_attention_matches_the_unfused_encoder_in_fp32(built_tiny_en):
+    import onnx
+
+    folder = built_tiny_en.folder / "onnx-fp32"
+    plain = runtime_graphs(folder / ENCODER_FILE, folder / DECODER_FILE, fuse_attention=False)
+    fused = runtime_graphs(folder / ENCODER_FILE, folder / DECODER_FILE)
+    ops = [n.op_type for n in onnx.load_from_string(fused.encoder).graph.node]
+    assert ops.count("MultiHeadAttention") == 4  # tiny.en's encoder layers
+    assert "Softmax" not in ops
+    features = (np.random.default_rng(1).standard_normal((1, 80, 3000)) * 0.5).astype(np.float32)
+    expected = _session(plain.encoder).run(None, {"input_features": features})
+    got = _session(fused.encoder).run(None, {"input_features": features})
+    for a, b in zip(expected, got, strict=True):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-3 * np.abs(a).max())
+
+
+def test_fused_int8_encoder_keeps_its_int8_projections(built_tiny_en):
+    import onnx
+
+    folder = built_tiny_en.folder / "quantized"
+    fused = runtime_graphs(folder / ENCODER_FILE, folder / DECODER_FILE)
+    ops = [n.op_type for n in onnx.load_from_string(fused.encoder).graph.node]
+    assert ops.count("MultiHeadAttention") == 4
+    assert "MatMul" not in ops and ops.count("MatMulInteger") > 20

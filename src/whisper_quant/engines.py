@@ -389,7 +389,7 @@ class OnnxEngine(Engine):
 
     The files are Optimum's (encoder + merged decoder); `graphs.runtime_graphs` regroups them
     so the encoder also returns the cross-attention keys and values and one decoder graph
-    runs every step, the prompt included (see graphs.py for why). The loop feeds numpy
+    runs every step, the prompt included, and fuses the encoder's attention (see graphs.py). The loop feeds numpy
     arrays straight to the sessions: a decoded token costs the graph's work and little more.
     It follows the same rules as transformers' `generate` (a test checks it gives Optimum's
     output): the prompt, suppressed tokens, begin-suppressed tokens, greedy or beam search.
@@ -398,6 +398,9 @@ class OnnxEngine(Engine):
     name = "quantized"
     label = "Quantized (ONNX int8)"
     subfolder = "quantized"
+    # The encoder's attention as onnxruntime's fused MultiHeadAttention (see graphs.py).
+    # Off, the sessions compute exactly what Optimum's model computes from the same files.
+    fuse_attention: bool = True
 
     @classmethod
     def preload(cls) -> None:
@@ -447,7 +450,11 @@ class OnnxEngine(Engine):
         from .build import DECODER_FILE, ENCODER_FILE
         from .graphs import runtime_graphs
 
-        graphs = runtime_graphs(self.folder / ENCODER_FILE, self.folder / DECODER_FILE)
+        graphs = runtime_graphs(
+            self.folder / ENCODER_FILE,
+            self.folder / DECODER_FILE,
+            fuse_attention=self.fuse_attention,
+        )
         providers = ["CPUExecutionProvider"]
         # Sessions are made from files: one made from bytes keeps the bytes for its lifetime.
         with tempfile.TemporaryDirectory(prefix="whisper-quant-") as tmp:
