@@ -12,7 +12,10 @@ as a merged graph, 50.0 MiB as one branch). So, at load time:
   cache starts empty.
 
 The nodes, weights and quantization are the ones in the files, unchanged; only the grouping
-differs, and the files stay loadable by Optimum as they are.
+differs, and the files stay loadable by Optimum as they are. Optionally (on by default) the
+encoder's attention cores are also fused into onnxruntime's MultiHeadAttention, which runs
+flash attention on the CPU (see `fuse_encoder_attention`); that one changes the arithmetic
+order, so it is checked against the unfused graph rather than for equality.
 """
 
 from __future__ import annotations
