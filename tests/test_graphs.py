@@ -132,6 +132,22 @@ def test_fused_int8_encoder_keeps_its_int8_projections(built_tiny_en):
 
     folder = built_tiny_en.folder / "quantized"
     fused = runtime_graphs(folder / ENCODER_FILE, folder / DECODER_FILE)
+    assert fused.fused_attention
     ops = [n.op_type for n in onnx.load_from_string(fused.encoder).graph.node]
     assert ops.count("MultiHeadAttention") == 4
     assert "MatMul" not in ops and ops.count("MatMulInteger") > 20
+
+
+def test_an_encoder_that_cannot_be_fully_fused_runs_unfused(built_tiny_en, monkeypatch):
+    import onnx
+
+    from whisper_quant import graphs
+
+    folder = built_tiny_en.folder / "quantized"
+    # As if the export's attention looked different in one layer: never run half-fused.
+    real = graphs.fuse_encoder_attention
+    monkeypatch.setattr(graphs, "fuse_encoder_attention", lambda g, h: real(g, h) - 1)
+    result = graphs.runtime_graphs(folder / ENCODER_FILE, folder / DECODER_FILE)
+    assert not result.fused_attention
+    ops = [n.op_type for n in onnx.load_from_string(result.encoder).graph.node]
+    assert "MultiHeadAttention" not in ops and ops.count("Softmax") == 4

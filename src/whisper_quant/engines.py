@@ -462,6 +462,7 @@ class OnnxEngine(Engine):
             encoder_path.write_bytes(graphs.encoder)
             decoder_path.write_bytes(graphs.decoder)
             self._cross_past = list(graphs.cross_names)
+            self.attention_fused = graphs.fused_attention
             del graphs
             self.encoder = ort.InferenceSession(
                 str(encoder_path), self.session_options(), providers=providers
