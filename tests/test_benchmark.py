@@ -115,3 +115,24 @@ def test_references_file_format(tmp_path):
     refs.write_text("no tab here\n")
     with pytest.raises(ValueError, match="TAB"):
         read_references(refs)
+
+
+def test_joined_clips_are_2_to_10_seconds_of_the_shipped_speech(tmp_path, references):
+    """scripts/joined_clips.py: the longer clips the README's second benchmark table uses."""
+    import subprocess
+    import sys
+    import wave
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "joined_clips.py"
+    subprocess.run([sys.executable, str(script), str(tmp_path)], check=True, capture_output=True)
+    joined = dict(
+        line.split("\t", 1) for line in (tmp_path / "refs.tsv").read_text().splitlines()
+    )
+    assert len(joined) == 6
+    shipped = " ".join(references.values()).split()
+    for name, text in joined.items():
+        with wave.open(str(tmp_path / name)) as clip:
+            seconds = clip.getnframes() / clip.getframerate()
+        assert 2.0 <= seconds <= 10.0, name
+        assert set(text.split()) <= set(shipped), name

@@ -360,3 +360,15 @@ def test_int8_files_take_at_most_40_percent_of_the_original_bytes(request, fixtu
     )
     assert original > 100 * 2**20
     assert quantized <= 0.40 * original, f"{quantized / original:.2%}"
+
+
+def test_only_a_model_over_the_size_budget_gives_its_output_projection_one_scale(
+    built_tiny_en, built_base
+):
+    # tiny.en's output projection scales per channel would take its files past 40% of the
+    # original's bytes; base has room for them (see build.quantize_onnx).
+    tiny = built_tiny_en.manifest["quantization"]
+    base = built_base.manifest["quantization"]
+    assert tiny["per_tensor"] == "/proj_out/MatMul"
+    assert base["per_tensor"] == "none"
+    assert 0 < base["size_budget_bytes"]
