@@ -14,6 +14,7 @@ so an interrupted build never leaves a half model behind.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib.metadata
 import json
@@ -400,15 +401,39 @@ def _quantize(src_dir: Path, file_name: str, out_dir: Path, qconfig, replace: Pa
     """One ORTQuantizer pass; returns the file it wrote (it appends `_quantized`)."""
     from optimum.onnxruntime import ORTQuantizer
 
-    ORTQuantizer.from_pretrained(src_dir, file_name=file_name).quantize(
-        save_dir=out_dir, quantization_config=qconfig
-    )
+    with _quiet_requantize_warning(replace is not None):
+        ORTQuantizer.from_pretrained(src_dir, file_name=file_name).quantize(
+            save_dir=out_dir, quantization_config=qconfig
+        )
     written = out_dir / file_name.replace(".onnx", "_quantized.onnx")
     if not written.is_file():
         raise BuildError(f"The quantizer did not write {written.name}")
     if replace is not None:
         replace.unlink()
     return written
+
+
+@contextlib.contextmanager
+def _quiet_requantize_warning(active: bool):
+    """onnxruntime warns that a model 'is already quantized' on the output projection's pass,
+    which is expected there: the rest of the graph was quantized by the first pass."""
+
+    class Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "already quantized" not in record.getMessage()
+
+    drop = Drop()
+    root = logging.getLogger()
+    if active:
+        root.addFilter(drop)
+        for handler in root.handlers:
+            handler.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+        for handler in root.handlers:
+            handler.removeFilter(drop)
 
 
 def _replace(work: Path, target: Path) -> None:
