@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,7 @@ class Studio:
         self.engines = tuple(engines)
         self.threads = threads
         self.verify_checksums = verify_checksums
+        self.request_timeout_s = request_timeout_s
         self.workers = {
             name: EngineWorker(
                 name, self.model_dir, threads=threads, request_timeout_s=request_timeout_s
@@ -148,12 +150,18 @@ class Studio:
             "max_new_tokens": max_new_tokens,
         }
         with self._lock:
+            # One time limit for the whole request, shared by its engines.
+            deadline = None
+            if self.request_timeout_s is not None:
+                deadline = time.monotonic() + self.request_timeout_s
             order = self._next_order()
             transcriptions: dict[str, Transcription] = {}
             for i, name in enumerate(order):
                 if on_engine:
                     on_engine(name, i, len(order))
-                transcriptions[name] = self.workers[name].transcribe(audio, **options)
+                transcriptions[name] = self.workers[name].transcribe(
+                    audio, deadline=deadline, **options
+                )
         return self._score(audio, transcriptions, order, reference.strip(), language)
 
     def _next_order(self) -> tuple[str, ...]:

@@ -244,21 +244,37 @@ class EngineWorker:
         )
         return self.report
 
-    def transcribe(self, audio: np.ndarray, **options) -> Transcription:
-        """Transcribe in the worker; restarts a dead worker first."""
+    def transcribe(
+        self, audio: np.ndarray, *, deadline: float | None = None, **options
+    ) -> Transcription:
+        """Transcribe in the worker; restarts a dead worker first.
+
+        The worker is stopped if it has not answered within `request_timeout_s`, or by
+        `deadline` (a `time.monotonic()` value) when one is given: a request's engines then
+        share one limit.
+        """
         with self._lock:
             if not self.alive:
                 if self._process is not None:
                     self.restarts += 1
                     logger.warning("restarting the %s engine", self.engine)
                 self._start()
+            wait = self.request_timeout_s
+            if deadline is not None:
+                wait = deadline - time.monotonic()
+                if wait <= 0:  # spent by the engines before this one: do not start it
+                    raise EngineTimeoutError(
+                        f"The request took longer than the {self.request_timeout_s:g} s limit "
+                        f"before the {self.engine} engine could start"
+                    )
             self._conn.send(("transcribe", np.asarray(audio, np.float32), options))
-            if not self._conn.poll(self.request_timeout_s):
+            if not self._conn.poll(wait):
                 # Killed at once: a graceful stop would let it finish into a closed pipe.
                 self._stop(kill=True)
                 raise EngineTimeoutError(
-                    f"The {self.engine} engine took longer than {self.request_timeout_s:g} s "
-                    "on this clip and was stopped; it restarts on the next request"
+                    f"The request took longer than the {self.request_timeout_s:g} s limit "
+                    f"(stopped in the {self.engine} engine); that engine restarts on the next "
+                    "request"
                 )
             try:
                 message = self._conn.recv()
