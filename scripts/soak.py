@@ -21,31 +21,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from whisper_quant.launch import AppStartError, listening_pid, running_app  # noqa: E402
+
 DEFAULT_CLIPS = (
     f"{ROOT / 'examples' / 'goforward.wav'}=forward",
     f"{ROOT / 'examples' / 'cards-005.wav'}=spades",
 )
-START_TIMEOUT_S = 300.0
 SAMPLE_EVERY_S = 1.0
 MIB = 2**20
 
@@ -125,75 +120,6 @@ class MemoryWatch:
             with contextlib.suppress(psutil.Error):
                 self.samples.append((time.monotonic(), *self.now()))
             self._stop.wait(SAMPLE_EVERY_S)
-
-
-# --- launching the app --------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def launched_app(models_dir: str | None, log_path: Path) -> Iterator[tuple[str, int]]:
-    """Run app.py on a free local port; yield its URL and pid; stop it with Ctrl-C after."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "GRADIO_SERVER_NAME": "127.0.0.1",
-        "GRADIO_SERVER_PORT": str(port),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-    }
-    if models_dir:
-        env["WHISPER_MODELS_DIR"] = models_dir
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py")],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        _wait_until_up(url, process, log_path)
-        yield url, process.pid
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)  # lets the app close its engine workers
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_until_up(url: str, process: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"app.py exited with code {process.returncode}; see {log_path}")
-        with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        time.sleep(0.5)
-    raise SystemExit(f"app.py did not answer within {START_TIMEOUT_S:.0f} s; see {log_path}")
-
-
-def _local_pid(url: str) -> int | None:
-    """The pid listening on the URL's port, when the server runs on this machine."""
-    parts = urlsplit(url)
-    if parts.hostname not in ("127.0.0.1", "localhost", "0.0.0.0", "::1"):
-        return None
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    with contextlib.suppress(psutil.Error):
-        for connection in psutil.net_connections(kind="tcp"):
-            if connection.laddr.port == port and connection.status == psutil.CONN_LISTEN:
-                return connection.pid
-    return None
 
 
 # --- the soak -----------------------------------------------------------------------------
@@ -325,14 +251,18 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     if args.url:
-        pid = args.pid or _local_pid(args.url)
+        pid = args.pid or listening_pid(args.url)
         if pid is None:
             print("memory: not watched (pass --pid for a server on this machine)")
         return soak(args.url, pid, args)
     print(f"launching app.py (log: {args.log}) ...", flush=True)
-    with launched_app(args.models_dir, args.log) as (url, pid):
-        print(f"soaking {url} with {args.requests} requests from {args.clients} clients")
-        return soak(url, pid, args)
+    env = {"WHISPER_MODELS_DIR": args.models_dir} if args.models_dir else {}
+    try:
+        with running_app(ROOT / "app.py", args.log, **env) as url:
+            print(f"soaking {url} with {args.requests} requests from {args.clients} clients")
+            return soak(url, listening_pid(url), args)
+    except AppStartError as e:
+        raise SystemExit(f"{e}\n(full log: {args.log})") from None
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from app_server import log_tail, running_app
+from app_server import running_app
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
@@ -50,7 +50,6 @@ def app_url(built_tiny_en, tmp_path_factory):
         WHISPER_MAX_FILE_SIZE=MAX_FILE_SIZE,
     ) as url:
         yield url
-    print(f"app log ({log}):\n{log_tail(log)}")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from app_server import ROOT, log_tail, running_app
+from app_server import ROOT, running_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -35,7 +35,6 @@ def app_url(built_tiny_en, tmp_path_factory):
     log = tmp_path_factory.mktemp("app") / "app.log"
     with running_app(built_tiny_en.folder.parent, log) as url:
         yield url
-    print(f"app log ({log}):\n{log_tail(log)}")
 
 
 @pytest.fixture(scope="module")

@@ -32,11 +32,13 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from app_server import ROOT, log_tail, running_app
+from app_server import ROOT, running_app
 from audio_factory import FORMATS, read_wav, resample, write_audio, write_video_only
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError, Status
+
+from whisper_quant.launch import listening_pid
 
 DATA = Path(__file__).parent / "data"
 RATE = 16000  # of the shipped clips
@@ -78,21 +80,13 @@ def _cmd(process: psutil.Process) -> list[str]:
         return []
 
 
-def _listening_pid(url: str) -> int:
-    port = urlsplit(url).port
-    for connection in psutil.net_connections(kind="tcp"):
-        if connection.laddr.port == port and connection.status == psutil.CONN_LISTEN:
-            return connection.pid
-    raise RuntimeError(f"nothing listens on port {port}")
-
-
 @contextlib.contextmanager
 def launched(models_dir: Path, log: Path, **env: str) -> Iterator[LaunchedApp]:
-    try:
-        with running_app(models_dir, log, PYTHONUNBUFFERED="1", **env) as url:
-            yield LaunchedApp(url, log, _listening_pid(url))
-    finally:
-        print(f"app log ({log}):\n{log_tail(log)}")
+    with running_app(models_dir, log, PYTHONUNBUFFERED="1", **env) as url:
+        pid = listening_pid(url)
+        if pid is None:
+            raise RuntimeError(f"nothing listens at {url}")
+        yield LaunchedApp(url, log, pid)
 
 
 @pytest.fixture(scope="module")
