@@ -19,6 +19,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from whisper_quant.bench import read_references  # noqa: E402
+
 DATA = ROOT / "tests" / "data"
 RATE = 16000
 GAP_S = 0.4
@@ -51,9 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path)
     args = parser.parse_args(argv)
-    references = dict(
-        line.split("\t", 1) for line in (DATA / "refs.tsv").read_text().splitlines() if line
-    )
+    references = read_references(DATA / "refs.tsv")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     gap = np.zeros(int(GAP_S * RATE), dtype="<i2")
     lines = []
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             pieces += [read_pcm16(DATA / part), gap]
         samples = np.concatenate(pieces[:-1])
         write_pcm16(args.out_dir / name, samples)
-        text = " ".join(references[part].strip() for part in parts)
+        text = " ".join(references[part] for part in parts)
         lines.append(f"{name}\t{text}")
         print(f"{name}: {len(samples) / RATE:.1f} s, {len(text.split())} words")
     (args.out_dir / "refs.tsv").write_text("\n".join(lines) + "\n")

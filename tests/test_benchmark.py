@@ -126,7 +126,7 @@ def test_joined_clips_are_2_to_10_seconds_of_the_shipped_speech(tmp_path, refere
 
     script = Path(__file__).resolve().parent.parent / "scripts" / "joined_clips.py"
     subprocess.run([sys.executable, str(script), str(tmp_path)], check=True, capture_output=True)
-    joined = dict(line.split("\t", 1) for line in (tmp_path / "refs.tsv").read_text().splitlines())
+    joined = read_references(tmp_path / "refs.tsv")
     assert len(joined) == 6
     shipped = " ".join(references.values()).split()
     for name, text in joined.items():
