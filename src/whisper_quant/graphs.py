@@ -69,7 +69,8 @@ def runtime_graphs(
             encoder = onnx.load(str(encoder_path))
     merged = onnx.load(str(decoder_path))
     graph = merged.graph
-    branches = _if_branches(graph)
+    if_node = _if_node(graph)
+    branches = {a.name: a.g for a in if_node.attribute}
     outer_nodes = [n for n in graph.node if n.op_type != "If"]
     initializers = {t.name: t for t in graph.initializer}
     inputs = {i.name: i for i in graph.input}
@@ -94,11 +95,11 @@ def runtime_graphs(
     missing = [n for n in cross_inputs if n not in used]
     if missing or "input_ids" not in used:
         raise GraphLayoutError(f"{decoder_path}: the cached branch does not read {missing}")
-    decoder_graph = _rename_outputs(decoder_graph, cached, graph)
+    decoder_graph = _rename_outputs(decoder_graph, cached, if_node)
 
     # The first-step branch's cross-attention projections, fed by the encoder's output.
     first = branches["else_branch"]
-    cross_outputs = [_branch_output(first, graph, name) for name in cross_inputs]
+    cross_outputs = [_branch_output(first, if_node, name) for name in cross_inputs]
     cross_nodes = _batch_from_hidden(_needed(outer_nodes + list(first.node), cross_outputs))
     cross_nodes = _needed(cross_nodes, cross_outputs)
     cross_used = _consumed(cross_nodes)
@@ -144,11 +145,11 @@ def runtime_graphs(
     )
 
 
-def _if_branches(graph) -> dict:
+def _if_node(graph):
     nodes = [n for n in graph.node if n.op_type == "If"]
     if len(nodes) != 1:
         raise GraphLayoutError("expected a merged decoder with one If node")
-    return {a.name: a.g for a in nodes[0].attribute}
+    return nodes[0]
 
 
 def _batch_from_hidden(nodes) -> list:
@@ -213,10 +214,9 @@ def _layer_order(name: str) -> tuple[int, str]:
     return int(parts[1]), parts[-1]
 
 
-def _branch_output(branch, graph, past_name: str) -> str:
+def _branch_output(branch, if_node, past_name: str) -> str:
     """The branch's output that becomes `present.*` for the given `past_key_values.*` name."""
     present = past_name.replace("past_key_values", "present")
-    if_node = next(n for n in graph.node if n.op_type == "If")
     index = list(if_node.output).index(present)
     return branch.output[index].name
 
@@ -230,11 +230,10 @@ def _renamed_output(value_info, name: str):
     return copy
 
 
-def _rename_outputs(decoder_graph, branch, graph):
+def _rename_outputs(decoder_graph, branch, if_node):
     """Give the step graph's outputs the If node's names (logits, present.*.decoder.*)."""
     import onnx
 
-    if_node = next(n for n in graph.node if n.op_type == "If")
     names = dict(zip((o.name for o in branch.output), if_node.output, strict=True))
     outputs = []
     for output in decoder_graph.output:
