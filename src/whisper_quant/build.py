@@ -28,7 +28,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .manifest import MANIFEST, MANIFEST_FORMAT, ModelIntegrityError, describe_files, verify_folder
+from .manifest import (
+    MANIFEST,
+    MANIFEST_FORMAT,
+    ModelIntegrityError,
+    describe_files,
+    folder_weight_bytes,
+    verify_folder,
+)
 from .models import ModelSpec, locate_ct2_files, resolve_model
 from .weights import copy_preprocessing_files, import_weights, source_checksum
 
@@ -237,9 +244,7 @@ def _build_into(
     stages["export_s"] = time.perf_counter() - start
 
     start = stage(STAGES[2])
-    budget = int(
-        SIZE_BUDGET * sum(p.stat().st_size for p in (work / "original").glob("*.safetensors"))
-    )
+    budget = int(SIZE_BUDGET * folder_weight_bytes(work / "original"))
     qconfig = quantize_onnx(
         work / "onnx-fp32", work / "quantized", preset, options.per_channel, size_budget=budget
     )
@@ -363,7 +368,7 @@ def quantize_onnx(
     for name in ONNX_FILES:
         qconfig = quantization_config(preset, per_channel, excluded[name])
         _quantize(fp32_dir, name, out_dir, qconfig).rename(out_dir / name)
-    over_budget = size_budget is not None and onnx_bytes(out_dir) > size_budget
+    over_budget = size_budget is not None and folder_weight_bytes(out_dir) > size_budget
     if per_channel and over_budget:
         per_tensor[DECODER_FILE] = output_projections(fp32_dir / DECODER_FILE)
         qconfig = quantization_config(
@@ -391,10 +396,6 @@ def quantize_onnx(
         or "none",
         "size_budget_bytes": size_budget,
     }
-
-
-def onnx_bytes(folder: Path) -> int:
-    return sum((folder / name).stat().st_size for name in ONNX_FILES)
 
 
 def _quantize(src_dir: Path, file_name: str, out_dir: Path, qconfig, replace: Path | None = None):

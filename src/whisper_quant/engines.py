@@ -20,6 +20,7 @@ from typing import ClassVar
 import numpy as np
 
 from .audio import SAMPLE_RATE, is_silent, split_for_long_form
+from .manifest import folder_weight_bytes
 from .measure import Stopwatch
 from .tokens import SpecialTokens, is_multilingual, special_tokens
 
@@ -259,12 +260,6 @@ class Engine(ABC):
             "threads": self.threads,
             "disk_bytes": folder_weight_bytes(self.folder),
         }
-
-
-def folder_weight_bytes(folder: Path) -> int:
-    """Bytes of the weight files an engine loads (safetensors, ONNX, CTranslate2 model.bin)."""
-    patterns = ("*.safetensors", "*.onnx", "*.onnx_data", "model.bin")
-    return sum(p.stat().st_size for pattern in patterns for p in Path(folder).glob(pattern))
 
 
 # --- original: transformers + PyTorch ----------------------------------------------------

@@ -46,6 +46,12 @@ def describe_files(folder: Path) -> dict[str, dict]:
     return files
 
 
+def folder_weight_bytes(folder: Path) -> int:
+    """Bytes of the weight files an engine loads (safetensors, ONNX, CTranslate2 model.bin)."""
+    patterns = ("*.safetensors", "*.onnx", "*.onnx_data", "model.bin")
+    return sum(p.stat().st_size for pattern in patterns for p in Path(folder).glob(pattern))
+
+
 def read_manifest(folder: Path) -> dict:
     path = Path(folder) / MANIFEST
     try:
