@@ -35,18 +35,18 @@ from whisper_quant.report import (  # noqa: E402
 from whisper_quant.service import (  # noqa: E402
     AUTO_DETECT,
     README_SECTION,
-    Settings,
-    StudioPool,
+    StudioSwitcher,
     language_label,
     measurement_note,
     summary,
     transcript,
 )
+from whisper_quant.settings import Settings  # noqa: E402
 
 logger = logging.getLogger("whisper_quant.app")
 
 SETTINGS = Settings.from_env()
-POOL = StudioPool(SETTINGS)  # starts nothing until the first request or ensure_ready()
+POOL = StudioSwitcher(SETTINGS)  # starts nothing until the first request or ensure_ready()
 
 EXAMPLES_DIR = ROOT / "examples"
 BAR_STYLE = {"x_title": " ", "color_title": " ", "colors_in_legend": [], "height": 260}
@@ -55,6 +55,42 @@ DIFF_COLORS = {DIFF_CHANGED: "#f59e0b", DIFF_ADDED: "#3b82f6", DIFF_MISSING: "#e
 # Errors whose message is written for the person using the page (AudioError and the
 # option and settings errors are ValueErrors; crashes and timeouts are EngineErrors).
 USER_ERRORS = (ValueError, ModelIntegrityError, BuildError, EngineError)
+REMOTE_AUDIO_REFUSED = (
+    "Audio must be uploaded with the request: remote URLs are not fetched. Download the file "
+    "and upload it (gradio_client: handle_file on a local path)."
+)
+
+
+def is_remote(path) -> bool:
+    return str(path).strip().lower().startswith(("http://", "https://", "//", "ftp://"))
+
+
+def uploads_only(component: gr.Audio) -> gr.Audio:
+    """Make a file input refuse a remote URL before anything is fetched.
+
+    Gradio downloads an http(s) URL given as a file input (blocking only local addresses),
+    so a public Space would otherwise fetch whatever size any caller names. Uploads and the
+    page's own example files are unaffected. The component's own methods are wrapped on the
+    instance (a subclass would make Gradio write a type-stub file beside this one).
+    """
+    fetch_async = component.async_move_resource_to_block_cache
+    fetch = component.move_resource_to_block_cache
+
+    def refuse(url_or_file_path) -> None:
+        if url_or_file_path is not None and is_remote(url_or_file_path):
+            raise gr.Error(REMOTE_AUDIO_REFUSED, print_exception=False)
+
+    async def checked_async(url_or_file_path):
+        refuse(url_or_file_path)
+        return await fetch_async(url_or_file_path)
+
+    def checked(url_or_file_path):
+        refuse(url_or_file_path)
+        return fetch(url_or_file_path)
+
+    component.async_move_resource_to_block_cache = checked_async
+    component.move_resource_to_block_cache = checked
+    return component
 
 
 # gr.Progress() as a default argument is how Gradio hands a handler its progress bar.
@@ -67,8 +103,7 @@ def compare(audio, reference, model, language, task, progress=gr.Progress()):  #
             audio,
             model=model,
             reference=reference or "",
-            language=language,
-            task=task or "transcribe",
+            options=POOL.options(model, language, task or "transcribe"),
             on_progress=lambda fraction, message: progress(fraction, desc=message),
         )
     except USER_ERRORS as e:
@@ -206,7 +241,9 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
     )
     with gr.Row():
         with gr.Column(scale=3):
-            audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio clip")
+            audio = uploads_only(
+                gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio clip")
+            )
             examples, example_labels = _examples(MODELS)
             gr.Examples(
                 examples,

@@ -17,8 +17,6 @@ import pytest
 
 from whisper_quant import build, models
 from whisper_quant.build import (
-    DECODER_FILE,
-    ENCODER_FILE,
     QUANTIZATION_PRESETS,
     BuildError,
     BuildOptions,
@@ -27,6 +25,8 @@ from whisper_quant.build import (
 )
 from whisper_quant.cli import build_main
 from whisper_quant.ct2 import CT2FormatError
+from whisper_quant.graphs import activation_matmuls
+from whisper_quant.layout import BASELINE_DIR, DECODER_FILE, ENCODER_FILE
 from whisper_quant.manifest import (
     MANIFEST,
     ModelIntegrityError,
@@ -106,12 +106,14 @@ def test_manifest_records_source_settings_files_and_times(built_tiny, tiny_ct2_d
     assert quantization["preset"] in QUANTIZATION_PRESETS
     assert quantization["requested"] == "auto"
     assert quantization["per_channel"] is True
-    # Attention's activation x activation MatMuls stay in fp32 (see build.activation_matmuls).
+    # Attention's activation x activation MatMuls stay in fp32 (see graphs.activation_matmuls).
     assert "MatMuls without a constant weight" in quantization["excluded"]
     assert isinstance(quantization["cpu_flags"], list)
     if platform.machine().lower() in ("x86_64", "amd64"):
         assert "avx2" in quantization["cpu_flags"]
-    assert quantization["weights"] == "QInt8"
+    # Optimum's avx2 preset stores weights as uint8, the others as int8.
+    assert quantization["weights"] == ("QUInt8" if quantization["preset"] == "avx2" else "QInt8")
+    assert quantization["preset"] == resolve_quantization("auto")
     assert "MatMul" in quantization["operators"]
 
     # Every file, with its size and sha256, and nothing else.
@@ -192,11 +194,11 @@ def test_attention_matmuls_stay_float_but_the_plain_baseline_quantizes_them(tiny
     result = build_model(str(tiny_ct2_dir), tmp_path, BuildOptions(baseline=True))
     assert result.manifest["inputs"]["baseline"] is True
     for name in (ENCODER_FILE, DECODER_FILE):
-        excluded = build.activation_matmuls(result.folder / "onnx-fp32" / name)
+        excluded = activation_matmuls(result.folder / "onnx-fp32" / name)
         assert excluded, name  # Q.K^T and scores.V exist in every attention block
         floats, _ = _matmul_inputs(result.folder / "quantized" / name)
         assert floats >= len(excluded), name
-        plain_floats, plain_ints = _matmul_inputs(result.folder / build.BASELINE_DIR / name)
+        plain_floats, plain_ints = _matmul_inputs(result.folder / BASELINE_DIR / name)
         assert plain_floats == 0 and plain_ints > 0, name
 
 

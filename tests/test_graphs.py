@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from whisper_quant.build import DECODER_FILE, ENCODER_FILE
 from whisper_quant.graphs import GraphLayoutError, runtime_graphs
+from whisper_quant.layout import DECODER_FILE, ENCODER_FILE
 
 pytestmark = pytest.mark.integration
 

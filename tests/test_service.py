@@ -16,14 +16,13 @@ from whisper_quant.service import (
     AUTO_DETECT,
     ModelInfo,
     ModelNotBuiltError,
-    Settings,
-    SettingsError,
-    StudioPool,
+    StudioSwitcher,
     check_options,
     language_label,
     measurement_note,
     model_info,
 )
+from whisper_quant.settings import Settings, SettingsError
 
 ENGLISH_ONLY = ModelInfo("tiny.en", multilingual=False, languages=("en",), built=True)
 MULTILINGUAL = ModelInfo("base", multilingual=True, languages=("de", "en", "es"), built=True)
@@ -98,7 +97,9 @@ def test_options_for_a_multilingual_model():
 def test_model_info_comes_from_the_built_files(tmp_path):
     folder = tmp_path / "base"
     (folder / "original").mkdir(parents=True)
-    (folder / "manifest.json").write_text(json.dumps({"multilingual": True}))
+    (folder / "manifest.json").write_text(
+        json.dumps({"format": 1, "files": {}, "multilingual": True})
+    )
     (folder / "original" / "generation_config.json").write_text(
         json.dumps({"lang_to_id": {"<|en|>": 50259, "<|de|>": 50261}})
     )
@@ -133,7 +134,7 @@ def _wav(path: Path, samples: np.ndarray) -> Path:
 @pytest.fixture
 def pool(tmp_path):
     # No model is built here: whatever these tests do must not need one.
-    pool = StudioPool(Settings(models_dir=tmp_path / "models", max_seconds=3))
+    pool = StudioSwitcher(Settings(models_dir=tmp_path / "models", max_seconds=3))
     yield pool
     pool.close()
 
@@ -158,11 +159,11 @@ def test_bad_requests_fail_before_any_engine_starts(pool, tmp_path):
     with pytest.raises(ModelNotBuiltError, match="Unknown model 'large'"):
         pool.compare(long, model="large")
     with pytest.raises(ValueError, match="English-only"):
-        pool.compare(long, task="translate")
+        pool.compare(long, options=pool.options("tiny.en", "auto-detect", "translate"))
     assert pool.current_model is None
 
 
 def test_a_model_that_is_not_built_names_the_build_command(tmp_path):
-    pool = StudioPool(Settings(models_dir=tmp_path, default_model="tiny.en"))
+    pool = StudioSwitcher(Settings(models_dir=tmp_path, default_model="tiny.en"))
     with pytest.raises(ModelNotBuiltError, match="python build_model.py --model base"):
         pool.studio("base")

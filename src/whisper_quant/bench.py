@@ -1,28 +1,44 @@
-"""The benchmark: every engine on every clip, repeated, in alternating order, with a report.
+"""The benchmark: every engine on every clip, repeated, in shuffled order; it only measures.
 
 Each engine runs in its own worker process (memory attributable to it alone) and has already
 transcribed a warm-up clip; the benchmark adds one untimed pass over the first clip, then
-times `repeat` passes. Within a pass the engine order rotates from clip to clip and from pass
-to pass, so no engine always goes first. Latency is the wall time of a whole transcription
-of already-decoded audio (features, encoder, decoding), median over the repeats per clip.
+times `repeat` passes. For every clip of every pass the engine order is shuffled with a seed
+drawn from the run's seed and recorded. Latency is the wall time of a whole transcription of
+already-decoded audio (features, encoder, decoding), median over the repeats per clip.
+Rendering (markdown, plot) lives in report.py.
 """
 
 from __future__ import annotations
 
 import logging
 import platform
+import random
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .audio import AudioError, decode_audio, duration_s
 from .compare import ORIGINAL, QUANTIZED, Studio
-from .engines import DEFAULT_THREADS, ENGINES
-from .measure import KERNEL_METHOD, MEMORY_METHOD, mib, timing_method
+from .engines import DEFAULT_THREADS, ENGINES, DecodingOptions
+from .hardware import cpu_info
+from .measure import KERNEL_METHOD, MEMORY_METHOD, mib, speedup, timing_method
 from .metrics import corpus_error_rate
 
 logger = logging.getLogger(__name__)
+
+ONNX_FP32 = "onnx-fp32"
+FEATURES_NOTE = (
+    "Every worker computes log-mel features with transformers' WhisperFeatureExtractor, which "
+    "uses torch: the ONNX and CTranslate2 workers import torch too, before their baseline, "
+    "so it is in no engine's 'memory held' and in every engine's baseline."
+)
+PER_TOKEN_METHOD = (
+    "Marginal cost per decoded token: least-squares slope of each run's decoder time "
+    "(every decoder step, the first included) against the tokens it decoded, over every "
+    "clip and pass; the intercept is the fixed cost per window. First step: the median time "
+    "of the decoder's first call (the prompt), reported apart."
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +48,56 @@ class Clip:
     reference: str | None
     audio: object = None  # np.ndarray when decoded
     error: str = ""
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    """One engine's figures over the whole run (times in seconds, memory in MiB)."""
+
+    label: str
+    wer: float | None
+    wer_detail: str | None
+    reference_words: int | None  # how many reference words the WER rests on
+    agreement_wer_vs_original: float | None
+    median_latency_s: float | None
+    mean_latency_s: float | None
+    best_latency_s: float | None  # median over clips of each clip's fastest run
+    rtf: float | None
+    median_section_s: dict[str, float]
+    tokens_per_pass: int
+    ms_per_token_average: float  # decoder time over tokens: fixed costs included
+    ms_per_token_marginal: float | None  # slope (PER_TOKEN_METHOD)
+    decoder_fixed_ms: float | None  # intercept (PER_TOKEN_METHOD)
+    first_step_ms: float | None
+    memory_mib: float  # held: total minus baseline
+    memory_baseline_mib: float
+    memory_total_mib: float
+    peak_memory_mib: float | None
+    disk_mib: float
+    load_s: float
+    warmup_s: float
+    runtime: dict
+    encoder_attention_fused: bool | None
+    per_clip_median_latency_s: dict[str, float]
+    transcripts: dict[str, str]
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    model: str
+    machine: dict
+    settings: dict
+    methods: dict
+    clips: list[dict]
+    failed_clips: dict[str, str]
+    unscored_clips: list[str]
+    engines: dict[str, EngineStats]
+    summary: dict
+    # One entry per timed clip run: pass, clip, seed and the engine order it gave.
+    orders: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def read_references(path: Path | str) -> dict[str, str]:
@@ -59,14 +125,41 @@ def load_clips(paths: Sequence[Path | str], references: dict[str, str]) -> list[
     return clips
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def machine_info(threads: int) -> dict:
+    cpu = cpu_info()
+    return {
+        "cpu": cpu.model,
+        "cpu_flags": cpu.relevant_flags,
+        "logical_cpus": cpu.logical_cpus,
+        "threads": threads,
+        "python": platform.python_version(),
+        "note": f"measured on one {cpu.vendor} machine ({cpu.model}); other CPUs differ",
+    }
+
+
+def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float] | None:
+    """Least-squares slope and intercept of ys against xs; None when xs do not vary."""
+    if len(xs) < 2:
+        return None
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    var = sum((x - mean_x) ** 2 for x in xs)
+    if var == 0:
+        return None
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var
+    return slope, mean_y - slope * mean_x
+
+
+@dataclass
+class _Runs:
+    """What one engine's timed runs gave, gathered while the benchmark runs."""
+
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    peaks: list[int] = field(default_factory=list)
+    transcripts: dict[str, str] = field(default_factory=dict)
+    sections: dict[str, list[float]] = field(default_factory=dict)
+    tokens: list[int] = field(default_factory=list)
+    decoder_s: list[float] = field(default_factory=list)
+    first_step_s: list[float] = field(default_factory=list)
 
 
 def run_benchmark(
@@ -76,99 +169,70 @@ def run_benchmark(
     *,
     repeat: int = 5,
     threads: int = DEFAULT_THREADS,
-    beam_size: int = 1,
+    options: DecodingOptions | None = None,
+    seed: int = 0,
     progress: Callable[[str], None] | None = None,
-) -> dict:
-    """Run the benchmark and return the report as a JSON-ready dict."""
+) -> BenchReport:
+    """Run the benchmark and return its report."""
     say = progress or (lambda message: None)
+    options = options or DecodingOptions()
     usable = [c for c in clips if c.error == ""]
     engines = list(engines)
     studio = Studio(model_dir, engines, threads=threads)
-    latencies: dict[str, dict[str, list[float]]] = {
-        e: {c.name: [] for c in usable} for e in engines
-    }
-    peaks: dict[str, list[int]] = {e: [] for e in engines}
-    transcripts: dict[str, dict[str, str]] = {e: {} for e in engines}
-    splits: dict[str, dict[str, list[float]]] = {e: {} for e in engines}
-    tokens: dict[str, int] = dict.fromkeys(engines, 0)
-    decoder_s: dict[str, float] = dict.fromkeys(engines, 0.0)
+    runs = {e: _Runs(latencies={c.name: [] for c in usable}) for e in engines}
+    seeds = random.Random(seed)
+    orders: list[dict] = []
     try:
         say(f"loading {', '.join(engines)} from {model_dir}")
         studio.start(on_engine=lambda name: say(f"loading {name}"))
         if usable:
             say("warm-up pass")
-            studio.compare(usable[0].audio, beam_size=beam_size)
+            studio.compare(usable[0].audio, options, order_seed=seeds.randrange(2**31))
         for r in range(repeat):
             say(f"pass {r + 1}/{repeat}")
             for clip in usable:
-                comparison = studio.compare(clip.audio, beam_size=beam_size)
+                comparison = studio.compare(clip.audio, options, order_seed=seeds.randrange(2**31))
+                orders.append(
+                    {
+                        "pass": r + 1,
+                        "clip": clip.name,
+                        "seed": comparison.order_seed,
+                        "order": list(comparison.order),
+                    }
+                )
                 for result in comparison.results:
-                    t = result.transcription
-                    latencies[result.engine][clip.name].append(t.latency_s)
-                    peaks[result.engine].append(t.peak_memory_bytes or 0)
-                    transcripts[result.engine][clip.name] = t.text
-                    tokens[result.engine] += len(t.tokens)
-                    decoder_s[result.engine] += t.timings.get("decoder", 0.0)
-                    for section, seconds in t.timings.items():
-                        splits[result.engine].setdefault(section, []).append(seconds)
+                    _record(runs[result.engine], clip.name, result.transcription)
         reports = studio.reports()
     finally:
         studio.close()
 
-    report_engines = {}
     audio_total = sum(duration_s(c.audio) for c in usable)
     scored = [c for c in usable if c.reference]
-    for name in engines:
-        per_clip = {clip: statistics.median(v) for clip, v in latencies[name].items() if v}
-        best_per_clip = {clip: min(v) for clip, v in latencies[name].items() if v}
-        load = reports[name]
-        wer = (
-            corpus_error_rate([(c.reference, transcripts[name][c.name]) for c in scored])
-            if scored
-            else None
+    stats = {
+        name: _engine_stats(
+            name, runs[name], runs.get(ORIGINAL), reports[name], usable, scored, audio_total
         )
-        agree = None
-        if name != ORIGINAL and ORIGINAL in engines and usable:
-            agree = corpus_error_rate(
-                [(transcripts[ORIGINAL][c.name], transcripts[name][c.name]) for c in usable]
-            )
-        report_engines[name] = {
-            "label": ENGINES[name].label,
-            "wer": None if wer is None else wer.rate,
-            "wer_detail": None if wer is None else str(wer),
-            "agreement_wer_vs_original": None if agree is None else agree.rate,
-            "median_latency_s": statistics.median(per_clip.values()) if per_clip else None,
-            "mean_latency_s": statistics.fmean(per_clip.values()) if per_clip else None,
-            # Median over clips of each clip's fastest run: robust to stalls from outside.
-            "best_latency_s": statistics.median(best_per_clip.values()) if best_per_clip else None,
-            "rtf": sum(per_clip.values()) / audio_total if audio_total else None,
-            "median_section_s": {k: statistics.median(v) for k, v in splits[name].items()},
-            "tokens_per_pass": tokens[name] // max(repeat, 1),
-            # Decoding time (prompt, cache steps, end token) over the tokens it produced.
-            "ms_per_token": 1000 * decoder_s[name] / max(tokens[name], 1),
-            "memory_mib": mib(load.held_bytes),
-            "peak_memory_mib": mib(max(peaks[name])) if peaks[name] else None,
-            "disk_mib": mib(load.weights_bytes),
-            "load_s": load.load_s,
-            "warmup_s": load.warmup_s,
-            "per_clip_median_latency_s": per_clip,
-            "transcripts": transcripts[name],
-        }
-    return {
-        "model": Path(model_dir).name,
-        "machine": {"cpu": cpu_name(), "threads": threads, "python": platform.python_version()},
-        "settings": {
+        for name in engines
+    }
+    return BenchReport(
+        model=Path(model_dir).name,
+        machine=machine_info(threads),
+        settings={
             "repeat": repeat,
-            "beam_size": beam_size,
-            "decoding": "greedy" if beam_size == 1 else f"beam {beam_size}",
-            "engine_order": "rotating per clip and pass",
+            "beam_size": options.beam_size,
+            "decoding": "greedy" if options.beam_size == 1 else f"beam {options.beam_size}",
+            "options": asdict(options),
+            "engine_order": "shuffled per clip and pass, seeds recorded in 'orders'",
+            "seed": seed,
         },
-        "methods": {
+        methods={
             "timing": timing_method(repeat, 1),
             "memory": MEMORY_METHOD,
             "peak": KERNEL_METHOD,
+            "per_token": PER_TOKEN_METHOD,
+            "features": FEATURES_NOTE,
         },
-        "clips": [
+        clips=[
             {
                 "name": c.name,
                 "seconds": round(duration_s(c.audio), 2) if c.audio is not None else None,
@@ -177,124 +241,97 @@ def run_benchmark(
             }
             for c in clips
         ],
-        "failed_clips": {c.name: c.error for c in clips if c.error},
-        "unscored_clips": [c.name for c in usable if not c.reference],
-        "engines": report_engines,
-        "summary": summarize(report_engines),
-    }
+        failed_clips={c.name: c.error for c in clips if c.error},
+        unscored_clips=[c.name for c in usable if not c.reference],
+        engines=stats,
+        summary=summarize(stats),
+        orders=orders,
+    )
 
 
-def summarize(engines: dict) -> dict:
-    summary = {}
+def _record(runs: _Runs, clip: str, t) -> None:
+    runs.latencies[clip].append(t.latency_s)
+    runs.peaks.append(t.peak_memory_bytes or 0)
+    runs.transcripts[clip] = t.text
+    runs.tokens.append(len(t.tokens))
+    runs.decoder_s.append(t.timings.get("decoder", 0.0))
+    if "first_step" in t.timings:
+        runs.first_step_s.append(t.timings["first_step"])
+    for section, seconds in t.timings.items():
+        runs.sections.setdefault(section, []).append(seconds)
+
+
+def _engine_stats(
+    name, runs: _Runs, original: _Runs | None, load, usable, scored, audio_total: float
+) -> EngineStats:
+    per_clip = {clip: statistics.median(v) for clip, v in runs.latencies.items() if v}
+    best_per_clip = {clip: min(v) for clip, v in runs.latencies.items() if v}
+    wer = (
+        corpus_error_rate([(c.reference, runs.transcripts[c.name]) for c in scored])
+        if scored
+        else None
+    )
+    agree = None
+    if name != ORIGINAL and original is not None and usable:
+        agree = corpus_error_rate(
+            [(original.transcripts[c.name], runs.transcripts[c.name]) for c in usable]
+        )
+    fit = linear_fit(runs.tokens, runs.decoder_s)
+    repeats = max(len(next(iter(runs.latencies.values()), [])), 1)
+    return EngineStats(
+        label=ENGINES[name].label,
+        wer=None if wer is None else wer.rate,
+        wer_detail=None if wer is None else str(wer),
+        reference_words=None if wer is None else wer.reference_length,
+        agreement_wer_vs_original=None if agree is None else agree.rate,
+        median_latency_s=statistics.median(per_clip.values()) if per_clip else None,
+        mean_latency_s=statistics.fmean(per_clip.values()) if per_clip else None,
+        best_latency_s=statistics.median(best_per_clip.values()) if best_per_clip else None,
+        rtf=sum(per_clip.values()) / audio_total if audio_total else None,
+        median_section_s={k: statistics.median(v) for k, v in runs.sections.items()},
+        tokens_per_pass=sum(runs.tokens) // repeats,
+        ms_per_token_average=1000 * sum(runs.decoder_s) / max(sum(runs.tokens), 1),
+        ms_per_token_marginal=None if fit is None else 1000 * fit[0],
+        decoder_fixed_ms=None if fit is None else 1000 * fit[1],
+        first_step_ms=(1000 * statistics.median(runs.first_step_s) if runs.first_step_s else None),
+        memory_mib=mib(load.held_bytes),
+        memory_baseline_mib=mib(load.baseline_bytes),
+        memory_total_mib=mib(load.total_bytes),
+        peak_memory_mib=mib(max(runs.peaks)) if runs.peaks else None,
+        disk_mib=mib(load.weights_bytes),
+        load_s=load.load_s,
+        warmup_s=load.warmup_s,
+        runtime=dict(load.runtime),
+        encoder_attention_fused=load.runtime.get("encoder_attention_fused"),
+        per_clip_median_latency_s=per_clip,
+        transcripts=runs.transcripts,
+    )
+
+
+def summarize(engines: dict[str, EngineStats]) -> dict:
+    """Each engine against the original; and where both exist, the speed-up split into the
+    runtime's part (onnx-fp32 against the original) and int8's part (quantized against
+    onnx-fp32)."""
+    summary: dict = {}
     original = engines.get(ORIGINAL)
     for name, e in engines.items():
-        if name == ORIGINAL or original is None or not e["median_latency_s"]:
+        if name == ORIGINAL or original is None or not e.median_latency_s:
             continue
         key = "" if name == QUANTIZED else f"{name}_"
-        summary[f"{key}speedup"] = original["median_latency_s"] / e["median_latency_s"]
-        summary[f"{key}speedup_best"] = original["best_latency_s"] / e["best_latency_s"]
-        summary[f"{key}memory_saving"] = 1 - e["memory_mib"] / original["memory_mib"]
+        summary[f"{key}speedup"] = speedup(original.median_latency_s, e.median_latency_s)
+        summary[f"{key}speedup_best"] = speedup(original.best_latency_s, e.best_latency_s)
+        summary[f"{key}memory_saving"] = 1 - e.memory_mib / original.memory_mib
+        summary[f"{key}words_scored"] = e.reference_words
         summary[f"{key}peak_memory_saving"] = (
-            1 - e["peak_memory_mib"] / original["peak_memory_mib"]
-            if original["peak_memory_mib"]
+            1 - e.peak_memory_mib / original.peak_memory_mib
+            if original.peak_memory_mib and e.peak_memory_mib is not None
             else None
         )
-        if e["wer"] is not None and original["wer"] is not None:
-            summary[f"{key}wer_delta"] = e["wer"] - original["wer"]
+        if e.wer is not None and original.wer is not None:
+            summary[f"{key}wer_delta"] = e.wer - original.wer
+    fp32, int8 = engines.get(ONNX_FP32), engines.get(QUANTIZED)
+    if original and fp32 and int8:
+        summary["speedup_from_runtime"] = speedup(original.median_latency_s, fp32.median_latency_s)
+        summary["speedup_from_int8"] = speedup(fp32.median_latency_s, int8.median_latency_s)
+        summary["memory_saving_from_int8"] = 1 - int8.memory_mib / fp32.memory_mib
     return summary
-
-
-BENCH_HEADERS = (
-    "Engine",
-    "Median latency (ms)",
-    "Best-of-N (ms)",
-    "RTF",
-    "Speed-up",
-    "Speed-up (best-of-N)",
-    "ms/token",
-    "Memory held (MiB)",
-    "Peak extra (MiB)",
-    "Disk (MiB)",
-    "WER",
-    "WER vs original",
-)
-
-
-def bench_rows(report: dict) -> list[list]:
-    rows = []
-    original = report["engines"].get(ORIGINAL)
-    for e in report["engines"].values():
-        speed = (
-            original["median_latency_s"] / e["median_latency_s"]
-            if original and e["median_latency_s"]
-            else None
-        )
-        best = (
-            original["best_latency_s"] / e["best_latency_s"]
-            if original and e["best_latency_s"]
-            else None
-        )
-        rows.append(
-            [
-                e["label"],
-                f"{e['median_latency_s'] * 1000:.0f}" if e["median_latency_s"] else "",
-                f"{e['best_latency_s'] * 1000:.0f}" if e["best_latency_s"] else "",
-                f"{e['rtf']:.3f}" if e["rtf"] is not None else "",
-                f"{speed:.2f}x" if speed else "",
-                f"{best:.2f}x" if best else "",
-                f"{e['ms_per_token']:.1f}",
-                f"{e['memory_mib']:.0f}",
-                f"{e['peak_memory_mib']:.0f}" if e["peak_memory_mib"] is not None else "",
-                f"{e['disk_mib']:.0f}",
-                f"{e['wer']:.1%}" if e["wer"] is not None else "n/a",
-                f"{e['agreement_wer_vs_original']:.1%}"
-                if e["agreement_wer_vs_original"] is not None
-                else "",
-            ]
-        )
-    return rows
-
-
-def markdown_report(report: dict) -> str:
-    from .report import markdown_table
-
-    m = report["machine"]
-    lines = [
-        f"**{report['model']}** on {m['cpu']}, {m['threads']} threads, "
-        f"{report['settings']['decoding']} decoding, {len(report['engines'])} engines, "
-        f"{sum(1 for c in report['clips'] if not c['error'])} clips x {report['settings']['repeat']} "
-        "repeats.",
-        "",
-        markdown_table(BENCH_HEADERS, bench_rows(report)),
-        "",
-    ]
-    s = report["summary"]
-    if "speedup" in s:
-        lines.append(
-            f"Quantized vs original: **{s['speedup']:.2f}x** faster by median "
-            f"({s['speedup_best']:.2f}x best-of-N), "
-            f"**{s['memory_saving']:.0%}** less memory held"
-            + (f", WER delta {s['wer_delta'] * 100:+.1f} points" if "wer_delta" in s else "")
-            + "."
-        )
-    if report["failed_clips"]:
-        lines.append(
-            "Failed clips: " + "; ".join(f"{k}: {v}" for k, v in report["failed_clips"].items())
-        )
-    if report["unscored_clips"]:
-        lines.append("Left out of WER (no reference): " + ", ".join(report["unscored_clips"]))
-    return "\n".join(lines) + "\n"
-
-
-def plot_report(report: dict, path: Path | str) -> None:
-    from .report import plot_bars
-
-    engines = list(report["engines"].values())
-    plot_bars(
-        [e["label"] for e in engines],
-        [e["median_latency_s"] * 1000 for e in engines],
-        [e["memory_mib"] for e in engines],
-        path,
-        f"Whisper {report['model']} on {report['machine']['cpu']}, "
-        f"{report['machine']['threads']} threads",
-    )

@@ -1,6 +1,6 @@
-"""Build a model pair: the original transformers checkpoint and its int8 ONNX copy.
+"""Build a model: the original transformers checkpoint and its ONNX copies.
 
-For each model, `DIR/<name>/` gets:
+For each model, `DIR/<name>/` gets (the layout is defined in layout.py):
 - `original/`: fp32 safetensors, config, generation config, tokenizer, preprocessor;
 - `onnx-fp32/`: the unquantized ONNX export (encoder + merged decoder with cache), so a report
   can separate what the runtime brings from what int8 brings;
@@ -28,14 +28,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .manifest import (
+from .graphs import activation_matmuls, output_projections
+from .hardware import cpu_flags, cpu_info
+from .layout import (
+    BASELINE_DIR,
+    CT2_DIR,
+    CT2_MODEL_FILE,
+    DECODER_FILE,
+    DEFAULT_MODELS_DIR,
     MANIFEST,
     MANIFEST_FORMAT,
-    ModelIntegrityError,
-    describe_files,
-    folder_weight_bytes,
-    verify_folder,
+    ONNX_FILES,
+    ONNX_FP32_DIR,
+    ORIGINAL_DIR,
+    QUANTIZED_DIR,
+    weight_bytes,
 )
+from .manifest import ModelIntegrityError, describe_files, verify_folder
 from .models import ModelSpec, locate_ct2_files, resolve_model
 from .weights import copy_preprocessing_files, import_weights, source_checksum
 
@@ -43,14 +52,9 @@ logger = logging.getLogger(__name__)
 
 # Bump when the build's output changes for the same inputs, so old builds are redone.
 BUILDER_VERSION = 6
-DEFAULT_MODELS_DIR = Path("models")
 QUANTIZATION_PRESETS = ("avx2", "avx512", "avx512_vnni", "arm64")
-ENCODER_FILE = "encoder_model.onnx"
-DECODER_FILE = "decoder_model_merged.onnx"
-ONNX_FILES = (ENCODER_FILE, DECODER_FILE)
 STAGES = ("import weights", "export ONNX", "quantize", "write manifest")
-BASELINE_DIR = "baseline-int8"
-# The int8 ONNX files may take at most this share of the original's weight bytes (issue 2).
+# The int8 ONNX files may take at most this share of the original's weight bytes.
 SIZE_BUDGET = 0.40
 
 
@@ -74,17 +78,6 @@ class BuildResult:
     folder: Path
     skipped: bool
     manifest: dict = field(repr=False)
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (Linux /proc/cpuinfo), empty where unknown."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def resolve_quantization(requested: str, flags: set[str] | None = None) -> str:
@@ -113,32 +106,6 @@ def quantization_config(preset: str, per_channel: bool, nodes_to_exclude: list[s
     return factory(is_static=False, per_channel=per_channel, nodes_to_exclude=nodes_to_exclude)
 
 
-def activation_matmuls(path: Path) -> list[str]:
-    """MatMul nodes whose second input is not a weight: attention's Q.K^T and scores.V.
-
-    onnxruntime's own `quantize_dynamic` leaves these alone by default (MatMulConstBOnly),
-    but Optimum drives its quantizer directly and quantizes them too, to per-tensor uint8
-    at run time. For Whisper that re-quantizes the attention cache at every step: slower,
-    and inaccurate enough that quantized `base` took a German clip for English.
-    """
-    import onnx
-
-    names: set[str] = set()
-
-    def walk(graph, constants: frozenset[str]) -> None:
-        constants = constants | {i.name for i in graph.initializer}
-        constants |= {n.output[0] for n in graph.node if n.op_type == "Constant"}
-        for node in graph.node:
-            if node.op_type == "MatMul" and node.input[1] not in constants:
-                names.add(node.name)
-            for attribute in node.attribute:
-                if attribute.type == onnx.AttributeProto.GRAPH:
-                    walk(attribute.g, constants)
-
-    walk(onnx.load(str(path), load_external_data=False).graph, frozenset())
-    return sorted(names)
-
-
 def library_versions() -> dict[str, str]:
     versions = {}
     for package in ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime"):
@@ -147,12 +114,6 @@ def library_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             versions[package] = "not installed"
     return versions
-
-
-def build_command(name: str, models_dir: Path | str = DEFAULT_MODELS_DIR) -> str:
-    """The command a user runs to (re)build a model, for error messages."""
-    extra = "" if Path(models_dir) == DEFAULT_MODELS_DIR else f" --output-dir {models_dir}"
-    return f"python build_model.py --model {name}{extra} --force"
 
 
 def _inputs(spec: ModelSpec, options: BuildOptions, preset: str) -> dict:
@@ -234,22 +195,22 @@ def _build_into(
         return time.perf_counter()
 
     start = stage(STAGES[0])
-    imported = import_weights(spec, work / "original")
+    imported = import_weights(spec, work / ORIGINAL_DIR)
     if spec.kind in ("embedded", "ct2"):
-        copy_ct2_source(spec, work / "ct2")
+        copy_ct2_source(spec, work / CT2_DIR)
     stages["import_s"] = time.perf_counter() - start
 
     start = stage(STAGES[1])
-    export_onnx(work / "original", work / "onnx-fp32")
+    export_onnx(work / ORIGINAL_DIR, work / ONNX_FP32_DIR)
     stages["export_s"] = time.perf_counter() - start
 
     start = stage(STAGES[2])
-    budget = int(SIZE_BUDGET * folder_weight_bytes(work / "original"))
+    budget = int(SIZE_BUDGET * weight_bytes(work / ORIGINAL_DIR))
     qconfig = quantize_onnx(
-        work / "onnx-fp32", work / "quantized", preset, options.per_channel, size_budget=budget
+        work / ONNX_FP32_DIR, work / QUANTIZED_DIR, preset, options.per_channel, size_budget=budget
     )
     if options.baseline:
-        quantize_onnx(work / "onnx-fp32", work / BASELINE_DIR, preset, False, plain=True)
+        quantize_onnx(work / ONNX_FP32_DIR, work / BASELINE_DIR, preset, False, plain=True)
     stages["quantize_s"] = time.perf_counter() - start
 
     start = stage(STAGES[3])
@@ -271,9 +232,8 @@ def _build_into(
             "requested": options.quantization,
             "preset": preset,
             "per_channel": options.per_channel,
-            "cpu_flags": sorted(
-                f for f in cpu_flags() if f.startswith(("avx", "fma", "asimd", "sve"))
-            ),
+            "cpu": cpu_info().model,
+            "cpu_flags": cpu_info().relevant_flags,
             **qconfig,
         },
         "inputs": inputs,
@@ -291,7 +251,7 @@ def copy_ct2_source(spec: ModelSpec, out_dir: Path) -> None:
     """Keep the CTranslate2 source as one folder, for the optional faster-whisper engine."""
     files = locate_ct2_files(spec)
     out_dir.mkdir(parents=True)
-    with open(out_dir / "model.bin", "wb") as out:
+    with open(out_dir / CT2_MODEL_FILE, "wb") as out:
         for part in files.model_parts:
             with open(part, "rb") as f:
                 shutil.copyfileobj(f, out, 1 << 20)
@@ -323,24 +283,6 @@ def export_onnx(original: Path, out_dir: Path) -> None:
     shutil.rmtree(tmp)
 
 
-def output_projections(path: Path) -> list[str]:
-    """The decoder's output projection MatMul(s) (`proj_out`, one per merged-decoder branch)."""
-    import onnx
-
-    names: list[str] = []
-
-    def walk(graph) -> None:
-        for node in graph.node:
-            if node.op_type == "MatMul" and "proj_out" in node.name:
-                names.append(node.name)
-            for attribute in node.attribute:
-                if attribute.type == onnx.AttributeProto.GRAPH:
-                    walk(attribute.g)
-
-    walk(onnx.load(str(path), load_external_data=False).graph)
-    return names
-
-
 def quantize_onnx(
     fp32_dir: Path,
     out_dir: Path,
@@ -368,7 +310,7 @@ def quantize_onnx(
     for name in ONNX_FILES:
         qconfig = quantization_config(preset, per_channel, excluded[name])
         _quantize(fp32_dir, name, out_dir, qconfig).rename(out_dir / name)
-    over_budget = size_budget is not None and folder_weight_bytes(out_dir) > size_budget
+    over_budget = size_budget is not None and weight_bytes(out_dir) > size_budget
     if per_channel and over_budget:
         per_tensor[DECODER_FILE] = output_projections(fp32_dir / DECODER_FILE)
         qconfig = quantization_config(
@@ -446,18 +388,6 @@ def _replace(work: Path, target: Path) -> None:
     work.rename(target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def built_models(models_dir: Path | str = DEFAULT_MODELS_DIR) -> list[str]:
-    """Names of the model folders in `models_dir` that have a manifest."""
-    models_dir = Path(models_dir)
-    if not models_dir.is_dir():
-        return []
-    names = []
-    for folder in sorted(models_dir.iterdir()):
-        if folder.is_dir() and not folder.name.startswith(".") and (folder / MANIFEST).is_file():
-            names.append(folder.name)
-    return names
 
 
 def summarize(result: BuildResult) -> dict:

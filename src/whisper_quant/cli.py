@@ -10,8 +10,9 @@ import time
 import warnings
 from pathlib import Path
 
-from .build import DEFAULT_MODELS_DIR, QUANTIZATION_PRESETS, STAGES, BuildError, BuildOptions
+from .build import QUANTIZATION_PRESETS, STAGES, BuildError, BuildOptions
 from .ct2 import CT2FormatError
+from .layout import DEFAULT_MODELS_DIR
 from .models import DEFAULT_MODEL, ModelSourceError, list_models
 
 logger = logging.getLogger("whisper_quant")
@@ -170,6 +171,12 @@ def benchmark_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=5, help="timed passes (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--beam-size", type=int, default=1)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the engine-order shuffles (each clip's seed is in the JSON)",
+    )
     parser.add_argument("--json", type=Path, help="write the full report as JSON")
     parser.add_argument("--markdown", type=Path, help="write the table as markdown")
     parser.add_argument("--plot", type=Path, help="write a bar chart of latency and memory (PNG)")
@@ -180,10 +187,11 @@ def benchmark_parser() -> argparse.ArgumentParser:
 def benchmark_main(argv: list[str] | None = None) -> int:
     import json
 
-    from .bench import load_clips, markdown_report, plot_report, read_references, run_benchmark
-    from .build import build_command
-    from .engines import EngineError, available_engines, engine_class
+    from .bench import load_clips, read_references, run_benchmark
+    from .engines import DecodingOptions, EngineError, available_engines, engine_class
+    from .layout import build_command
     from .manifest import ModelIntegrityError
+    from .report import markdown_report, plot_report
 
     args = benchmark_parser().parse_args(argv)
     configure_logging(args.verbose)
@@ -217,7 +225,8 @@ def benchmark_main(argv: list[str] | None = None) -> int:
             engines,
             repeat=args.repeat,
             threads=args.threads,
-            beam_size=args.beam_size,
+            options=DecodingOptions(beam_size=args.beam_size),
+            seed=args.seed,
             progress=logger.info,
         )
     except (EngineError, ModelIntegrityError) as e:
@@ -225,12 +234,12 @@ def benchmark_main(argv: list[str] | None = None) -> int:
         return 1
     text = markdown_report(report)
     print(text)
-    print("Timing: " + report["methods"]["timing"])
-    print("Memory: " + report["methods"]["memory"])
+    for name, method in report.methods.items():
+        print(f"{name.capitalize()}: {method}")
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
     if args.markdown:
         args.markdown.write_text(text, encoding="utf-8")
     if args.plot:
         plot_report(report, args.plot)
-    return 1 if report["failed_clips"] else 0
+    return 1 if report.failed_clips else 0

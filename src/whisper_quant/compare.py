@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -12,15 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .build import build_command
 from .engines import (
     DEFAULT_ENGINES,
     DEFAULT_THREADS,
-    MAX_NEW_TOKENS,
+    DecodingOptions,
     Transcription,
     engine_class,
 )
+from .layout import build_command
 from .manifest import ModelIntegrityError, verify_folder
+from .measure import speedup
 from .metrics import ErrorRate, agreement, error_rate
 from .workers import DEFAULT_REQUEST_TIMEOUT_S, EngineWorker, LoadReport
 
@@ -51,24 +53,34 @@ class Comparison:
     results: tuple[EngineResult, ...]
     order: tuple[str, ...]  # the order the engines ran in
     notice: str = ""
+    # The seed that shuffled `order` (random.Random(seed).shuffle of the engines as listed).
+    order_seed: int | None = None
+    options: DecodingOptions = DecodingOptions()
 
     def get(self, engine: str) -> EngineResult | None:
         return next((r for r in self.results if r.engine == engine), None)
 
-    def speedup(self, engine: str) -> float | None:
-        """Original latency over this engine's (above 1: faster than the original)."""
-        base, other = self.get(ORIGINAL), self.get(engine)
-        if base is None or other is None or not other.transcription.latency_s:
+    def speedup(self, engine: str, baseline: str = ORIGINAL) -> float | None:
+        """Baseline latency over this engine's (above 1: faster than the baseline)."""
+        base, other = self.get(baseline), self.get(engine)
+        if base is None or other is None:
             return None
-        return base.transcription.latency_s / other.transcription.latency_s
+        return speedup(base.transcription.latency_s, other.transcription.latency_s)
+
+
+def engine_order(engines: Sequence[str], seed: int) -> tuple[str, ...]:
+    """The engines shuffled by `random.Random(seed)`: the same seed gives the same order."""
+    order = list(engines)
+    random.Random(seed).shuffle(order)
+    return tuple(order)
 
 
 class Studio:
     """The engines of one built model, each in its own worker process, compared clip by clip.
 
     Calls are serialised (one comparison at a time) so one person's timings are never
-    disturbed by another's; the order of the engines alternates between calls so that no
-    engine always runs first.
+    disturbed by another's. The engines run in a shuffled order, drawn from a seed recorded
+    with the comparison, so that no engine always runs first and any order can be replayed.
     """
 
     def __init__(
@@ -93,7 +105,7 @@ class Studio:
             for name in self.engines
         }
         self.manifest: dict = {}
-        self._turn = 0
+        self._seeds = random.Random()
         self._lock = threading.Lock()
 
     def verify(self) -> dict:
@@ -134,45 +146,39 @@ class Studio:
     def compare(
         self,
         audio: np.ndarray,
+        options: DecodingOptions | None = None,
         *,
         reference: str = "",
-        language: str | None = None,
-        task: str = "transcribe",
-        beam_size: int = 1,
-        max_new_tokens: int = MAX_NEW_TOKENS,
+        order_seed: int | None = None,
         on_engine: Callable[[str, int, int], None] | None = None,
     ) -> Comparison:
-        """Transcribe `audio` with every engine (same audio, same settings) and score them."""
-        options = {
-            "language": language,
-            "task": task,
-            "beam_size": beam_size,
-            "max_new_tokens": max_new_tokens,
-        }
+        """Transcribe `audio` with every engine (same audio, same options) and score them.
+
+        The engines run in the order `engine_order(order_seed)` gives; with no seed, one is
+        drawn and recorded in the result.
+        """
+        options = options or DecodingOptions()
         with self._lock:
+            if order_seed is None:
+                order_seed = self._seeds.randrange(2**31)
             # One time limit for the whole request, shared by its engines.
             deadline = None
             if self.request_timeout_s is not None:
                 deadline = time.monotonic() + self.request_timeout_s
-            order = self._next_order()
+            order = engine_order(self.engines, order_seed)
             transcriptions: dict[str, Transcription] = {}
             for i, name in enumerate(order):
                 if on_engine:
                     on_engine(name, i, len(order))
                 transcriptions[name] = self.workers[name].transcribe(
-                    audio, deadline=deadline, **options
+                    audio, options, deadline=deadline
                 )
-        return self._score(audio, transcriptions, order, reference.strip(), language)
+        return self._score(audio, transcriptions, order, order_seed, reference.strip(), options)
 
-    def _next_order(self) -> tuple[str, ...]:
-        turn, self._turn = self._turn, self._turn + 1
-        k = turn % len(self.engines)
-        return self.engines[k:] + self.engines[:k]
-
-    def _score(self, audio, transcriptions, order, reference, language) -> Comparison:
+    def _score(self, audio, transcriptions, order, order_seed, reference, options) -> Comparison:
         original = transcriptions.get(ORIGINAL)
         # Score in the language the original heard (or was told), so every engine is scored alike.
-        language = language or (original.language if original else None) or "en"
+        language = options.language or (original.language if original else None) or "en"
         results = []
         for name in self.engines:
             t = transcriptions[name]
@@ -199,6 +205,8 @@ class Studio:
             results=tuple(results),
             order=order,
             notice=" ".join(sorted(notices)),
+            order_seed=order_seed,
+            options=options,
         )
 
     def close(self) -> None:

@@ -13,14 +13,23 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
 from .audio import SAMPLE_RATE, is_silent, split_for_long_form
-from .manifest import folder_weight_bytes
+from .layout import (
+    BASELINE_DIR,
+    CT2_DIR,
+    DECODER_FILE,
+    ENCODER_FILE,
+    ONNX_FP32_DIR,
+    ORIGINAL_DIR,
+    QUANTIZED_DIR,
+    weight_bytes,
+)
 from .measure import Stopwatch
 from .tokens import SpecialTokens, is_multilingual, special_tokens
 
@@ -83,14 +92,6 @@ class Transcription:
         return len(self.tokens) / decoder if decoder else 0.0
 
 
-@dataclass
-class _Chunk:
-    """Per-chunk state an engine's `_encode` hands to its `_decode`."""
-
-    encoded: object
-    tokens: list[int] = field(default_factory=list)
-
-
 class Engine(ABC):
     """The interface every engine implements; subclasses supply encode, detect and decode."""
 
@@ -118,19 +119,30 @@ class Engine(ABC):
         kernel registries) is done before a worker takes its memory baseline: that cost
         belongs to the library, like its import, not to the model."""
 
+    def prompt(self, language: str | None, task: str) -> list[int]:
+        return self.special.prompt(language if self.multilingual else None, task)
+
     @abstractmethod
     def _load(self) -> None: ...
 
+    # True where the runtime's own generate detects the language (the stock transformers
+    # path): the shared loop then passes language None through to `_decode`.
+    detects_language_itself: ClassVar[bool] = False
+
     @abstractmethod
-    def _encode(self, features: np.ndarray) -> object: ...
+    def _encode(self, features: np.ndarray, watch: Stopwatch) -> object:
+        """What the decoder reads of one window's audio; times its parts in `watch`."""
 
     @abstractmethod
     def _language_probs(self, encoded: object) -> dict[int, float]:
         """Probabilities of the language tokens after <|startoftranscript|>."""
 
     @abstractmethod
-    def _decode(self, encoded: object, prompt: list[int], options: DecodingOptions) -> list[int]:
-        """Generated token ids after `prompt`, without the end-of-text token."""
+    def _decode(
+        self, encoded: object, language: str | None, options: DecodingOptions, watch: Stopwatch
+    ) -> tuple[list[int], str | None]:
+        """Generated token ids after the prompt, without the end-of-text token, and the
+        language decoded in. Records the first decoder step's seconds as "first_step"."""
 
     # --- shared --------------------------------------------------------------------------
 
@@ -192,22 +204,19 @@ class Engine(ABC):
         ).input_features.astype(np.float32)
 
     def transcribe(
-        self,
-        audio: np.ndarray,
-        *,
-        language: str | None = None,
-        task: str = "transcribe",
-        beam_size: int = 1,
-        max_new_tokens: int = MAX_NEW_TOKENS,
+        self, audio: np.ndarray, options: DecodingOptions | None = None, **fields
     ) -> Transcription:
-        """Transcribe 16 kHz mono float32 `audio` of any length (long audio in 30 s chunks)."""
+        """Transcribe 16 kHz mono float32 `audio` of any length (long audio in 30 s chunks).
+
+        `options` (default DecodingOptions()) with any of its `fields` replaced.
+        """
         self.load()
-        options = DecodingOptions(language, task, beam_size, max_new_tokens)
+        options = replace(options or DecodingOptions(), **fields)
         if self.multilingual:
-            self.special.task_id(task)  # validates the task before any work
-            if language is not None:
-                self.special.language_id(language)
-        elif task != "transcribe":
+            self.special.task_id(options.task)  # validates the task before any work
+            if options.language is not None:
+                self.special.language_id(options.language)
+        elif options.task != "transcribe":
             raise ValueError(f"{self.model_dir.name} is English-only: it can only transcribe")
         audio = np.asarray(audio, dtype=np.float32)
         audio_s = len(audio) / SAMPLE_RATE
@@ -231,14 +240,18 @@ class Engine(ABC):
         for chunk in chunks:
             with watch.section("features"):
                 features = self.features(chunk)
-            with watch.section("encoder"):
-                encoded = self._encode(features)
-            if language is None:
+            encoded = self._encode(features, watch)
+            if language is None and not self.detects_language_itself:
                 with watch.section("language"):
                     language = self.detect_language(encoded)
-            with watch.section("decoder"):
-                prompt = self.special.prompt(language, options.task)
-                tokens += self._decode(encoded, prompt, options)
+            # "decoder": every decoder step, the first ("first_step") included; language
+            # detection inside a stock generate is recorded apart, as "language".
+            detecting = watch.seconds.get("language", 0.0)
+            decode_started = time.perf_counter()
+            new, language = self._decode(encoded, language, options, watch)
+            detected = watch.seconds.get("language", 0.0) - detecting
+            watch.add("decoder", time.perf_counter() - decode_started - detected)
+            tokens += new
         timings = dict(watch.seconds)
         timings["total"] = time.perf_counter() - started
         text = self._tokenizer.decode(tokens, skip_special_tokens=True).strip()
@@ -252,25 +265,56 @@ class Engine(ABC):
         best = max(probs, key=probs.get)
         return self.special.language_by_id[best]
 
-    def describe(self) -> dict:
-        return {
-            "engine": self.name,
-            "label": self.label,
-            "folder": str(self.folder),
-            "threads": self.threads,
-            "disk_bytes": folder_weight_bytes(self.folder),
-        }
+    def disk_bytes(self) -> int:
+        """Size on disk of the weight files this engine loads."""
+        return weight_bytes(self.folder)
+
+    def runtime_details(self) -> dict:
+        """What runs, for load reports: runtime, graph changes, session options."""
+        return {}
 
 
 # --- original: transformers + PyTorch ----------------------------------------------------
 
 
+class _CallTimes:
+    """Wall-clock seconds of each call of a model part's `forward`, read by a wrapper.
+
+    The wrapper only reads the clock around the part's own `forward` (set on the instance;
+    torch modules and Optimum's session wrappers both call `self.forward`), so the part
+    computes exactly what it computes without it. It lets a stock `generate` report its
+    first decoder step apart from the rest.
+    """
+
+    def __init__(self, part):
+        self.seconds: list[float] = []
+        forward = part.forward
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return forward(*args, **kwargs)
+            finally:
+                self.seconds.append(time.perf_counter() - started)
+
+        part.forward = timed
+
+    def take(self) -> list[float]:
+        seconds, self.seconds = self.seconds, []
+        return seconds
+
+
 class OriginalEngine(Engine):
-    """The standard transformers path: `WhisperForConditionalGeneration.generate` in PyTorch."""
+    """The standard transformers path: `WhisperForConditionalGeneration.generate` in PyTorch.
+
+    With no language given, `generate` detects it itself (one decoder pass on
+    <|startoftranscript|>), as stock transformers does.
+    """
 
     name = "original"
     label = "Original (PyTorch fp32)"
-    subfolder = "original"
+    subfolder = ORIGINAL_DIR
+    detects_language_itself = True
 
     @classmethod
     def preload(cls) -> None:
@@ -293,9 +337,19 @@ class OriginalEngine(Engine):
         self.model = WhisperForConditionalGeneration.from_pretrained(
             self.folder, use_safetensors=True, dtype=torch.float32
         ).eval()
+        self._decoder_calls = _CallTimes(self.model.get_decoder())
 
-    def _encode(self, features: np.ndarray):
-        with self._torch.inference_mode():
+    def runtime_details(self) -> dict:
+        return {
+            "runtime": f"PyTorch {self._torch.__version__}",
+            "threads": self._torch.get_num_threads(),
+            "graph_changes": [],
+            "encoder_attention_fused": False,
+            "attention_implementation": self.model.config._attn_implementation,
+        }
+
+    def _encode(self, features: np.ndarray, watch: Stopwatch):
+        with watch.section("encoder"), self._torch.inference_mode():
             return self.model.get_encoder()(self._torch.from_numpy(features))
 
     def _language_probs(self, encoded) -> dict[int, float]:
@@ -309,26 +363,33 @@ class OriginalEngine(Engine):
         probs = torch.softmax(logits[ids], dim=-1).tolist()
         return dict(zip(ids, probs, strict=True))
 
-    def _decode(self, encoded, prompt: list[int], options: DecodingOptions) -> list[int]:
-        # transformers builds the prompt itself from language and task; a test checks that it
-        # equals `prompt`, the one the other engines are given.
-        language = self.special.language_by_id[prompt[1]] if self.multilingual else None
-        task = options.task if self.multilingual else None
+    def _decode(self, encoded, language, options: DecodingOptions, watch: Stopwatch):
+        multilingual = self.multilingual
+        self._decoder_calls.take()
         with self._torch.inference_mode():
             out = self.model.generate(
                 encoder_outputs=encoded,
-                language=language,
-                task=task,
+                language=language if multilingual else None,
+                task=options.task if multilingual else None,
                 max_new_tokens=options.max_new_tokens,
                 num_beams=options.beam_size,
                 do_sample=False,
                 return_timestamps=False,
             )
+        calls = self._decoder_calls.take()
         generated = out[0].tolist()
-        # generate returns the prompt too on some paths: keep only what follows it.
+        if multilingual and language is None:
+            # generate's own detection: one decoder pass before the prompt's.
+            language = self.special.language_by_id[generated[1]]
+            watch.add("language", calls.pop(0))
+        if calls:
+            watch.add("first_step", calls[0])
+        # transformers builds the prompt itself from language and task; a test checks that it
+        # equals the one the other engines are given.
+        prompt = self.prompt(language, options.task)
         if generated[: len(prompt)] == prompt:
             generated = generated[len(prompt) :]
-        return [t for t in generated if t != self.special.eot]
+        return [t for t in generated if t != self.special.eot], language
 
 
 class OptimumEngine(OriginalEngine):
@@ -342,7 +403,7 @@ class OptimumEngine(OriginalEngine):
 
     name = "optimum"
     label = "Plain recipe (Optimum int8)"
-    subfolder = "baseline-int8"
+    subfolder = BASELINE_DIR
 
     @classmethod
     def preload(cls) -> None:
@@ -351,14 +412,7 @@ class OptimumEngine(OriginalEngine):
 
     def initialise_runtime(self) -> None:
         super().initialise_runtime()
-        OnnxEngine.initialise_runtime(self)
-
-    def session_options(self):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        return options
+        initialise_onnxruntime(self.threads, tuned=False)
 
     def _load(self) -> None:
         import torch
@@ -366,33 +420,105 @@ class OptimumEngine(OriginalEngine):
 
         torch.set_num_threads(self.threads)
         self._torch = torch
+        options, self._session_options = ort_session_options(self.threads, tuned=False)
         self.model = ORTModelForSpeechSeq2Seq.from_pretrained(
-            self.folder, provider="CPUExecutionProvider", session_options=self.session_options()
+            self.folder, provider="CPUExecutionProvider", session_options=options
         )
+        self._decoder_calls = _CallTimes(self.model.decoder)
 
-    def _encode(self, features: np.ndarray):
-        return self.model.encoder(
-            input_features=self._torch.from_numpy(features), attention_mask=None
-        )
+    def runtime_details(self) -> dict:
+        import onnxruntime
+
+        return {
+            "runtime": f"onnxruntime {onnxruntime.__version__} via Optimum's generate",
+            "graph_changes": [],
+            "encoder_attention_fused": False,
+            "session_options": self._session_options,
+        }
+
+    def _encode(self, features: np.ndarray, watch: Stopwatch):
+        with watch.section("encoder"):
+            return self.model.encoder(
+                input_features=self._torch.from_numpy(features), attention_mask=None
+            )
 
 
 # --- ONNX Runtime: the quantized model and its fp32 export --------------------------------
+
+
+def ort_session_options(threads: int, *, tuned: bool):
+    """onnxruntime session options and their description, for every ONNX engine.
+
+    `tuned` is what the studio's ONNX engines run with; untuned is onnxruntime's defaults
+    with only the thread count set, as the plain Optimum recipe is usually run.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    described = {"intra_op_num_threads": threads}
+    if tuned:
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # The default arena keeps the encoder's largest activations for good: with it the
+        # int8 model holds more memory than the fp32 original.
+        options.enable_cpu_mem_arena = False
+        # Spinning threads would keep a core busy between runs, slowing the feature
+        # extraction and decoding-loop code that runs on the same two cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        described.update(
+            inter_op_num_threads=1,
+            execution_mode="ORT_SEQUENTIAL",
+            graph_optimization_level="ORT_ENABLE_ALL",
+            enable_cpu_mem_arena=False,
+            **{"session.intra_op.allow_spinning": "0"},
+        )
+    else:
+        described.update(
+            graph_optimization_level="ORT_ENABLE_ALL (default)", enable_cpu_mem_arena=True
+        )
+    return options, described
+
+
+def initialise_onnxruntime(threads: int, *, tuned: bool) -> None:
+    """Run a one-operator model, so onnxruntime's one-off set-up (thread pools, kernel
+    registries) happens before a worker's memory baseline."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((16, 16), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "init",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, onnx.IR_VERSION)
+    options, _ = ort_session_options(threads, tuned=tuned)
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    session.run(None, {"x": np.ones((1, 16), np.float32)})
 
 
 class OnnxEngine(Engine):
     """The int8 ONNX model run by onnxruntime, with a decoding loop that calls the sessions.
 
     The files are Optimum's (encoder + merged decoder); `graphs.runtime_graphs` regroups them
-    so the encoder also returns the cross-attention keys and values and one decoder graph
-    runs every step, the prompt included, and fuses the encoder's attention (see graphs.py). The loop feeds numpy
-    arrays straight to the sessions: a decoded token costs the graph's work and little more.
-    It follows the same rules as transformers' `generate` (a test checks it gives Optimum's
-    output): the prompt, suppressed tokens, begin-suppressed tokens, greedy or beam search.
+    into three sessions: the encoder (its attention fused), the cross-attention key/value
+    projections, and one decoder step graph that runs every step, the prompt included. The
+    loop feeds numpy arrays straight to the sessions: a decoded token costs the graph's work
+    and little more. It follows the same rules as transformers' `generate` (a test checks it
+    gives Optimum's output): the prompt, suppressed tokens, greedy or beam search.
     """
 
     name = "quantized"
     label = "Quantized (ONNX int8)"
-    subfolder = "quantized"
+    subfolder = QUANTIZED_DIR
     # The encoder's attention as onnxruntime's fused MultiHeadAttention (see graphs.py).
     # Off, the sessions compute exactly what Optimum's model computes from the same files.
     fuse_attention: bool = True
@@ -401,48 +527,14 @@ class OnnxEngine(Engine):
     def preload(cls) -> None:
         import onnxruntime  # noqa: F401
 
-    def session_options(self):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # The default arena keeps the encoder's largest activations for good: with it the
-        # int8 model holds more memory than the fp32 original (see README, Results).
-        options.enable_cpu_mem_arena = False
-        # Spinning threads would keep a core busy between runs, slowing the feature
-        # extraction and decoding-loop code that runs on the same two cores.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return options
-
     def initialise_runtime(self) -> None:
-        import onnx
-        import onnxruntime as ort
-        from onnx import TensorProto, helper, numpy_helper
-
-        weight = numpy_helper.from_array(np.ones((16, 16), np.float32), "w")
-        graph = helper.make_graph(
-            [helper.make_node("MatMul", ["x", "w"], ["y"])],
-            "init",
-            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
-            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
-            [weight],
-        )
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = min(model.ir_version, onnx.IR_VERSION)
-        session = ort.InferenceSession(
-            model.SerializeToString(), self.session_options(), providers=["CPUExecutionProvider"]
-        )
-        session.run(None, {"x": np.ones((1, 16), np.float32)})
+        initialise_onnxruntime(self.threads, tuned=True)
 
     def _load(self) -> None:
         import tempfile
 
         import onnxruntime as ort
 
-        from .build import DECODER_FILE, ENCODER_FILE
         from .graphs import runtime_graphs
 
         graphs = runtime_graphs(
@@ -450,21 +542,24 @@ class OnnxEngine(Engine):
             self.folder / DECODER_FILE,
             fuse_attention=self.fuse_attention,
         )
+        options, self._session_options = ort_session_options(self.threads, tuned=True)
         providers = ["CPUExecutionProvider"]
+        sessions = {}
         # Sessions are made from files: one made from bytes keeps the bytes for its lifetime.
         with tempfile.TemporaryDirectory(prefix="whisper-quant-") as tmp:
-            encoder_path, decoder_path = Path(tmp, "encoder.onnx"), Path(tmp, "decoder.onnx")
-            encoder_path.write_bytes(graphs.encoder)
-            decoder_path.write_bytes(graphs.decoder)
-            self._cross_past = list(graphs.cross_names)
-            self.attention_fused = graphs.fused_attention
-            del graphs
-            self.encoder = ort.InferenceSession(
-                str(encoder_path), self.session_options(), providers=providers
-            )
-            self.decoder = ort.InferenceSession(
-                str(decoder_path), self.session_options(), providers=providers
-            )
+            for part in ("encoder", "cross", "decoder"):
+                path = Path(tmp, f"{part}.onnx")
+                path.write_bytes(getattr(graphs, part))
+                sessions[part] = ort.InferenceSession(str(path), options, providers=providers)
+        self.encoder, self.cross, self.decoder = (
+            sessions["encoder"],
+            sessions["cross"],
+            sessions["decoder"],
+        )
+        self._cross_past = list(graphs.cross_names)
+        self.attention_fused = graphs.fused_attention
+        self._graph_changes = list(graphs.changes)
+        del graphs
         inputs = {i.name: i for i in self.decoder.get_inputs()}
         self._self_past = [
             n for n in inputs if n.startswith("past_key_values.") and ".decoder." in n
@@ -473,9 +568,23 @@ class OnnxEngine(Engine):
         self._heads, self._head_dim = key.shape[1], key.shape[3]
         self._output_names = [o.name for o in self.decoder.get_outputs()]
 
-    def _encode(self, features: np.ndarray) -> dict[str, np.ndarray]:
+    def runtime_details(self) -> dict:
+        import onnxruntime
+
+        return {
+            "runtime": f"onnxruntime {onnxruntime.__version__}",
+            "graph_changes": self._graph_changes,
+            "encoder_attention_fused": self.attention_fused,
+            "fusion_requested": self.fuse_attention,
+            "session_options": self._session_options,
+        }
+
+    def _encode(self, features: np.ndarray, watch: Stopwatch) -> dict[str, np.ndarray]:
         """The cross-attention keys and values of every decoder layer, by input name."""
-        outputs = self.encoder.run(self._cross_past, {"input_features": features})
+        with watch.section("encoder"):
+            (hidden,) = self.encoder.run(None, {"input_features": features})
+        with watch.section("cross_kv"):
+            outputs = self.cross.run(self._cross_past, {"encoder_hidden_states": hidden})
         return dict(zip(self._cross_past, outputs, strict=True))
 
     def _step(self, tokens: np.ndarray, cache: dict[str, np.ndarray]) -> np.ndarray:
@@ -506,13 +615,13 @@ class OnnxEngine(Engine):
             logits[:, self.begin_suppress_tokens] = -np.inf
         return logits
 
-    def _decode(
-        self, cross: dict[str, np.ndarray], prompt: list[int], options: DecodingOptions
-    ) -> list[int]:
+    def _decode(self, cross, language, options: DecodingOptions, watch: Stopwatch):
+        prompt = self.prompt(language, options.task)
+        with watch.section("first_step"):
+            logits, cache = self._first_step(cross, np.array([prompt], np.int64))
         if options.beam_size > 1:
-            return self._beam_search(cross, prompt, options)
+            return self._beam_search(cross, logits, cache, options), language
         eot = self.special.eot
-        logits, cache = self._first_step(cross, np.array([prompt], np.int64))
         tokens: list[int] = []
         while True:
             token = int(np.argmax(self._suppress(logits, first=not tokens), axis=-1)[0])
@@ -522,14 +631,11 @@ class OnnxEngine(Engine):
             if len(tokens) >= options.max_new_tokens:
                 break
             logits = self._step(np.array([[token]], np.int64), cache)
-        return tokens
+        return tokens, language
 
-    def _beam_search(
-        self, cross: dict[str, np.ndarray], prompt: list[int], options: DecodingOptions
-    ) -> list[int]:
+    def _beam_search(self, cross, logits, cache, options: DecodingOptions) -> list[int]:
         """Beam search scored as transformers does: sum of log-probs over generated length."""
         beams, eot = options.beam_size, self.special.eot
-        logits, cache = self._first_step(cross, np.array([prompt], np.int64))
         sequences: list[list[int]] = [[]]
         scores = np.zeros(1)
         finished: list[tuple[float, list[int]]] = []
@@ -576,7 +682,7 @@ class OnnxFp32Engine(OnnxEngine):
 
     name = "onnx-fp32"
     label = "ONNX fp32 (no quantization)"
-    subfolder = "onnx-fp32"
+    subfolder = ONNX_FP32_DIR
 
 
 # --- faster-whisper: CTranslate2 int8 on the same weights ---------------------------------
@@ -591,8 +697,8 @@ class FasterWhisperEngine(Engine):
 
     name = "faster-whisper"
     label = "faster-whisper (CTranslate2 int8)"
-    subfolder = "ct2"
-    metadata_subfolder = "original"
+    subfolder = CT2_DIR
+    metadata_subfolder = ORIGINAL_DIR
 
     @classmethod
     def preload(cls) -> None:
@@ -613,15 +719,24 @@ class FasterWhisperEngine(Engine):
             str(self.folder), device="cpu", compute_type="int8", intra_threads=self.threads
         )
 
-    def _encode(self, features: np.ndarray):
-        return self.model.encode(self._ct2.StorageView.from_array(features), to_cpu=True)
+    def runtime_details(self) -> dict:
+        return {
+            "runtime": f"CTranslate2 {self._ct2.__version__} (int8 compute)",
+            "graph_changes": [],
+            "encoder_attention_fused": None,
+        }
+
+    def _encode(self, features: np.ndarray, watch: Stopwatch):
+        with watch.section("encoder"):
+            return self.model.encode(self._ct2.StorageView.from_array(features), to_cpu=True)
 
     def _language_probs(self, encoded) -> dict[int, float]:
         results = self.model.detect_language(encoded)[0]
         by_code = {code.strip("<|>"): p for code, p in results}
         return {tid: by_code.get(code, 0.0) for code, tid in self.special.languages.items()}
 
-    def _decode(self, encoded, prompt: list[int], options: DecodingOptions) -> list[int]:
+    def _decode(self, encoded, language, options: DecodingOptions, watch: Stopwatch):
+        prompt = self.prompt(language, options.task)
         result = self.model.generate(
             encoded,
             [prompt],
@@ -632,7 +747,7 @@ class FasterWhisperEngine(Engine):
             return_scores=False,
             length_penalty=1.0,
         )[0]
-        return [t for t in result.sequences_ids[0] if t != self.special.eot]
+        return [t for t in result.sequences_ids[0] if t != self.special.eot], language
 
 
 ENGINES: dict[str, type[Engine]] = {

@@ -1,15 +1,16 @@
-"""Regroup Optimum's encoder + merged decoder into the two graphs the ONNX engines run.
+"""ONNX graph work: walks for the builder, and the graphs the ONNX engines run.
 
 Optimum's merged decoder holds two branches in an `If`: one for the first step (it computes
 the cross-attention keys and values from the encoder's output) and one for cached steps.
 onnxruntime builds kernels for both branches over the same weights, which costs about as much
 memory again as the decoder's layer weights (measured: tiny.en's int8 decoder holds 57.5 MiB
-as a merged graph, 50.0 MiB as one branch). So, at load time:
+as a merged graph, 50.0 MiB as one branch). So, at load time, `runtime_graphs` makes three:
 
-- the encoder graph gets the cross-attention key/value projections appended, and returns
-  them instead of its hidden states (they are all the decoder ever reads of the audio);
-- the decoder is the cached-step branch alone, which also runs the prompt: its self-attention
-  cache starts empty.
+- the encoder, as exported (hidden states out);
+- the cross-attention key/value projections of every decoder layer, taken out of the
+  first-step branch: run once per 30 s window (they are all the decoder reads of the audio);
+- the decoder step: the cached-step branch alone, which also runs the prompt, its
+  self-attention cache starting empty.
 
 The nodes, weights and quantization are the ones in the files, unchanged; only the grouping
 differs, and the files stay loadable by Optimum as they are. Optionally (on by default) the
@@ -28,19 +29,67 @@ logger = logging.getLogger(__name__)
 
 ENCODER_OUTPUT = "last_hidden_state"
 DECODER_HIDDEN_INPUT = "encoder_hidden_states"
-CROSS_PREFIX = "cross_kv/"
 
 
 class GraphLayoutError(RuntimeError):
     """The files do not have the layout Optimum exports for Whisper."""
 
 
+def walk(graph, constants: frozenset[str] = frozenset()):
+    """Every node of `graph` and of its subgraphs (an `If`'s branches), with the names that
+    are constant where it stands (initializers and `Constant` outputs of its own graph and of
+    the graphs enclosing it)."""
+    import onnx
+
+    constants = constants | {i.name for i in graph.initializer}
+    constants |= {n.output[0] for n in graph.node if n.op_type == "Constant"}
+    for node in graph.node:
+        yield node, constants
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from walk(attribute.g, constants)
+
+
+def _load_structure(path: Path):
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False).graph
+
+
+def activation_matmuls(path: Path) -> list[str]:
+    """MatMul nodes whose second input is not a weight: attention's Q.K^T and scores.V.
+
+    onnxruntime's own `quantize_dynamic` leaves these alone by default (MatMulConstBOnly),
+    but Optimum drives its quantizer directly and quantizes them too, to per-tensor uint8
+    at run time. For Whisper that re-quantizes the attention cache at every step: slower,
+    and inaccurate enough that quantized `base` took a German clip for English.
+    """
+    return sorted(
+        {
+            node.name
+            for node, constants in walk(_load_structure(path))
+            if node.op_type == "MatMul" and node.input[1] not in constants
+        }
+    )
+
+
+def output_projections(path: Path) -> list[str]:
+    """The decoder's output projection MatMul(s) (`proj_out`, one per merged-decoder branch)."""
+    return [
+        node.name
+        for node, _ in walk(_load_structure(path))
+        if node.op_type == "MatMul" and "proj_out" in node.name
+    ]
+
+
 @dataclass(frozen=True)
 class RuntimeGraphs:
-    encoder: bytes  # input_features -> past_key_values.{i}.encoder.{key,value}
+    encoder: bytes  # input_features -> last_hidden_state
+    cross: bytes  # encoder_hidden_states -> past_key_values.{i}.encoder.{key,value}
     decoder: bytes  # input_ids + every past_key_values.* -> logits, present.{i}.decoder.*
-    cross_names: tuple[str, ...]  # the encoder's outputs, named as the decoder's inputs
+    cross_names: tuple[str, ...]  # the cross graph's outputs, named as the decoder's inputs
     fused_attention: bool  # whether the encoder's attention runs as MultiHeadAttention
+    changes: tuple[str, ...]  # the graph changes applied, in words, for load reports
 
 
 def runtime_graphs(
@@ -107,41 +156,43 @@ def runtime_graphs(
     if foreign:
         raise GraphLayoutError(f"{decoder_path}: the cross-attention projections read {foreign}")
 
-    enc_graph = encoder.graph
-    if [o.name for o in enc_graph.output] != [ENCODER_OUTPUT]:
+    if [o.name for o in encoder.graph.output] != [ENCODER_OUTPUT]:
         raise GraphLayoutError(f"{encoder_path}: expected one output, {ENCODER_OUTPUT}")
-    renames = {DECODER_HIDDEN_INPUT: ENCODER_OUTPUT}
-    produced = {out for node in cross_nodes for out in node.output}
-    for name in produced | {n for n in cross_used if n in initializers}:
-        renames[name] = CROSS_PREFIX + name
-    for name, out in zip(cross_outputs, cross_inputs, strict=True):
-        renames[name] = out
-    for node in cross_nodes:
-        copy = onnx.NodeProto()
-        copy.CopyFrom(node)
-        copy.name = CROSS_PREFIX + node.name
-        copy.input[:] = [renames.get(n, n) for n in node.input]
-        copy.output[:] = [renames.get(n, n) for n in node.output]
-        enc_graph.node.append(copy)
-    for name in cross_used:
-        if name in initializers:
-            tensor = onnx.TensorProto()
-            tensor.CopyFrom(initializers[name])
-            tensor.name = renames[name]
-            enc_graph.initializer.append(tensor)
-    del enc_graph.output[:]
-    enc_graph.output.extend(_renamed_output(inputs[n], n) for n in cross_inputs)
-    _merge_opsets(encoder, merged)
     if fused and not any(o.domain == "com.microsoft" for o in encoder.opset_import):
         encoder.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
 
+    # The cross-attention projections as a graph of their own: hidden states in, the
+    # decoder's `past_key_values.*.encoder.*` out, so their time is measured on its own.
+    renames = dict(zip(cross_outputs, cross_inputs, strict=True))
+    nodes = []
+    for node in cross_nodes:
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        copy.output[:] = [renames.get(n, n) for n in node.output]
+        nodes.append(copy)
+    cross_graph = onnx.helper.make_graph(
+        nodes,
+        "whisper_cross_attention_kv",
+        [inputs[DECODER_HIDDEN_INPUT]],
+        [_renamed_output(inputs[n], n) for n in cross_inputs],
+        [initializers[n] for n in initializers if n in cross_used],
+    )
+    cross_model = onnx.helper.make_model(cross_graph, opset_imports=list(merged.opset_import))
+    cross_model.ir_version = merged.ir_version
+
     decoder_model = onnx.helper.make_model(decoder_graph, opset_imports=list(merged.opset_import))
     decoder_model.ir_version = merged.ir_version
+    changes = ["cross-attention key/value projections run once per window, in their own graph"]
+    changes.append("every decoder step, the prompt included, runs the cached-step branch")
+    if fused:
+        changes.append("encoder attention fused into com.microsoft.MultiHeadAttention")
     return RuntimeGraphs(
         encoder=encoder.SerializeToString(),
+        cross=cross_model.SerializeToString(),
         decoder=decoder_model.SerializeToString(),
         cross_names=tuple(cross_inputs),
         fused_attention=fused,
+        changes=tuple(changes),
     )
 
 
@@ -194,13 +245,10 @@ def _needed(nodes, outputs: list[str]) -> list:
 
 def _node_inputs(node) -> list[str]:
     """A node's inputs, with the outer-scope names its subgraphs read."""
-    import onnx
-
     names = [n for n in node.input if n]
     for attribute in node.attribute:
-        if attribute.type == onnx.AttributeProto.GRAPH:
-            for inner in attribute.g.node:
-                names.extend(_node_inputs(inner))
+        if attribute.HasField("g"):
+            names.extend(n for inner, _ in walk(attribute.g) for n in inner.input if n)
     return names
 
 

@@ -10,12 +10,12 @@ import hashlib
 import json
 from pathlib import Path
 
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 1
+from .layout import CT2_DIR, CT2_MODEL_FILE, MANIFEST, MANIFEST_FORMAT
+
 # Weight formats that cannot run code when loaded; anything else (pickles) is refused.
 SAFE_WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".json", ".txt")
 # CTranslate2's own format (plain tensors, no code), kept for the faster-whisper engine.
-SAFE_FILE_NAMES = ("model.bin",)
+SAFE_FILE_NAMES = (CT2_MODEL_FILE,)
 
 
 class ModelIntegrityError(RuntimeError):
@@ -44,12 +44,6 @@ def describe_files(folder: Path) -> dict[str, dict]:
         if rel != MANIFEST:
             files[rel] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
     return files
-
-
-def folder_weight_bytes(folder: Path) -> int:
-    """Bytes of the weight files an engine loads (safetensors, ONNX, CTranslate2 model.bin)."""
-    patterns = ("*.safetensors", "*.onnx", "*.onnx_data", "model.bin")
-    return sum(p.stat().st_size for pattern in patterns for p in Path(folder).glob(pattern))
 
 
 def read_manifest(folder: Path) -> dict:
@@ -96,7 +90,7 @@ def verify_folder(
     for sub in subfolders or {rel.split("/", 1)[0] for rel in manifest["files"]}:
         for path in (folder / sub).glob("*"):
             safe = path.name.endswith(SAFE_WEIGHT_SUFFIXES) or (
-                sub == "ct2" and path.name in SAFE_FILE_NAMES
+                sub == CT2_DIR and path.name in SAFE_FILE_NAMES
             )
             if path.is_file() and not safe:
                 raise ModelIntegrityError(

@@ -66,6 +66,13 @@ def timing_method(repeats: int = DEFAULT_REPEATS, warmups: int = DEFAULT_WARMUPS
 TIMING_METHOD = timing_method()
 
 
+def speedup(baseline_s: float | None, other_s: float | None) -> float | None:
+    """How many times faster `other` is than `baseline` (above 1: faster); None if unknown."""
+    if not baseline_s or not other_s:
+        return None
+    return baseline_s / other_s
+
+
 def mib(n_bytes: float) -> float:
     """Bytes to mebibytes (2**20 bytes)."""
     return n_bytes / MIB
@@ -296,6 +303,11 @@ class Stopwatch:
             elapsed = time.perf_counter() - start
             self._seconds[name] = self._seconds.get(name, 0.0) + elapsed
             self._counts[name] = self._counts.get(name, 0) + 1
+
+    def add(self, name: str, seconds: float) -> None:
+        """Record a section timed elsewhere (e.g. inside a library call)."""
+        self._seconds[name] = self._seconds.get(name, 0.0) + seconds
+        self._counts[name] = self._counts.get(name, 0) + 1
 
     @property
     def seconds(self) -> dict[str, float]:

@@ -1,11 +1,15 @@
-"""Turn comparisons and benchmark results into table rows, chart data, markdown and a plot."""
+"""Turn comparisons and benchmark reports into table rows, chart data, markdown and a plot."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .compare import ORIGINAL, Comparison, EngineResult
-from .measure import mib
+from .measure import mib, speedup
+
+if TYPE_CHECKING:
+    from .bench import BenchReport
 
 # The metric names of chart_rows, for a UI that charts each metric on its own.
 LATENCY_METRIC = "Latency (ms)"
@@ -80,6 +84,135 @@ def chart_rows(comparison: Comparison) -> list[dict]:
             }
         )
     return rows
+
+
+BENCH_HEADERS = (
+    "Engine",
+    "Median latency (ms)",
+    "Best-of-N (ms)",
+    "RTF",
+    "Speed-up",
+    "Speed-up (best-of-N)",
+    "ms/token (marginal)",
+    "First step (ms)",
+    "Memory held (MiB)",
+    "Baseline / total RSS (MiB)",
+    "Peak extra (MiB)",
+    "Disk (MiB)",
+    "WER",
+    "WER vs original",
+)
+
+
+def _ms(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds * 1000:.0f}"
+
+
+def _speed(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}x"
+
+
+def bench_rows(report: BenchReport) -> list[list]:
+    rows = []
+    original = report.engines.get(ORIGINAL)
+    for e in report.engines.values():
+        rows.append(
+            [
+                e.label,
+                _ms(e.median_latency_s),
+                _ms(e.best_latency_s),
+                f"{e.rtf:.3f}" if e.rtf is not None else "",
+                _speed(original and speedup(original.median_latency_s, e.median_latency_s)),
+                _speed(original and speedup(original.best_latency_s, e.best_latency_s)),
+                "" if e.ms_per_token_marginal is None else f"{e.ms_per_token_marginal:.1f}",
+                "" if e.first_step_ms is None else f"{e.first_step_ms:.1f}",
+                f"{e.memory_mib:.0f}",
+                f"{e.memory_baseline_mib:.0f} / {e.memory_total_mib:.0f}",
+                f"{e.peak_memory_mib:.0f}" if e.peak_memory_mib is not None else "",
+                f"{e.disk_mib:.0f}",
+                f"{e.wer:.1%}" if e.wer is not None else "n/a",
+                f"{e.agreement_wer_vs_original:.1%}"
+                if e.agreement_wer_vs_original is not None
+                else "",
+            ]
+        )
+    return rows
+
+
+SECTION_ORDER = ("features", "encoder", "cross_kv", "language", "first_step", "decoder")
+
+
+def section_rows(report: BenchReport) -> list[list]:
+    """Median seconds per section, per engine, in ms ('decoder' includes 'first_step')."""
+    rows = []
+    for e in report.engines.values():
+        sections = e.median_section_s
+        rows.append([e.label] + [_ms(sections.get(name)) for name in SECTION_ORDER])
+    return rows
+
+
+def markdown_report(report: BenchReport) -> str:
+    m = report.machine
+    usable = sum(1 for c in report.clips if not c["error"])
+    lines = [
+        f"**{report.model}** on {m['cpu']}, {m['threads']} threads, "
+        f"{report.settings['decoding']} decoding, {len(report.engines)} engines, "
+        f"{usable} clips x {report.settings['repeat']} repeats ({m['note']}).",
+        "",
+        markdown_table(BENCH_HEADERS, bench_rows(report)),
+        "",
+        "Median ms per section (decoder includes the first step):",
+        "",
+        markdown_table(("Engine", *SECTION_ORDER), section_rows(report)),
+        "",
+    ]
+    s = report.summary
+    words = s.get("words_scored")
+    if "speedup" in s:
+        lines.append(
+            f"Quantized vs original: **{s['speedup']:.2f}x** faster by median "
+            f"({s['speedup_best']:.2f}x best-of-N), "
+            f"**{s['memory_saving']:.0%}** less memory held"
+            + (
+                f", WER delta {s['wer_delta'] * 100:+.1f} points on {words} reference words"
+                if "wer_delta" in s
+                else ""
+            )
+            + "."
+        )
+    if "speedup_from_runtime" in s:
+        lines.append(
+            f"Of that, the runtime, loop and graphs (onnx-fp32 vs original) give "
+            f"{s['speedup_from_runtime']:.2f}x and int8 (quantized vs onnx-fp32) "
+            f"{s['speedup_from_int8']:.2f}x; int8 holds {s['memory_saving_from_int8']:.0%} less "
+            "memory than onnx-fp32."
+        )
+    if report.failed_clips:
+        lines.append(
+            "Failed clips: " + "; ".join(f"{k}: {v}" for k, v in report.failed_clips.items())
+        )
+    if report.unscored_clips:
+        lines.append("Left out of WER (no reference): " + ", ".join(report.unscored_clips))
+    fused = {n: e.encoder_attention_fused for n, e in report.engines.items()}
+    lines.append(
+        "Encoder attention fused: "
+        + ", ".join(
+            f"{n} {'yes' if f else 'no' if f is False else 'n/a'}" for n, f in fused.items()
+        )
+        + "."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def plot_report(report: BenchReport, path) -> None:
+    engines = list(report.engines.values())
+    plot_bars(
+        [e.label for e in engines],
+        [e.median_latency_s * 1000 for e in engines],
+        [e.memory_mib for e in engines],
+        path,
+        f"Whisper {report.model} on {report.machine['cpu']}, {report.machine['threads']} threads",
+    )
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:

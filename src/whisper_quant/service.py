@@ -1,4 +1,4 @@
-"""What the app serves, without the UI: settings from the environment and a pool of Studios.
+"""What the app serves, without the UI: model menus, option checks and the active Studio.
 
 `app.py` only draws the page and turns the errors raised here into messages. Everything it
 shows comes from here and from `report.py`, so all of it can be tested without Gradio.
@@ -14,24 +14,22 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audio import DEFAULT_MAX_SECONDS, EmptyAudioError, decode_audio, duration_s, is_silent
-from .build import DEFAULT_MODELS_DIR, build_command, build_model, built_models
-from .compare import ORIGINAL, QUANTIZED, Comparison, Studio
-from .engines import DEFAULT_ENGINES, DEFAULT_THREADS, NOTICE_SILENT, engine_class
-from .manifest import MANIFEST
-from .models import DEFAULT_MODEL
+from .audio import EmptyAudioError, decode_audio, duration_s, is_silent
+from .build import build_model
+from .compare import Comparison, Studio
+from .engines import NOTICE_SILENT, DecodingOptions, engine_class
+from .layout import GENERATION_CONFIG_FILE, ORIGINAL_DIR, build_command, built_models
+from .manifest import ModelIntegrityError, read_manifest
+from .settings import Settings
 from .tokens import TASKS
-from .workers import DEFAULT_REQUEST_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 
 AUTO_DETECT = "auto-detect"
-DEFAULT_MAX_FILE_SIZE = "25mb"
-DEFAULT_MAX_QUEUE = 16
 README_SECTION = "how-the-figures-are-measured"
 
 # Whisper's languages (openai/whisper, tokenizer.py), for labels in the language menu: the
@@ -57,94 +55,8 @@ LANGUAGE_NAMES: dict[str, str] = dict(
 )
 
 
-class SettingsError(ValueError):
-    """An environment variable holds a value the app cannot use; the message names it."""
-
-
 class ModelNotBuiltError(ValueError):
     """The chosen model is not among the built ones; the message says how to build it."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The app's settings; `from_env` reads them from WHISPER_* environment variables."""
-
-    models_dir: Path = DEFAULT_MODELS_DIR
-    default_model: str = DEFAULT_MODEL
-    max_seconds: float = DEFAULT_MAX_SECONDS
-    max_file_size: str = DEFAULT_MAX_FILE_SIZE
-    request_timeout_s: float | None = DEFAULT_REQUEST_TIMEOUT_S
-    max_queue: int = DEFAULT_MAX_QUEUE
-    engines: tuple[str, ...] = DEFAULT_ENGINES
-    threads: int = DEFAULT_THREADS
-    readme_url: str | None = None
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        def get(name: str) -> str | None:
-            value = environ.get(name, "").strip()
-            return value or None
-
-        engines = _engines(get("WHISPER_ENGINES"))
-        return cls(
-            models_dir=Path(get("WHISPER_MODELS_DIR") or DEFAULT_MODELS_DIR).expanduser(),
-            default_model=get("WHISPER_DEFAULT_MODEL") or DEFAULT_MODEL,
-            max_seconds=_number(environ, "WHISPER_MAX_SECONDS", DEFAULT_MAX_SECONDS),
-            max_file_size=get("WHISPER_MAX_FILE_SIZE") or DEFAULT_MAX_FILE_SIZE,
-            request_timeout_s=_timeout(get("WHISPER_REQUEST_TIMEOUT_S")),
-            max_queue=int(_number(environ, "WHISPER_MAX_QUEUE", DEFAULT_MAX_QUEUE, integer=True)),
-            engines=engines,
-            threads=int(_number(environ, "WHISPER_THREADS", DEFAULT_THREADS, integer=True)),
-            readme_url=_readme_url(get("WHISPER_README_URL"), get("SPACE_ID")),
-        )
-
-
-def _number(environ: Mapping[str, str], name: str, default: float, *, integer=False) -> float:
-    text = environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text) if integer else float(text)
-    except ValueError:
-        kind = "a whole number" if integer else "a number"
-        raise SettingsError(f"{name} must be {kind}, got {text!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be positive, got {text!r}")
-    return value
-
-
-def _timeout(text: str | None) -> float | None:
-    if text is None:
-        return DEFAULT_REQUEST_TIMEOUT_S
-    if text.lower() in ("none", "off"):
-        return None
-    return _number({"WHISPER_REQUEST_TIMEOUT_S": text}, "WHISPER_REQUEST_TIMEOUT_S", 0.0)
-
-
-def _engines(text: str | None) -> tuple[str, ...]:
-    if text is None:
-        return DEFAULT_ENGINES
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    try:
-        for name in names:
-            engine_class(name)
-    except ValueError as e:
-        raise SettingsError(f"WHISPER_ENGINES: {e}") from None
-    missing = [n for n in (ORIGINAL, QUANTIZED) if n not in names]
-    if missing:
-        raise SettingsError(
-            f"WHISPER_ENGINES must include {ORIGINAL} and {QUANTIZED} (the pair the app "
-            f"compares); missing: {', '.join(missing)}"
-        )
-    return names
-
-
-def _readme_url(configured: str | None, space_id: str | None) -> str | None:
-    if configured:
-        return configured
-    if space_id:  # set by Hugging Face Spaces: "owner/name"
-        return f"https://huggingface.co/spaces/{space_id}/blob/main/README.md"
-    return None
 
 
 # --- what a model offers ------------------------------------------------------------------
@@ -168,11 +80,11 @@ def model_info(models_dir: Path, name: str) -> ModelInfo:
     """Languages and tasks of a built model; for one not built yet, a guess from its name."""
     folder = Path(models_dir) / name
     try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        manifest = read_manifest(folder)
         generation = json.loads(
-            (folder / "original" / "generation_config.json").read_text(encoding="utf-8")
+            (folder / ORIGINAL_DIR / GENERATION_CONFIG_FILE).read_text(encoding="utf-8")
         )
-    except (OSError, ValueError):
+    except (ModelIntegrityError, OSError, ValueError):
         # Whisper's English-only checkpoints are the ones named *.en.
         multilingual = not name.endswith(".en")
         return ModelInfo(name, multilingual, () if multilingual else ("en",), built=False)
@@ -210,8 +122,10 @@ def check_options(info: ModelInfo, language: str | None, task: str) -> str | Non
 Progress = Callable[[float, str], None]
 
 
-class StudioPool:
-    """One Studio per model, started on first use; only the last used one stays alive.
+class StudioSwitcher:
+    """Keeps one model's Studio alive and switches to another model on request.
+
+    A model's Studio is started on first use; starting another closes the current one.
 
     Calls are serialised by a lock, so a switch of model never closes workers that another
     request is still using.
@@ -254,14 +168,28 @@ class StudioPool:
         with self._lock:
             return self._studio_for(model, on_progress)
 
+    def options(
+        self, model: str | None, language: str | None = AUTO_DETECT, task: str = "transcribe"
+    ) -> DecodingOptions:
+        """Decoding options from the page's menus, checked against what the model offers."""
+        model = self._known(model)
+        return DecodingOptions(language=check_options(self.info(model), language, task), task=task)
+
+    def _known(self, model: str | None) -> str:
+        model = model or self.settings.default_model
+        if model not in self.models():
+            raise ModelNotBuiltError(
+                f"Unknown model {model!r}; this app has: {', '.join(self.models())}"
+            )
+        return model
+
     def compare(
         self,
         audio_path: str | os.PathLike[str],
         *,
         model: str | None = None,
         reference: str = "",
-        language: str | None = AUTO_DETECT,
-        task: str = "transcribe",
+        options: DecodingOptions | None = None,
         on_progress: Progress | None = None,
     ) -> Comparison:
         """Decode the clip, then compare the model's engines on it.
@@ -271,19 +199,15 @@ class StudioPool:
         An empty or silent clip runs no engine: it gives a comparison without results whose
         notice says why.
         """
-        model = model or self.settings.default_model
+        model = self._known(model)
         progress = on_progress or (lambda fraction, message: None)
-        if model not in self.models():
-            raise ModelNotBuiltError(
-                f"Unknown model {model!r}; this app has: {', '.join(self.models())}"
-            )
-        code = check_options(self.info(model), language, task)
+        options = options or self.options(model)
         try:
             audio = decode_audio(audio_path, max_seconds=self.settings.max_seconds)
         except EmptyAudioError:
-            return _silent(model, 0.0, code, reference)
+            return _silent(model, 0.0, options, reference)
         if is_silent(audio):
-            return _silent(model, duration_s(audio), code, reference)
+            return _silent(model, duration_s(audio), options, reference)
 
         with self._lock:
             studio = self._studio_for(model, progress)
@@ -292,9 +216,7 @@ class StudioPool:
             def on_engine(name: str, i: int, n: int) -> None:
                 progress(i / n, f"Transcribing with {labels[name]} ({i + 1}/{n})")
 
-            return studio.compare(
-                audio, reference=reference or "", language=code, task=task, on_engine=on_engine
-            )
+            return studio.compare(audio, options, reference=reference or "", on_engine=on_engine)
 
     def _studio_for(self, model: str, progress: Progress | None) -> Studio:
         if self._studio is not None and self._studio.model == model:
@@ -344,15 +266,16 @@ class StudioPool:
                 self._studio = None
 
 
-def _silent(model: str, audio_s: float, language: str | None, reference: str) -> Comparison:
+def _silent(model: str, audio_s: float, options: DecodingOptions, reference: str) -> Comparison:
     return Comparison(
         model=model,
         audio_s=audio_s,
-        language=language,
+        language=options.language,
         reference=(reference or "").strip(),
         results=(),
         order=(),
         notice=NOTICE_SILENT,
+        options=options,
     )
 
 

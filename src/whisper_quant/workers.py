@@ -18,13 +18,20 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from .engines import DEFAULT_THREADS, EngineError, Transcription, engine_class, with_memory
+from .engines import (
+    DEFAULT_THREADS,
+    DecodingOptions,
+    EngineError,
+    Transcription,
+    engine_class,
+    with_memory,
+)
 from .measure import KERNEL_METHOD, MEMORY_METHOD
 
 logger = logging.getLogger(__name__)
@@ -45,7 +52,7 @@ class EngineTimeoutError(EngineError):
 
 @dataclass(frozen=True)
 class LoadReport:
-    """What starting one engine's worker measured."""
+    """What starting one engine's worker measured, and what the engine runs."""
 
     engine: str
     label: str
@@ -53,12 +60,57 @@ class LoadReport:
     threads: int
     pid: int
     baseline_bytes: int  # RSS after importing the libraries, before loading the model
-    held_bytes: int  # RSS after loading + one warm-up transcription, minus the baseline
+    total_bytes: int  # RSS after loading + one warm-up transcription
     weights_bytes: int  # size on disk of the weight files the engine loaded
     load_s: float
     warmup_s: float
+    languages: tuple[str, ...] = ()
+    # What ran (Engine.runtime_details): fused attention, graph changes, session options.
+    runtime: dict = field(default_factory=dict)
     memory_method: str = MEMORY_METHOD
     peak_method: str = KERNEL_METHOD
+
+    @property
+    def held_bytes(self) -> int:
+        """Memory held by the model: total RSS minus the baseline."""
+        return self.total_bytes - self.baseline_bytes
+
+
+# --- messages between a worker and its parent (one pipe, one message at a time) ---------
+
+
+@dataclass(frozen=True)
+class Ready:
+    report: LoadReport
+
+
+@dataclass(frozen=True)
+class LoadFailed:
+    error_type: str
+    message: str
+    traceback: str
+
+
+@dataclass(frozen=True)
+class TranscribeRequest:
+    audio: np.ndarray
+    options: DecodingOptions
+
+
+@dataclass(frozen=True)
+class Close:
+    pass
+
+
+@dataclass(frozen=True)
+class Done:
+    result: Transcription
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: str
+    bad_input: bool  # the input or options were at fault (ValueError), not the engine
 
 
 def warmup_audio() -> np.ndarray:
@@ -106,22 +158,23 @@ def _serve(conn, engine_name: str, model_dir: str, threads: int) -> None:
         loaded = time.perf_counter()
         engine.transcribe(audio)
         warmed = time.perf_counter()
-        info = engine.describe()
         report = LoadReport(
             engine=engine_name,
             label=cls.label,
-            folder=info["folder"],
+            folder=str(engine.folder),
             threads=threads,
             pid=os.getpid(),
             baseline_bytes=baseline,
-            held_bytes=_rss() - baseline,
-            weights_bytes=info["disk_bytes"],
+            total_bytes=_rss(),
+            weights_bytes=engine.disk_bytes(),
             load_s=loaded - started,
             warmup_s=warmed - loaded,
+            languages=tuple(engine.languages),
+            runtime=engine.runtime_details(),
         )
-        conn.send(("ready", report, engine.languages))
+        conn.send(Ready(report))
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
-        conn.send(("failed", type(e).__name__, str(e), traceback.format_exc()))
+        conn.send(LoadFailed(type(e).__name__, str(e), traceback.format_exc()))
         return
 
     while True:
@@ -129,19 +182,18 @@ def _serve(conn, engine_name: str, model_dir: str, threads: int) -> None:
             message = conn.recv()
         except (EOFError, KeyboardInterrupt):
             return
-        if message[0] == "close":
+        if isinstance(message, Close):
             return
-        _, audio, options = message
         try:
             _rss()  # the same starting state for every request's peak
             with PeakTracker() as tracker:
-                result = engine.transcribe(audio, **options)
-            reply = ("ok", with_memory(result, tracker.peak_extra_bytes))
+                result = engine.transcribe(message.audio, message.options)
+            reply = Done(with_memory(result, tracker.peak_extra_bytes))
         except (ValueError, EngineError) as e:
-            reply = ("error", isinstance(e, ValueError), str(e))
+            reply = Failed(str(e), bad_input=isinstance(e, ValueError))
         except Exception as e:  # noqa: BLE001 - the worker keeps serving
             logger.exception("%s failed", engine_name)
-            reply = ("error", False, f"{type(e).__name__}: {e}")
+            reply = Failed(f"{type(e).__name__}: {e}", bad_input=False)
         try:
             conn.send(reply)
         except OSError:  # the parent gave up on this request (time-out) and left
@@ -185,7 +237,6 @@ class EngineWorker:
         self.threads = threads
         self.request_timeout_s = request_timeout_s
         self.report: LoadReport | None = None
-        self.languages: list[str] = []
         self.restarts = 0
         self._process = None
         self._conn = None
@@ -230,11 +281,11 @@ class EngineWorker:
             raise EngineCrashedError(
                 f"The {self.engine} engine's worker died while loading (exit code {code})"
             ) from e
-        if message[0] == "failed":
+        if isinstance(message, LoadFailed):
             self._stop()
-            logger.debug("%s worker traceback:\n%s", self.engine, message[3])
-            raise EngineError(f"The {self.engine} engine could not load: {message[2]}")
-        _, self.report, self.languages = message
+            logger.debug("%s worker traceback:\n%s", self.engine, message.traceback)
+            raise EngineError(f"The {self.engine} engine could not load: {message.message}")
+        self.report = message.report
         logger.info(
             "%s ready in %.1f s (pid %s, holds %.0f MiB)",
             self.engine,
@@ -244,8 +295,16 @@ class EngineWorker:
         )
         return self.report
 
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return self.report.languages if self.report is not None else ()
+
     def transcribe(
-        self, audio: np.ndarray, *, deadline: float | None = None, **options
+        self,
+        audio: np.ndarray,
+        options: DecodingOptions | None = None,
+        *,
+        deadline: float | None = None,
     ) -> Transcription:
         """Transcribe in the worker; restarts a dead worker first.
 
@@ -267,7 +326,8 @@ class EngineWorker:
                         f"The request took longer than the {self.request_timeout_s:g} s limit "
                         f"before the {self.engine} engine could start"
                     )
-            self._conn.send(("transcribe", np.asarray(audio, np.float32), options))
+            request = TranscribeRequest(np.asarray(audio, np.float32), options or DecodingOptions())
+            self._conn.send(request)
             if not self._conn.poll(wait):
                 # Killed at once: a graceful stop would let it finish into a closed pipe.
                 self._stop(kill=True)
@@ -286,10 +346,9 @@ class EngineWorker:
                     f"The {self.engine} engine stopped while transcribing (exit code {code}, "
                     "e.g. killed or out of memory); it restarts on the next request"
                 ) from e
-        if message[0] == "ok":
-            return message[1]
-        _, bad_input, text = message
-        raise ValueError(text) if bad_input else EngineError(text)
+        if isinstance(message, Done):
+            return message.result
+        raise ValueError(message.message) if message.bad_input else EngineError(message.message)
 
     def _stop(self, *, kill: bool = False) -> None:
         process, conn = self._process, self._conn
@@ -298,7 +357,7 @@ class EngineWorker:
             process.kill()
         if conn is not None:
             try:
-                conn.send(("close",))
+                conn.send(Close())
             except (OSError, ValueError):
                 pass
             conn.close()
