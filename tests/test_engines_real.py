@@ -23,6 +23,7 @@ from whisper_quant.engines import (
     Transcription,
     available_engines,
 )
+from whisper_quant.measure import Stopwatch
 from whisper_quant.metrics import normalize_text, word_error_rate
 
 pytestmark = pytest.mark.integration
@@ -196,6 +197,40 @@ def test_quantized_beam_search_decodes_like_optimum_generate(unfused_quantized, 
         assert list(result.tokens) == expected, clip
 
 
+def test_fused_quantized_beam_search_is_as_accurate_as_unfused(
+    tiny_en, unfused_quantized, audio, references
+):
+    """Beam search (3 beams) on the engine as served, its encoder attention fused, against the
+    same search on the unfused graphs: fusion moves int8 rounding (see test_graphs.py), so a
+    word may change, but the corpus WER over the shipped clips may not grow by more than one
+    of its 24 words."""
+    from whisper_quant.metrics import corpus_error_rate
+
+    fused, (unfused, _) = tiny_en["quantized"], unfused_quantized
+    assert fused.attention_fused and not unfused.attention_fused
+
+    def wer(engine):
+        pairs = [
+            (references[c], engine.transcribe(audio[c], beam_size=3).text) for c in ENGLISH_CLIPS
+        ]
+        return corpus_error_rate(pairs)
+
+    with_fusion, without = wer(fused), wer(unfused)
+    assert with_fusion.reference_length == 24
+    assert with_fusion.errors <= without.errors + 1, (str(with_fusion), str(without))
+
+
+def test_the_original_times_its_first_step_and_the_onnx_engines_their_projections(
+    tiny_en_results,
+):
+    for name in TRANSCRIBING:
+        timings = tiny_en_results[name, "goforward.wav"].timings
+        assert 0 < timings["first_step"] < timings["decoder"] < timings["total"], name
+    for name in ("quantized", "onnx-fp32"):
+        assert tiny_en_results[name, "goforward.wav"].timings["cross_kv"] > 0, name
+    assert "cross_kv" not in tiny_en_results["original", "goforward.wav"].timings
+
+
 # --- base: languages and translation -----------------------------------------------------------
 
 LANGUAGE_CLIPS = {
@@ -218,7 +253,8 @@ def test_base_detects_the_language(base, base_results, audio, engine, clip):
     if result.language != expected:
         # Say what the engine heard: the three most probable languages.
         model = base[engine]
-        probs = model._language_probs(model._encode(model.features(audio[clip])))
+        encoded = model._encode(model.features(audio[clip]), Stopwatch())
+        probs = model._language_probs(encoded)
         top = sorted(probs.items(), key=lambda item: -item[1])[:3]
         heard = ", ".join(f"{model.special.language_by_id[t]} {p:.2f}" for t, p in top)
         pytest.fail(f"{engine} detected {result.language!r}, not {expected!r} ({heard})")
@@ -232,7 +268,7 @@ def test_base_fp32_onnx_transcribes_like_pytorch(base_results):
         assert base_results["onnx-fp32", clip].text == base_results["original", clip].text, clip
 
 
-@pytest.mark.parametrize("engine", ["original", "onnx-fp32"])
+@pytest.mark.parametrize("engine", ["original", "onnx-fp32", "quantized"])
 def test_base_translates_german_to_english(base, audio, engine):
     result = base[engine].transcribe(audio["german-espeak.wav"], task="translate")
     assert result.language == "de"

@@ -375,9 +375,11 @@ class OriginalEngine(Engine):
                 num_beams=options.beam_size,
                 do_sample=False,
                 return_timestamps=False,
+                # Its sequences then start with the prompt, the detected language in it.
+                return_dict_in_generate=True,
             )
         calls = self._decoder_calls.take()
-        generated = out[0].tolist()
+        generated = out.sequences[0].tolist()
         if multilingual and language is None:
             # generate's own detection: one decoder pass before the prompt's.
             language = self.special.language_by_id[generated[1]]
