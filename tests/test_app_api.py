@@ -212,3 +212,41 @@ def test_an_engine_that_runs_too_long_is_stopped_with_a_message(built_tiny_en, t
         client = Client(url, verbose=False)
         with pytest.raises(AppError, match="took longer than"):
             compare(client, clip("goforward.wav"))
+
+
+def test_a_remote_url_as_audio_is_refused_before_anything_is_fetched(app_url, client):
+    """A URL that could never be fetched (.invalid does not resolve, RFC 2606): the refusal
+    must name remote URLs, not a failed download, so no fetch was attempted."""
+    url = "https://audio.invalid/a-very-large-file.wav"
+    remote = {"path": url, "url": url, "meta": {"_type": "gradio.FileData"}, "orig_name": "a.wav"}
+    with pytest.raises(AppError, match="remote URLs are not fetched"):
+        client.predict(remote, "", "tiny.en", "auto-detect", "transcribe", api_name="/compare")
+
+
+def test_the_audio_input_refuses_remote_urls_without_a_request(monkeypatch):
+    """In-process: the page's audio component raises before Gradio's downloader is called."""
+    import asyncio
+    import importlib.util
+
+    import gradio as gr
+    from gradio import processing_utils
+
+    fetched: list[str] = []
+
+    async def download(url, cache_dir):  # Gradio's downloader, recorded instead of run
+        fetched.append(url)
+        return "/nonexistent"
+
+    monkeypatch.setattr(processing_utils, "async_ssrf_protected_download", download)
+    monkeypatch.setattr(processing_utils, "save_url_to_cache", lambda url, cache_dir: url)
+    spec = importlib.util.spec_from_file_location(
+        "app_for_url_test", Path(__file__).resolve().parent.parent / "app.py"
+    )
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    for url in ("https://audio.invalid/x.wav", "http://203.0.113.7/x.mp3", "HTTPS://A.INVALID/"):
+        with pytest.raises(gr.Error, match="remote URLs are not fetched"):
+            asyncio.run(app.audio.async_move_resource_to_block_cache(url))
+        with pytest.raises(gr.Error, match="remote URLs are not fetched"):
+            app.audio.move_resource_to_block_cache(url)
+    assert fetched == []

@@ -185,3 +185,20 @@ def test_method_descriptions_say_what_is_measured():
     assert "resident set size" in MEMORY_METHOD and "warm-up" in MEMORY_METHOD
     assert "median of 5 runs after 1 warm-up run" in TIMING_METHOD
     assert "median of 3 runs after 2 warm-up runs" in timing_method(repeats=3, warmups=2)
+
+
+def test_memory_held_is_what_the_model_allocates_and_not_the_shared_front_end(built_tiny):
+    """A fake engine whose load allocates 64 MiB, and whose shared front end (tokenizer,
+    features) holds 48 MiB more before the baseline: the worker charges the model 64 MiB
+    within 5%, and the baseline carries the front end."""
+    from fake_engines import AllocatingEngine
+
+    from whisper_quant.workers import EngineWorker
+
+    expected = AllocatingEngine.MODEL_MIB * 2**20
+    with EngineWorker(AllocatingEngine, built_tiny.folder) as worker:
+        report = worker.report
+        assert report.engine == "allocating"
+        assert abs(report.held_bytes - expected) <= 0.05 * expected, report.held_bytes / 2**20
+        assert report.total_bytes == report.baseline_bytes + report.held_bytes
+        assert report.baseline_bytes > AllocatingEngine.SHARED_MIB * 2**20

@@ -27,6 +27,7 @@ import numpy as np
 from .engines import (
     DEFAULT_THREADS,
     DecodingOptions,
+    Engine,
     EngineError,
     Transcription,
     engine_class,
@@ -135,7 +136,7 @@ def _rss() -> int:
     return rss_bytes()
 
 
-def _serve(conn, engine_name: str, model_dir: str, threads: int) -> None:
+def _serve(conn, cls: type[Engine], model_dir: str, threads: int) -> None:
     """The worker process: load, warm up, report, then answer requests until told to stop."""
     _limit_threads(threads)
     # transformers warns on every generate call about settings the engine chose on purpose.
@@ -143,7 +144,7 @@ def _serve(conn, engine_name: str, model_dir: str, threads: int) -> None:
     try:
         from .measure import PeakTracker
 
-        cls = engine_class(engine_name)
+        engine_name = cls.name
         cls.preload()
         import transformers.models.whisper.feature_extraction_whisper  # noqa: F401
 
@@ -225,14 +226,16 @@ class EngineWorker:
 
     def __init__(
         self,
-        engine: str,
+        engine: str | type[Engine],
         model_dir: Path | str,
         *,
         threads: int = DEFAULT_THREADS,
         request_timeout_s: float | None = DEFAULT_REQUEST_TIMEOUT_S,
     ):
-        engine_class(engine)  # unknown names fail here, in the caller
-        self.engine = engine
+        # Unknown names fail here, in the caller. A class (importable by the worker process)
+        # may be given instead of a registered name.
+        self.engine_class = engine_class(engine) if isinstance(engine, str) else engine
+        self.engine = self.engine_class.name
         self.model_dir = Path(model_dir)
         self.threads = threads
         self.request_timeout_s = request_timeout_s
@@ -260,7 +263,7 @@ class EngineWorker:
         parent, child = context.Pipe()
         process = context.Process(
             target=_serve,
-            args=(child, self.engine, str(self.model_dir), self.threads),
+            args=(child, self.engine_class, str(self.model_dir), self.threads),
             name=f"engine-{self.engine}",
             daemon=True,
         )

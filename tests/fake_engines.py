@@ -1,0 +1,42 @@
+"""Engines with known memory behaviour, for testing how workers measure memory.
+
+Kept in a module of their own so a worker process (started with "spawn") can import them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from whisper_quant.engines import Engine
+
+MIB = 2**20
+
+
+class AllocatingEngine(Engine):
+    """Holds exactly MODEL_MIB of touched memory once loaded, and makes the shared front end
+    (tokenizer, features) hold SHARED_MIB more, which is not the model's to be charged."""
+
+    name = "allocating"
+    label = "Fake engine (allocates a known amount)"
+    subfolder = "original"
+    MODEL_MIB = 64
+    SHARED_MIB = 48
+
+    def warm_shared(self, audio: np.ndarray) -> None:
+        super().warm_shared(audio)
+        self._front_end_cache = np.ones(self.SHARED_MIB * MIB // 8)
+
+    def _load(self) -> None:
+        self._weights = np.ones(self.MODEL_MIB * MIB // 8)
+
+    def disk_bytes(self) -> int:
+        return 0
+
+    def _encode(self, features, watch):
+        return None
+
+    def _language_probs(self, encoded) -> dict[int, float]:
+        return {token: 1.0 for token in list(self.special.languages.values())[:1]}
+
+    def _decode(self, encoded, language, options, watch):
+        return [], language
