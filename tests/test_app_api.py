@@ -89,7 +89,15 @@ def test_both_engines_transcribe_a_clip_and_are_measured(client, clip, reference
     assert "forward" in original.lower()
     assert "forward" in quantized.lower()
     assert table["headers"][:2] == ["Engine", "Latency (ms)"]
-    assert [row[0] for row in table["data"]] == ["Original (PyTorch fp32)", "Quantized (ONNX int8)"]
+    assert [row[0] for row in table["data"]] == [
+        "Original (PyTorch fp32)",
+        "ONNX fp32 (no quantization)",
+        "Quantized (ONNX int8)",
+    ]
+    # The summary splits the speed-up into the runtime's part and int8's, and shows each
+    # worker's memory as total - baseline.
+    assert "from the runtime" in result[6] and "from int8" in result[6]
+    assert result[6].count(" − ") == 3
     headers = table["headers"]
     for row in table["data"]:
         assert row[headers.index("Latency (ms)")] > 0

@@ -33,7 +33,7 @@ def test_settings_default_without_environment():
     assert settings == Settings()
     assert settings.default_model == "tiny.en"
     assert settings.max_seconds == 600
-    assert settings.engines == ("original", "quantized")
+    assert settings.engines == ("original", "onnx-fp32", "quantized")
 
 
 def test_settings_read_from_environment(tmp_path):

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .audio import AudioError, decode_audio, duration_s
-from .compare import ORIGINAL, QUANTIZED, Studio
+from .compare import ONNX_FP32, ORIGINAL, QUANTIZED, Studio
 from .engines import DEFAULT_THREADS, ENGINES, DecodingOptions
 from .hardware import cpu_info
 from .measure import KERNEL_METHOD, MEMORY_METHOD, mib, speedup, timing_method
@@ -27,7 +27,6 @@ from .metrics import corpus_error_rate
 
 logger = logging.getLogger(__name__)
 
-ONNX_FP32 = "onnx-fp32"
 FEATURES_NOTE = (
     "Every worker computes log-mel features with transformers' WhisperFeatureExtractor, which "
     "uses torch: the ONNX and CTranslate2 workers import torch too, before their baseline, "

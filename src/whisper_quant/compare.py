@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 ORIGINAL = "original"
 QUANTIZED = "quantized"
+ONNX_FP32 = "onnx-fp32"
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,11 @@ from pathlib import Path
 
 from .audio import EmptyAudioError, decode_audio, duration_s, is_silent
 from .build import build_model
-from .compare import Comparison, Studio
+from .compare import ONNX_FP32, QUANTIZED, Comparison, Studio
 from .engines import NOTICE_SILENT, DecodingOptions, engine_class
 from .layout import GENERATION_CONFIG_FILE, ORIGINAL_DIR, build_command, built_models
 from .manifest import ModelIntegrityError, read_manifest
+from .measure import mib
 from .settings import Settings
 from .tokens import TASKS
 
@@ -295,8 +296,14 @@ def summary(comparison: Comparison) -> str:
     if comparison.language:
         parts.append(f"language: {language_label(comparison.language)}")
     labels = {r.engine: r.label for r in comparison.results}
-    parts.append("ran in this order: " + " → ".join(labels[name] for name in comparison.order))
+    parts.append(
+        "ran in this order: "
+        + " → ".join(labels[name] for name in comparison.order)
+        + f" (shuffled, seed {comparison.order_seed})"
+    )
     line = " · ".join(parts)
+    line += "\n\n" + speedup_split(comparison)
+    line += "\n\n" + memory_parts(comparison)
     detected = {
         r.label: r.transcription.language for r in comparison.results if r.transcription.language
     }
@@ -308,13 +315,43 @@ def summary(comparison: Comparison) -> str:
     return line
 
 
+def speedup_split(comparison: Comparison) -> str:
+    """Which part of the speed-up the runtime brings and which int8 brings, on this clip."""
+    total = comparison.speedup(QUANTIZED)
+    if total is None:
+        return ""
+    runtime = comparison.speedup(ONNX_FP32)
+    if runtime is None:
+        return (
+            f"Quantized vs original: {total:.2f}x on this clip. Part of it is the runtime's, "
+            f"not int8's: add `{ONNX_FP32}` to WHISPER_ENGINES to see the split."
+        )
+    int8 = comparison.speedup(QUANTIZED, baseline=ONNX_FP32)
+    return (
+        f"Quantized vs original: **{total:.2f}x** on this clip = **{runtime:.2f}x** from the "
+        f"runtime, decoding loop and graphs (ONNX fp32 vs original) × **{int8:.2f}x** from int8 "
+        "(quantized vs ONNX fp32)."
+    )
+
+
+def memory_parts(comparison: Comparison) -> str:
+    """Each worker's RSS before and after loading its model: held = total - baseline."""
+    parts = [
+        f"{r.label} {mib(r.load.total_bytes):.0f} − {mib(r.load.baseline_bytes):.0f} "
+        f"= {mib(r.load.held_bytes):.0f}"
+        for r in comparison.results
+    ]
+    return "Memory held = worker's total RSS − its baseline (MiB): " + "; ".join(parts) + "."
+
+
 def measurement_note(readme_url: str | None) -> str:
     """The one line under the table: what the figures are, with a link to the details."""
     anchor = f"{readme_url}#{README_SECTION}" if readme_url else f"#{README_SECTION}"
     return (
         "Latency: wall-clock time of a single run of this clip, after each engine's warm-up "
         "(`benchmark.py` reports medians of repeated runs). Memory held: resident memory "
-        "each engine's own worker process gained by loading its model and one warm-up; peak "
-        "extra: its highest resident memory during this clip above that. "
+        "each engine's own worker process gained by loading its model and one warm-up (its "
+        "baseline and total are in the summary above); peak extra: its highest resident memory "
+        "during this clip above that. Measured on this server's CPU only. "
         f"[How the figures are measured]({anchor})"
     )
