@@ -1,0 +1,292 @@
+"""load_dataset_clips on audiofolders, TSV files and Hub-style datasets, and the shipped eval/ set."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from whisper_quant.audio import SAMPLE_RATE, decode_audio
+from whisper_quant.bench import Clip, read_references
+from whisper_quant.datasets import DatasetSourceError, load_dataset_clips
+from whisper_quant.metrics import normalize_text
+
+REPO = Path(__file__).resolve().parents[1]
+EVAL = REPO / "eval"
+TEST_DATA = Path(__file__).parent / "data"
+MAX_FILE_BYTES = 5 * 1024 * 1024
+MAX_TOTAL_BYTES = 15_000_000
+
+requires_datasets = pytest.mark.skipif(
+    importlib.util.find_spec("datasets") is None, reason="needs Hugging Face datasets"
+)
+
+
+def write_wav(path: Path, seconds: float, rate: int = SAMPLE_RATE, freq: float = 440.0) -> None:
+    t = np.arange(round(seconds * rate)) / rate
+    samples = (0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype(np.int16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(samples.tobytes())
+
+
+def write_metadata(folder: Path, header: list[str], rows: list[list[str]]) -> None:
+    with (folder / "metadata.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+@pytest.fixture
+def audiofolder(tmp_path: Path) -> Path:
+    write_wav(tmp_path / "audio" / "one.wav", 1.0)
+    write_wav(tmp_path / "audio" / "two.wav", 0.5, freq=300.0)
+    write_wav(tmp_path / "audio" / "slow.wav", 0.25, rate=8000)  # resampled to 16 kHz
+    write_metadata(
+        tmp_path,
+        ["file_name", "text", "speaker"],
+        [
+            ["audio/one.wav", "the first clip", "a"],
+            ["audio/two.wav", "the second clip", "b"],
+            ["audio/slow.wav", "an eight kilohertz clip", "a"],
+        ],
+    )
+    return tmp_path
+
+
+@requires_datasets
+def test_audiofolder_gives_decoded_clips_in_metadata_order(audiofolder):
+    clips = load_dataset_clips(audiofolder)
+    assert all(isinstance(c, Clip) for c in clips)
+    assert [c.name for c in clips] == ["audio/one.wav", "audio/two.wav", "audio/slow.wav"]
+    assert [c.reference for c in clips] == [
+        "the first clip",
+        "the second clip",
+        "an eight kilohertz clip",
+    ]
+    assert [c.error for c in clips] == ["", "", ""]
+    assert all(c.audio.dtype == np.float32 for c in clips)
+    assert len(clips[0].audio) == SAMPLE_RATE
+    assert len(clips[1].audio) == SAMPLE_RATE // 2
+    assert abs(len(clips[2].audio) - SAMPLE_RATE // 4) <= 32
+    assert clips[0].path == (audiofolder / "audio" / "one.wav").resolve()
+    np.testing.assert_array_equal(clips[0].audio, decode_audio(audiofolder / "audio/one.wav"))
+
+
+@requires_datasets
+def test_limit_and_explicit_split(audiofolder):
+    clips = load_dataset_clips(audiofolder, split="train", limit=2)
+    assert [c.name for c in clips] == ["audio/one.wav", "audio/two.wav"]
+    assert load_dataset_clips(audiofolder, limit=0) == []
+    assert len(load_dataset_clips(audiofolder / "metadata.csv")) == 3  # its folder
+    with pytest.raises(DatasetSourceError, match="no split 'test'"):
+        load_dataset_clips(audiofolder, split="test")
+
+
+@requires_datasets
+def test_transcription_column_is_found_or_named(tmp_path):
+    write_wav(tmp_path / "a.wav", 0.2)
+    write_metadata(tmp_path, ["file_name", "sentence", "Transcription"], [["a.wav", "s", "t"]])
+    assert load_dataset_clips(tmp_path)[0].reference == "t"  # preferred, any case
+    assert load_dataset_clips(tmp_path, text_column="sentence")[0].reference == "s"
+    with pytest.raises(DatasetSourceError, match="no column 'words'"):
+        load_dataset_clips(tmp_path, text_column="words")
+
+
+@requires_datasets
+def test_missing_columns_are_reported(tmp_path):
+    write_wav(tmp_path / "a.wav", 0.2)
+    write_metadata(tmp_path, ["file_name", "speaker"], [["a.wav", "x"]])
+    with pytest.raises(DatasetSourceError, match="no transcription column"):
+        load_dataset_clips(tmp_path)
+    with pytest.raises(DatasetSourceError, match="no audio column 'sound'"):
+        load_dataset_clips(tmp_path, audio_column="sound", text_column="speaker")
+
+
+@requires_datasets
+def test_undecodable_file_is_kept_with_its_error(tmp_path):
+    write_wav(tmp_path / "good.wav", 0.2)
+    (tmp_path / "bad.wav").write_bytes(b"this is not audio at all" * 10)
+    write_metadata(tmp_path, ["file_name", "text"], [["good.wav", "fine"], ["bad.wav", "broken"]])
+    good, bad = load_dataset_clips(tmp_path)
+    assert good.error == "" and good.audio is not None
+    assert bad.reference == "broken" and bad.audio is None and bad.error
+
+
+def test_folder_without_metadata_is_rejected(tmp_path):
+    write_wav(tmp_path / "a.wav", 0.2)
+    with pytest.raises(DatasetSourceError, match="metadata.csv"):
+        load_dataset_clips(tmp_path)
+
+
+def test_unknown_source_is_rejected(tmp_path):
+    with pytest.raises(DatasetSourceError, match="no such folder or file"):
+        load_dataset_clips(tmp_path / "missing")
+    with pytest.raises(DatasetSourceError):
+        load_dataset_clips("not a dataset id")
+
+
+def test_tsv_source_reads_refs_like_the_benchmark():
+    clips = load_dataset_clips(TEST_DATA / "refs.tsv")
+    references = read_references(TEST_DATA / "refs.tsv")
+    assert {c.name: c.reference for c in clips} == references
+    assert all(c.error == "" and len(c.audio) > SAMPLE_RATE // 2 for c in clips)
+    assert [c.name for c in load_dataset_clips(TEST_DATA / "refs.tsv", limit=1)] == [
+        "cards-001.wav"
+    ]
+
+
+def test_tsv_with_a_missing_file_keeps_the_clip_with_an_error(tmp_path):
+    write_wav(tmp_path / "here.wav", 0.2)
+    (tmp_path / "refs.tsv").write_text("here.wav\thello\ngone.wav\tbye\n", encoding="utf-8")
+    here, gone = load_dataset_clips(tmp_path / "refs.tsv")
+    assert here.error == "" and gone.error and gone.reference == "bye"
+
+
+def test_missing_datasets_package_says_how_to_install_it(audiofolder, monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets -> ImportError
+    with pytest.raises(ImportError, match="pip install datasets"):
+        load_dataset_clips(audiofolder)
+    with pytest.raises(ImportError, match="pip install datasets"):
+        load_dataset_clips("someone/some-dataset")
+
+
+@requires_datasets
+def test_hub_id_streams_and_prefers_the_test_split(tmp_path, monkeypatch):
+    import datasets
+
+    write_wav(tmp_path / "x.wav", 0.3)
+    by_path = datasets.Dataset.from_dict(
+        {"audio": [str(tmp_path / "x.wav")], "normalized_text": ["from a path"]}
+    )
+    wav_bytes = (tmp_path / "x.wav").read_bytes()
+    by_bytes = datasets.Dataset.from_dict(
+        {"audio": [{"bytes": wav_bytes, "path": None}], "sentence": ["from bytes"]},
+        features=datasets.Features(
+            {
+                "audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
+                "sentence": datasets.Value("string"),
+            }
+        ),
+    )
+    calls = []
+
+    def fake_load_dataset(name, split=None, streaming=False, **kwargs):
+        calls.append((name, split, streaming))
+        splits = {"train": by_path.to_iterable_dataset(), "test": by_bytes.to_iterable_dataset()}
+        return splits[split] if split else datasets.IterableDatasetDict(splits)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    (clip,) = load_dataset_clips("someone/speech")
+    assert (clip.name, clip.reference, clip.error) == ("test-00000", "from bytes", "")
+    assert len(clip.audio) == round(0.3 * SAMPLE_RATE)
+    (clip,) = load_dataset_clips("someone/speech", split="train")
+    assert (clip.name, clip.reference) == ("x.wav", "from a path")
+    assert calls == [("someone/speech", None, True), ("someone/speech", "train", True)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The shipped evaluation set
+
+
+def read_metadata(folder: Path) -> list[dict[str, str]]:
+    with (folder / "metadata.csv").open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def pcm_hash(path: Path) -> str:
+    samples = np.round(decode_audio(path, max_seconds=None) * 32768.0).astype(np.int16)
+    return hashlib.sha256(samples.tobytes()).hexdigest()
+
+
+def test_eval_set_size_speakers_and_licences():
+    rows = read_metadata(EVAL)
+    assert list(rows[0]) == ["file_name", "transcription", "speaker", "source"]
+    words = sum(len(normalize_text(row["transcription"]).split()) for row in rows)
+    assert words >= 1000
+    assert len({row["speaker"] for row in rows}) >= 3
+    for source in {row["source"] for row in rows}:
+        assert (EVAL / "LICENSES" / f"{source}.txt").is_file(), source
+    listed = {row["file_name"] for row in rows}
+    assert listed == {f"audio/{p.name}" for p in (EVAL / "audio").iterdir()}
+    assert all(row["transcription"].strip() for row in rows)
+
+
+def test_eval_files_are_small():
+    files = [p for p in EVAL.rglob("*") if p.is_file()]
+    assert all(p.stat().st_size < MAX_FILE_BYTES for p in files)
+    audio = [p for p in files if p.suffix == ".flac"]
+    assert sum(p.stat().st_size for p in audio) < MAX_TOTAL_BYTES
+
+
+@requires_datasets
+def test_nested_audiofolder_is_a_dataset_of_its_own(audiofolder):
+    write_wav(audiofolder / "extra" / "audio" / "x.wav", 0.2)
+    write_metadata(audiofolder / "extra", ["file_name", "text"], [["audio/x.wav", "extra clip"]])
+    assert len(load_dataset_clips(audiofolder)) == 3
+    (clip,) = load_dataset_clips(audiofolder / "extra")
+    assert (clip.name, clip.reference) == ("audio/x.wav", "extra clip")
+
+
+@requires_datasets
+def test_split_folders_without_top_level_metadata(tmp_path):
+    for split in ("train", "test"):
+        write_wav(tmp_path / split / "a.wav", 0.2)
+        write_metadata(tmp_path / split, ["file_name", "text"], [["a.wav", f"{split} clip"]])
+    assert load_dataset_clips(tmp_path)[0].reference == "test clip"
+    assert load_dataset_clips(tmp_path, split="train")[0].reference == "train clip"
+
+
+@requires_datasets
+def test_every_eval_file_decodes():
+    rows = read_metadata(EVAL)
+    clips = load_dataset_clips(EVAL)
+    assert [c.name for c in clips] == [row["file_name"] for row in rows]
+    assert [c.reference for c in clips] == [row["transcription"] for row in rows]
+    assert all(c.error == "" and len(c.audio) > SAMPLE_RATE // 2 for c in clips)
+
+
+def test_eval_set_holds_no_tuning_clip():
+    tuning = sorted(TEST_DATA.glob("*.wav"))
+    assert len(tuning) >= 6
+    eval_files = sorted(EVAL.rglob("*.flac"))
+    file_hashes = {hashlib.sha256(p.read_bytes()).hexdigest() for p in eval_files}
+    assert not file_hashes & {hashlib.sha256(p.read_bytes()).hexdigest() for p in tuning}
+    # Same samples in another container would pass the file check; compare the decoded audio.
+    assert not {pcm_hash(p) for p in eval_files} & {pcm_hash(p) for p in tuning}
+
+
+def test_synthetic_part_is_labelled_and_multilingual():
+    rows = read_metadata(EVAL / "synthetic")
+    assert {row["language"] for row in rows} >= {"en", "de", "es", "fr"}
+    assert all(row["source"] == "espeak-ng" for row in rows)
+    assert all(row["speaker"].startswith("espeak-ng:") for row in rows)
+    assert len({row["speaker"] for row in rows}) >= 8
+    for row in rows:
+        assert len(decode_audio(EVAL / "synthetic" / row["file_name"])) > SAMPLE_RATE // 2
+
+
+def test_sonnet_text_spells_what_is_read(monkeypatch):
+    spec = importlib.util.spec_from_file_location(
+        "make_eval_set", REPO / "scripts/make_eval_set.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "make_eval_set", module)  # dataclasses look it up there
+    spec.loader.exec_module(module)
+    xhtml = (
+        '<h1><span id="f001">II</span></h1>'
+        '<span id="f002">Will be a tatter’d weed of beauty’s field,</span><br/>'
+        '<span id="f003">If thou couldst answer ’This fair child of mine,’</span>'
+    )
+    assert module.sonnet_text(xhtml) == (
+        "2 Will be a tattered weed of beauty's field, If thou couldst answer This fair child of mine,"
+    )
