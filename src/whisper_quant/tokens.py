@@ -51,6 +51,11 @@ class SpecialTokens:
         return self.transcribe if task == "transcribe" else self.translate
 
     @property
+    def timestamp_begin(self) -> int:
+        """The id of <|0.00|>: timestamp tokens follow <|notimestamps|> in every vocabulary."""
+        return self.no_timestamps + 1
+
+    @property
     def language_by_id(self) -> dict[int, str]:
         return {token: code for code, token in self.languages.items()}
 

@@ -1,0 +1,603 @@
+"""Whisper's long-form transcription (sequential 30-second windows), the same for every engine.
+
+The algorithm is the one in the Whisper paper (section 3.8) as transformers 4.57 implements it
+in `WhisperGenerationMixin.generate` for one audio: log-mel features of the whole audio, a
+3000-frame window cut at `seek` (zero-padded at the end), decoded with timestamp tokens;
+the window's tokens split into segments at each pair of consecutive timestamps; `seek` moved to
+the last complete segment's end, or past the window when the window ends with a single
+timestamp or has no pair of timestamps; temperature fallback when a window's compression ratio
+or average log-probability looks wrong; windows skipped as silence when the no-speech
+probability is high and the log-probability low; the previous windows' tokens as a
+<|startofprev|> prompt. With `temperatures=(0.0,)` it gives the tokens and segments of
+transformers' `generate(..., return_timestamps=True, return_segments=True)`, greedy or beam
+search (tests check this on the real tiny.en and base, and on a tiny random model). An engine
+supplies a `WindowModel` (decoding.py) and a `decode_text`; `log_mel` computes the features.
+
+Where it deliberately differs from transformers or openai-whisper:
+
+- Features: `log_mel` computes what transformers' long-form expects: for more than 30 s the
+  whole audio, unpadded (`truncation=False, padding="longest"`); for 30 s or less the usual
+  features padded to 30 s, whose 3000 frames all count as audio (transformers' `generate` on
+  one clip does the same, so a window that ends with a single timestamp moves to 30 s).
+  openai-whisper pads every audio with 30 s of silence before computing features and counts
+  only the real frames.
+- No-speech probability: Whisper's rule by default. transformers 4.57 reports 0 for
+  English-only models, so it never skips their windows as silence (decoding.py explains why);
+  `transformers_no_speech=True` reproduces that, and the parity tests use it for tiny.en.
+- After the last temperature the last decoding stands even if it still fails the thresholds
+  (both do this).
+- Fallback judges the text compression ratio by default (openai-whisper's gzip ratio of the
+  decoded text, for which the 2.4 threshold was chosen); `compression_ratio_kind="tokens"`
+  uses transformers' ratio over token ids instead.
+- Previous text: as transformers, the prompt is <|startofprev|> and the last 223 tokens of all
+  earlier segments (timestamps included, a segment's repeated closing timestamp dropped). A
+  window decoded at a temperature of `prompt_reset_on_temperature` or more leaves the next
+  window without a prompt; the window after that is prompted with all earlier segments again
+  (openai-whisper instead forgets everything before such a window, and resets only above the
+  threshold, not at it).
+- The limit on a window's tokens: the decoder's 448 positions minus the prompt, or
+  `max_new_tokens` if smaller (transformers raises when prompt + max_new_tokens exceed 448).
+- Sampling is seeded with `seed` (numpy); see decoding.py for how sampling and beam search
+  follow transformers (one sample per temperature, top-k 50; transformers' beam scores).
+- `language_per_window=True` (multilingual models, no fixed language) detects the language on
+  every window and prompts that window with it; transformers and openai-whisper detect once,
+  on the first 30 s.
+- `fixed_tokens=N` decodes exactly N tokens of the first window (no end token, no timestamps,
+  no fallback, no skipping) and stops there: the same work for every engine, for benchmarks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .decoding import (
+    DEFAULT_TOP_K,
+    N_TEXT_CTX,
+    TIME_PRECISION,
+    DecoderTiming,
+    GenerationRules,
+    WindowModel,
+    WindowOptions,
+    WindowResult,
+    decode_window,
+    detect_language,
+    init_tokens,
+    text_compression_ratio,
+)
+from .tokens import TASKS, SpecialTokens
+
+SAMPLE_RATE = 16000
+# A window: 30 s of audio, 3000 feature frames of 10 ms; the encoder halves it to 1500.
+N_SAMPLES = 30 * SAMPLE_RATE
+N_FRAMES = 3000
+FRAME_S = 0.01
+INPUT_STRIDE = 2
+# openai-whisper's defaults.
+DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+COMPRESSION_RATIO_KINDS = ("text", "tokens")
+
+
+# --- features -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogMel:
+    """Log-mel features of a whole audio, as transformers' long-form `generate` expects them."""
+
+    features: np.ndarray = field(repr=False)  # float32 (1, n_mels, frames)
+    frames: int  # the frames the windows cover (3000 for audio of 30 s or less)
+    # (1, frames) for audio over 30 s: transformers wants it passed to `generate` with them.
+    attention_mask: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def long_form(self) -> bool:
+        return self.frames > N_FRAMES
+
+
+def log_mel(extractor, audio: np.ndarray) -> LogMel:
+    """Features of 16 kHz mono `audio` from a transformers `WhisperFeatureExtractor`.
+
+    Over 30 s: the whole audio without padding (`truncation=False, padding="longest",
+    return_attention_mask=True`), as transformers' long-form documentation says. Otherwise
+    the extractor's default, padded to 30 s. Pass `features` (and for long audio
+    `attention_mask`) unchanged to transformers' `generate` to get the same windows.
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"Expected mono audio (one dimension), got shape {audio.shape}")
+    if len(audio) > N_SAMPLES:
+        out = extractor(
+            audio,
+            sampling_rate=SAMPLE_RATE,
+            truncation=False,
+            padding="longest",
+            return_attention_mask=True,
+            return_tensors="np",
+        )
+        mask = np.asarray(out["attention_mask"])
+    else:
+        out = extractor(audio, sampling_rate=SAMPLE_RATE, return_tensors="np")
+        mask = None
+    features = np.ascontiguousarray(out["input_features"], dtype=np.float32)
+    return LogMel(features, features.shape[-1], mask)
+
+
+def window_features(features: np.ndarray, seek: int, frames: int) -> np.ndarray:
+    """`frames` (at most 3000) frames from `seek`, zero-padded to 3000 as transformers does."""
+    chunk = features[:, :, seek : seek + frames]
+    if chunk.shape[-1] < N_FRAMES:
+        chunk = np.pad(chunk, ((0, 0), (0, 0), (0, N_FRAMES - chunk.shape[-1])))
+    return np.ascontiguousarray(chunk, dtype=np.float32)
+
+
+# --- options and results ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """Long-form settings; the defaults are openai-whisper's."""
+
+    # Language code; None detects it (multilingual models). English-only models use "en".
+    language: str | None = None
+    # "transcribe" or "translate" (to English; multilingual models only).
+    task: str = "transcribe"
+    # Above 1: beam search at temperature 0 (sampling temperatures always use one sample).
+    beam_size: int = 1
+    # Tried in order while a window fails the thresholds; (0.0,) turns fallback off.
+    temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES
+    # Fallback when the window's compression ratio is above this (None: never).
+    compression_ratio_threshold: float | None = 2.4
+    # Which ratio: "text" (openai-whisper, gzip of the text) or "tokens" (transformers).
+    compression_ratio_kind: str = "text"
+    # Fallback when the window's average log-prob is below this (None: never).
+    logprob_threshold: float | None = -1.0
+    # Skip a window as silence when no-speech prob is above this and the average log-prob is
+    # below `logprob_threshold` (None, or no logprob_threshold: never skip).
+    no_speech_threshold: float | None = 0.6
+    # Prompt each window with the previous windows' tokens (<|startofprev|>).
+    condition_on_previous_text: bool = True
+    # A window decoded at this temperature or above leaves the next one without a prompt.
+    prompt_reset_on_temperature: float = 0.5
+    # Detect the language on every window (multilingual models, language=None).
+    language_per_window: bool = False
+    # The first timestamp of a window is at most this many seconds (None: no limit).
+    max_initial_timestamp: float | None = 1.0
+    # Finished beams score sum(logprobs) / length ** length_penalty; None means 1.0.
+    length_penalty: float | None = None
+    # Seed of the numpy generator used when sampling (temperature > 0).
+    seed: int = 0
+    # At most this many tokens per window (also bounded by the 448 decoder positions).
+    max_new_tokens: int | None = None
+    # Decode exactly N tokens of the first window only (no end token, no timestamps).
+    fixed_tokens: int | None = None
+    # Predict timestamps (segments); False: one segment per window, <|notimestamps|>.
+    timestamps: bool = True
+    # Sampling keeps the k most probable tokens (transformers' default 50); None: all.
+    top_k: int | None = DEFAULT_TOP_K
+    # Reproduce transformers 4.57's no-speech probability: 0 for English-only models, so
+    # their windows are never skipped (see decoding.transformers_no_speech_probability).
+    transformers_no_speech: bool = False
+
+    def __post_init__(self):
+        temperatures = tuple(float(t) for t in self.temperatures)
+        object.__setattr__(self, "temperatures", temperatures)
+        if not temperatures or any(not t >= 0 for t in temperatures):
+            raise ValueError("temperatures must be one or more values of 0 or more")
+        if self.task not in TASKS:
+            raise ValueError(f"Unknown task {self.task!r}; choose one of: {', '.join(TASKS)}")
+        if self.beam_size < 1:
+            raise ValueError("beam_size must be at least 1")
+        if self.compression_ratio_kind not in COMPRESSION_RATIO_KINDS:
+            raise ValueError(
+                f"compression_ratio_kind must be one of: {', '.join(COMPRESSION_RATIO_KINDS)}"
+            )
+        if self.no_speech_threshold is not None and not 0 <= self.no_speech_threshold <= 1:
+            raise ValueError("no_speech_threshold must be between 0 and 1 (or None)")
+        if self.language_per_window and self.language is not None:
+            raise ValueError("language_per_window detects the language: leave language None")
+        limit = N_TEXT_CTX - 1
+        for name in ("max_new_tokens", "fixed_tokens"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= limit:
+                raise ValueError(f"{name} must be between 1 and {limit} (or None)")
+        if self.max_initial_timestamp is not None and self.max_initial_timestamp < 0:
+            raise ValueError("max_initial_timestamp must be 0 or more (or None)")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError("top_k must be at least 1 (or None)")
+
+    def window_options(self, temperature: float) -> WindowOptions:
+        return WindowOptions(
+            temperature=temperature,
+            beam_size=self.beam_size,
+            length_penalty=self.length_penalty,
+            timestamps=self.timestamps and self.fixed_tokens is None,
+            max_initial_timestamp=self.max_initial_timestamp,
+            max_new_tokens=self.max_new_tokens,
+            fixed_tokens=self.fixed_tokens,
+            top_k=self.top_k,
+            transformers_no_speech=self.transformers_no_speech,
+        )
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of speech between two timestamps; window-level figures repeat on each."""
+
+    start: float  # seconds from the start of the audio
+    end: float
+    text: str
+    tokens: tuple[int, ...]  # timestamps included, as transformers returns them
+    language: str
+    temperature: float  # of the decoding that produced the window
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float  # the kind the fallback judged (options.compression_ratio_kind)
+    window: int  # index of the window it came from
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Wall-clock seconds of the model calls (time.perf_counter), over all windows."""
+
+    encoder_s: float = 0.0
+    language_s: float = 0.0
+    # The prompt step of each decoding (fallback attempts included).
+    first_step_s: float = 0.0
+    # Every later decoder call, and how many there were (one token per row each).
+    next_steps_s: float = 0.0
+    next_steps: int = 0
+    # Tokens of each decoding's result, end tokens and discarded fallback attempts included.
+    tokens_decoded: int = 0
+
+    @property
+    def decoder_s(self) -> float:
+        return self.first_step_s + self.next_steps_s
+
+
+@dataclass(frozen=True)
+class LongFormResult:
+    segments: tuple[Segment, ...]
+    text: str  # decode_text of every segment's text tokens, not stripped
+    tokens: tuple[int, ...]  # every segment's tokens in order (transformers' `sequences`)
+    language: str | None  # the first window's (per-window languages are on the segments)
+    windows: int  # windows decoded, skipped ones included
+    fallback_windows: int  # windows decoded more than once (temperature fallback)
+    skipped_windows: int  # windows skipped as silence
+    timings: Timings
+
+
+ProgressCallback = Callable[[int, float, float], None]
+
+
+# --- the pieces of the loop ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RawSegment:
+    start: float
+    end: float
+    tokens: tuple[int, ...]
+
+
+def split_window(
+    tokens: Sequence[int], *, timestamp_begin: int, seek: int, window_frames: int
+) -> tuple[list[RawSegment], int]:
+    """A window's tokens (end token removed) as segments, and how many frames to seek on.
+
+    transformers' `_retrieve_segment`: a segment ends at every pair of consecutive
+    timestamps. If the window ends with a single timestamp, the last segment runs to it and
+    the seek moves past the window; otherwise the tokens after the last pair are dropped and
+    the seek moves to the last pair's time. With no pair, the whole window is one segment,
+    ending at its last timestamp (or at the window's end) and the seek moves past it.
+    """
+    tokens = tuple(int(t) for t in tokens)
+    time_offset = seek * TIME_PRECISION / INPUT_STRIDE
+    is_timestamp = [t >= timestamp_begin for t in tokens]
+    single_ending = is_timestamp[-2:] == [False, True]
+    pair_ends = [i + 1 for i in range(len(tokens) - 1) if is_timestamp[i] and is_timestamp[i + 1]]
+    if not pair_ends:
+        stamps = [t for t in tokens if t >= timestamp_begin]
+        end_pos: float = _window_positions(window_frames)
+        if stamps and stamps[-1] != timestamp_begin:
+            end_pos = float(stamps[-1] - timestamp_begin)
+        segment = RawSegment(time_offset, time_offset + end_pos * TIME_PRECISION, tokens)
+        return [segment], window_frames
+    slices = list(pair_ends)
+    if single_ending:
+        slices.append(len(tokens))
+    else:
+        # The last segment keeps both timestamps of its closing pair.
+        slices[-1] += 1
+    segments, last = [], 0
+    for i, current in enumerate(slices):
+        part = tokens[last:current]
+        is_last = i == len(slices) - 1
+        end_token = part[-1] if not is_last or single_ending else part[-2]
+        segments.append(
+            RawSegment(
+                time_offset + float(part[0] - timestamp_begin) * TIME_PRECISION,
+                time_offset + float(end_token - timestamp_begin) * TIME_PRECISION,
+                part,
+            )
+        )
+        last = current
+    if single_ending:
+        return segments, window_frames
+    return segments, (tokens[last - 2] - timestamp_begin) * INPUT_STRIDE
+
+
+def _window_positions(window_frames: int) -> int:
+    """Timestamp steps in a window of `window_frames` frames, computed as transformers does
+    (a long tensor times 0.01, divided by 0.02: float32 arithmetic, then truncated)."""
+    frames_s = np.float32(window_frames) * np.float32(FRAME_S)
+    return int(frames_s / np.float32(TIME_PRECISION))
+
+
+def previous_tokens(
+    segments: Sequence[Sequence[int]], *, timestamp_begin: int, limit: int
+) -> list[int]:
+    """The last `limit` tokens of earlier segments, for the <|startofprev|> prompt.
+
+    A segment that ends with two timestamps (the pair that closed its window) gives only the
+    first: the next window starts at that time.
+    """
+    tokens: list[int] = []
+    for segment in segments:
+        segment = list(segment)
+        if len(segment) > 2 and segment[-2] >= timestamp_begin:
+            segment = segment[:-1]
+        tokens.extend(segment)
+    return tokens[-limit:] if limit > 0 else []
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the thresholds say about one decoding of a window."""
+
+    compression_ratio: float
+    needs_fallback: bool
+    skip: bool
+
+
+def judge(result: WindowResult, text: str, options: TranscribeOptions) -> Verdict:
+    """transformers' `_need_fallback`: too repetitive or too improbable -> try the next
+    temperature; improbable and probably silent -> skip the window instead."""
+    if options.compression_ratio_kind == "text":
+        ratio = text_compression_ratio(text)
+    else:
+        ratio = result.token_compression_ratio
+    needs_fallback = False
+    if options.compression_ratio_threshold is not None:
+        needs_fallback = ratio > options.compression_ratio_threshold
+    low_logprob = (
+        options.logprob_threshold is not None and result.avg_logprob < options.logprob_threshold
+    )
+    needs_fallback = needs_fallback or low_logprob
+    skip = (
+        low_logprob
+        and options.no_speech_threshold is not None
+        and result.no_speech_prob > options.no_speech_threshold
+    )
+    return Verdict(ratio, needs_fallback and not skip, skip)
+
+
+def window_prompt(
+    start: Sequence[int],
+    earlier: Sequence[Sequence[int]],
+    *,
+    special: SpecialTokens,
+    rules: GenerationRules,
+    condition: bool,
+) -> tuple[list[int], int]:
+    """A window's prompt, [<|startofprev|> earlier tokens] + `start`, and where <|sot|> is."""
+    prompt: list[int] = []
+    if condition and earlier:
+        limit = rules.max_length // 2 - 1
+        previous = previous_tokens(earlier, timestamp_begin=special.timestamp_begin, limit=limit)
+        prompt = [special.prev, *previous]
+    return prompt + list(start), len(prompt)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A window's kept decoding, what the thresholds said of it, and every attempt made."""
+
+    result: WindowResult
+    verdict: Verdict
+    attempts: tuple[WindowResult, ...]
+
+
+def decode_with_fallback(
+    model: WindowModel,
+    encoded: object,
+    prompt: Sequence[int],
+    sot_index: int,
+    *,
+    special: SpecialTokens,
+    rules: GenerationRules,
+    options: TranscribeOptions,
+    rng: np.random.Generator,
+    text_of: Callable[[Sequence[int]], str],
+) -> Decoded:
+    """Decode at each temperature in turn until the thresholds are met; the last stands.
+
+    `fixed_tokens` decodes once, at the first temperature, and judges nothing.
+    """
+    attempts: list[WindowResult] = []
+    for temperature in options.temperatures:
+        result = decode_window(
+            model,
+            encoded,
+            prompt,
+            special=special,
+            rules=rules,
+            options=options.window_options(temperature),
+            sot_index=sot_index,
+            rng=rng,
+        )
+        attempts.append(result)
+        verdict = judge(result, text_of(result.tokens), options)
+        if options.fixed_tokens:
+            verdict = Verdict(verdict.compression_ratio, needs_fallback=False, skip=False)
+        if not verdict.needs_fallback:
+            break
+    return Decoded(result, verdict, tuple(attempts))
+
+
+# --- the loop -----------------------------------------------------------------------------
+
+
+class _Clock:
+    """Adds up the seconds and counts of the model calls."""
+
+    def __init__(self):
+        self.encoder_s = 0.0
+        self.language_s = 0.0
+        self.decoder = DecoderTiming()
+        self.tokens = 0
+
+    def timings(self) -> Timings:
+        return Timings(
+            self.encoder_s,
+            self.language_s,
+            self.decoder.first_step_s,
+            self.decoder.next_steps_s,
+            self.decoder.next_steps,
+            self.tokens,
+        )
+
+
+def transcribe(
+    model: WindowModel,
+    features: np.ndarray,
+    frames: int | None = None,
+    *,
+    special: SpecialTokens,
+    rules: GenerationRules,
+    decode_text: Callable[[Sequence[int]], str],
+    options: TranscribeOptions | None = None,
+    progress: ProgressCallback | None = None,
+) -> LongFormResult:
+    """Transcribe the audio behind `features` (1, n_mels, n) window by window.
+
+    `frames` is how many frames the windows cover (default: all; pass `LogMel.frames`).
+    `decode_text` turns text token ids into text (an engine's tokenizer, skipping nothing:
+    it is only given ids below <|endoftext|>). `progress(window, seek_s, total_s)` is called
+    before each window.
+    """
+    options = options or TranscribeOptions()
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 3 or features.shape[0] != 1:
+        raise ValueError(f"Expected features of shape (1, n_mels, frames), got {features.shape}")
+    total = features.shape[-1] if frames is None else int(frames)
+    if not 0 <= total <= features.shape[-1]:
+        raise ValueError(f"frames={frames} is outside the {features.shape[-1]} feature frames")
+    if not special.multilingual:
+        if options.language not in (None, "en") or options.task != "transcribe":
+            raise ValueError("An English-only model transcribes English only (language 'en')")
+    elif options.language is not None:
+        special.language_id(options.language)  # validates before any work
+
+    eot, timestamp_begin = special.eot, special.timestamp_begin
+    rng = np.random.default_rng(options.seed)
+    clock = _Clock()
+    language = options.language if special.multilingual else "en"
+    first_language: str | None = language
+    segments: list[Segment] = []
+    condition = options.condition_on_previous_text
+    windows = fallback_windows = skipped = 0
+    seek = 0
+
+    def text_of(tokens: Sequence[int]) -> str:
+        return decode_text([t for t in tokens if t < eot])
+
+    while seek < total:
+        if progress is not None:
+            progress(windows, seek * FRAME_S, total * FRAME_S)
+        window_frames = min(total - seek, N_FRAMES)
+        chunk = window_features(features, seek, window_frames)
+        started = time.perf_counter()
+        encoded = model.encode(chunk)
+        clock.encoder_s += time.perf_counter() - started
+
+        if special.multilingual and (language is None or options.language_per_window):
+            detection = detect_language(model, encoded, special)
+            clock.language_s += detection.seconds
+            language = detection.language
+            if first_language is None:
+                first_language = language
+
+        start = init_tokens(
+            special, language, options.task, timestamps=options.window_options(0).timestamps
+        )
+        prompt, sot_index = window_prompt(
+            start,
+            [s.tokens for s in segments],
+            special=special,
+            rules=rules,
+            condition=condition,
+        )
+        decoded = decode_with_fallback(
+            model,
+            encoded,
+            prompt,
+            sot_index,
+            special=special,
+            rules=rules,
+            options=options,
+            rng=rng,
+            text_of=text_of,
+        )
+        for attempt in decoded.attempts:
+            clock.decoder = clock.decoder + attempt.timing
+            clock.tokens += len(attempt.tokens) + int(attempt.ended)
+        result, verdict = decoded.result, decoded.verdict
+        fallback_windows += len(decoded.attempts) > 1
+        # transformers: prompt the next window only after a low-temperature decoding.
+        condition = (
+            options.condition_on_previous_text
+            and result.temperature < options.prompt_reset_on_temperature
+        )
+        windows += 1
+
+        if verdict.skip:
+            skipped += 1
+            seek += window_frames
+            continue
+        raw, offset = split_window(
+            result.tokens, timestamp_begin=timestamp_begin, seek=seek, window_frames=window_frames
+        )
+        segments += [
+            Segment(
+                start=s.start,
+                end=s.end,
+                text=text_of(s.tokens),
+                tokens=s.tokens,
+                language=language,
+                temperature=result.temperature,
+                avg_logprob=result.avg_logprob,
+                no_speech_prob=result.no_speech_prob,
+                compression_ratio=verdict.compression_ratio,
+                window=windows - 1,
+            )
+            for s in raw
+        ]
+        seek += offset
+        if options.fixed_tokens:
+            break
+
+    tokens = tuple(t for s in segments for t in s.tokens)
+    return LongFormResult(
+        segments=tuple(segments),
+        text=text_of(tokens),
+        tokens=tokens,
+        language=first_language,
+        windows=windows,
+        fallback_windows=fallback_windows,
+        skipped_windows=skipped,
+        timings=clock.timings(),
+    )
