@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -34,12 +35,16 @@ from whisper_quant.report import (  # noqa: E402
 )
 from whisper_quant.service import (  # noqa: E402
     AUTO_DETECT,
+    AUTO_DETECT_PER_WINDOW,
     README_SECTION,
     StudioSwitcher,
     language_label,
     measurement_note,
+    segments_by_engine,
     summary,
+    timestamped,
     transcript,
+    write_subtitles,
 )
 from whisper_quant.settings import Settings  # noqa: E402
 
@@ -94,16 +99,34 @@ def uploads_only(component: gr.Audio) -> gr.Audio:
 
 
 # gr.Progress() as a default argument is how Gradio hands a handler its progress bar.
-def compare(audio, reference, model, language, task, progress=gr.Progress()):  # noqa: B008
-    """Transcribe the clip with the original and the quantized model, and compare them."""
+def compare(
+    audio,
+    reference,
+    model,
+    language,
+    task,
+    condition_on_previous_text=True,
+    temperature_fallback=True,
+    language_per_window=False,
+    progress=gr.Progress(),  # noqa: B008
+):
+    """Transcribe the clip with every engine, window by window, and compare them."""
     if not audio:
         raise gr.Error("Upload or record audio first.", print_exception=False)
     try:
+        options = POOL.options(
+            model,
+            language,
+            task or "transcribe",
+            condition_on_previous_text=bool(condition_on_previous_text),
+            temperature_fallback=bool(temperature_fallback),
+            language_per_window=bool(language_per_window),
+        )
         comparison = POOL.compare(
             audio,
             model=model,
             reference=reference or "",
-            options=POOL.options(model, language, task or "transcribe"),
+            options=options,
             on_progress=lambda fraction, message: progress(fraction, desc=message),
         )
     except USER_ERRORS as e:
@@ -131,6 +154,102 @@ def compare(audio, reference, model, language, task, progress=gr.Progress()):  #
         _bars(chart, MEMORY_METRIC),
         summary(comparison),
         f"**{comparison.notice}**" if comparison.notice else "",
+        segments_by_engine(comparison),
+        _downloads(comparison),
+        timestamped(comparison),
+    )
+
+
+def _downloads(comparison) -> list[str] | None:
+    """Each engine's SRT, VTT and JSON, in a fresh temporary folder Gradio may serve."""
+    if not comparison.results:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="whisper-quant-subtitles-"))
+    return [str(path) for path in write_subtitles(comparison, folder)]
+
+
+BATCH_ENGINE_HEADERS = (
+    "Engine",
+    "WER [95% CI]",
+    "WER − original [95% CI]",
+    "Median latency (ms)",
+    "Total time (s)",
+    "Speed-up vs original",
+    "Memory held (MiB)",
+    "Loops / text on silence",
+    "Empty outputs",
+)
+
+
+def compare_batch(
+    files,
+    references=None,
+    model=None,
+    language=AUTO_DETECT,
+    task="transcribe",
+    progress=gr.Progress(),  # noqa: B008
+):
+    """Compare the engines on several clips: WER with intervals, per-clip diffs, downloads."""
+    if not files:
+        raise gr.Error("Upload clips (audio files or a zip) first.", print_exception=False)
+    work = Path(tempfile.mkdtemp(prefix="whisper-quant-batch-"))
+    try:
+        result = POOL.compare_batch(
+            [f if isinstance(f, str) else f.name for f in files],
+            references_file=references
+            if isinstance(references, str) or not references
+            else references.name,
+            model=model,
+            options=POOL.options(model, language, task or "transcribe"),
+            work_dir=work,
+            on_progress=lambda fraction, message: progress(fraction, desc=message),
+        )
+    except USER_ERRORS as e:
+        logger.warning("batch refused: %s", e)
+        raise gr.Error(str(e), print_exception=False) from e
+    except Exception as e:
+        logger.exception("batch failed")
+        raise gr.Error(
+            f"The batch failed unexpectedly ({type(e).__name__}); the server log has the "
+            "details. Please try again.",
+            print_exception=False,
+        ) from e
+    engines = pd.DataFrame(
+        [
+            [
+                e.label,
+                e.wer or "(no references)",
+                e.difference,
+                e.median_latency_ms,
+                e.total_latency_s,
+                "" if e.speedup is None else f"{e.speedup:.2f}x",
+                e.memory_held_mib,
+                e.flagged,
+                e.empty,
+            ]
+            for e in result.engines
+        ],
+        columns=list(BATCH_ENGINE_HEADERS),
+    )
+    from whisper_quant.batch import per_clip_records
+
+    clips = pd.DataFrame(per_clip_records(result))
+    (work / "batch.csv").write_text(result.to_csv(), encoding="utf-8")
+    (work / "batch.json").write_text(result.to_json(), encoding="utf-8")
+    ran = sum(1 for r in result.clips if r.comparison is not None)
+    failed = [r.clip for r in result.clips if r.clip.error]
+    lines = [
+        f"**{result.model}** · {len(result.clips)} clips, {ran} transcribed · WER rests on "
+        f"{result.reference_words} reference words (95% bootstrap intervals over clips; the "
+        "difference from the original is paired)."
+    ]
+    if failed:
+        lines.append("Not decoded: " + "; ".join(f"{c.name}: {c.error}" for c in failed))
+    return (
+        engines,
+        clips,
+        [str(work / "batch.csv"), str(work / "batch.json")],
+        "\n\n".join(lines),
     )
 
 
@@ -168,7 +287,8 @@ def _option_state(model: str) -> tuple[dict, dict]:
             "choices": _language_choices(info.languages),
             "value": AUTO_DETECT,
             "interactive": True,
-            "info": "Spoken language; auto-detect lets each engine find it.",
+            "info": "Spoken language. auto-detect: each engine finds it on the first 30 s; "
+            "per window: on every 30 s (for recordings that switch language).",
         },
         {
             "value": "transcribe",
@@ -179,7 +299,8 @@ def _option_state(model: str) -> tuple[dict, dict]:
 
 
 def _language_choices(codes) -> list[tuple[str, str]]:
-    return [(AUTO_DETECT, AUTO_DETECT)] + [(language_label(code), code) for code in codes]
+    detect = [(AUTO_DETECT, AUTO_DETECT), (AUTO_DETECT_PER_WINDOW, AUTO_DETECT_PER_WINDOW)]
+    return detect + [(language_label(code), code) for code in codes]
 
 
 def refresh_models():
@@ -232,98 +353,184 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
         "Run one clip through the original Whisper (PyTorch fp32) and its int8-quantized ONNX "
         "copy, and see what quantization changes: the words, the speed and the memory."
     )
-    # Created before the layout so that the examples, under the audio, can fill them in.
-    model = gr.Dropdown(
-        MODELS,
-        value=SETTINGS.default_model,
-        label="Model",
-        info="Built models (more: build_model.py)",
-        render=False,
-    )
-    reference = gr.Textbox(
-        "",
-        label="Reference transcript (optional)",
-        placeholder="What is really said, to score both engines' word error rate",
-        lines=2,
-        render=False,
-    )
-    with gr.Row():
-        with gr.Column(scale=3):
-            audio = uploads_only(
-                gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio clip")
-            )
-            examples, example_labels = _examples(MODELS)
-            gr.Examples(
-                examples,
-                inputs=[audio, reference, model],
-                example_labels=example_labels,
-                label="Examples (click one, then Run)",
-                api_visibility="private",
-            )
-        with gr.Column(scale=2):
-            model.render()
-            with gr.Row():
-                # Every language of every built model is a valid choice for API callers; the
-                # page narrows the menu to the chosen model's languages.
-                language = gr.Dropdown(
-                    **{**LANGUAGE_STATE, "choices": _language_choices(POOL.all_languages())},
-                    label="Language",
+    with gr.Tab("One clip", id="one-clip", elem_id="one-clip"):
+        # Created before the layout so that the examples, under the audio, can fill them in.
+        model = gr.Dropdown(
+            MODELS,
+            value=SETTINGS.default_model,
+            label="Model",
+            info="Built models (more: build_model.py)",
+            render=False,
+        )
+        reference = gr.Textbox(
+            "",
+            label="Reference transcript (optional)",
+            placeholder="What is really said, to score both engines' word error rate",
+            lines=2,
+            render=False,
+        )
+        with gr.Row():
+            with gr.Column(scale=3):
+                audio = uploads_only(
+                    gr.Audio(
+                        sources=["upload", "microphone"],
+                        type="filepath",
+                        label="Audio clip",
+                        elem_id="audio",
+                    )
                 )
-                task = gr.Radio(["transcribe", "translate"], label="Task", **TASK_STATE)
-            reference.render()
-            run = gr.Button("Run", variant="primary", elem_id="run")
+                examples, example_labels = _examples(MODELS)
+                gr.Examples(
+                    examples,
+                    inputs=[audio, reference, model],
+                    example_labels=example_labels,
+                    label="Examples (click one, then Run)",
+                    api_visibility="private",
+                )
+            with gr.Column(scale=2):
+                model.render()
+                with gr.Row():
+                    # Every language of every built model is a valid choice for API callers; the
+                    # page narrows the menu to the chosen model's languages.
+                    language = gr.Dropdown(
+                        **{**LANGUAGE_STATE, "choices": _language_choices(POOL.all_languages())},
+                        label="Language",
+                    )
+                    task = gr.Radio(["transcribe", "translate"], label="Task", **TASK_STATE)
+                reference.render()
+                with gr.Accordion("Advanced", open=False, elem_id="advanced"):
+                    condition = gr.Checkbox(
+                        True,
+                        label="Condition on previous text",
+                        info="Prompt each 30 s window with the text before it (openai-whisper's "
+                        "default).",
+                    )
+                    fallback = gr.Checkbox(
+                        True,
+                        label="Temperature fallback",
+                        info="Decode a window again at 0.2, 0.4 … 1.0 when its text looks like a "
+                        "loop (compression ratio > 2.4) or is improbable (avg log-prob < -1).",
+                    )
+                    per_window = gr.Checkbox(
+                        False,
+                        label="Language per window",
+                        info="Detect the language on every 30 s window (multilingual models).",
+                    )
+                run = gr.Button("Run", variant="primary", elem_id="run")
 
-    with gr.Row(equal_height=True):
-        original_text = gr.Textbox(
-            label="Original (PyTorch fp32)",
-            lines=3,
+        with gr.Row(equal_height=True):
+            original_text = gr.Textbox(
+                label="Original (PyTorch fp32)",
+                lines=3,
+                interactive=False,
+                buttons=["copy"],
+                elem_id="original-transcript",
+            )
+            quantized_diff = gr.HighlightedText(
+                label="Quantized (ONNX int8)",
+                color_map=DIFF_COLORS,
+                show_legend=True,
+                show_inline_category=False,
+                elem_id="quantized-transcript",
+            )
+        # The quantized transcript as plain text, for API callers (the page shows the diff).
+        quantized_text = gr.Textbox(label="Quantized (ONNX int8) transcript", visible=False)
+        notice = gr.Markdown(label="Notice", elem_id="notice")
+        run_summary = gr.Markdown(label="Summary")
+        with gr.Accordion("Segments with timestamps", open=True):
+            segments_view = gr.Markdown(elem_id="segments")
+            downloads = gr.File(
+                label="Download each engine's result (SRT, VTT, JSON)",
+                file_count="multiple",
+                interactive=False,
+                elem_id="downloads",
+            )
+        # Each engine's segments (start, end, text, language, temperature), for API callers.
+        segments_json = gr.JSON(label="Segments", visible=False)
+        table = gr.Dataframe(
+            headers=list(TABLE_HEADERS),
+            label="Results",
             interactive=False,
-            buttons=["copy"],
-            elem_id="original-transcript",
+            wrap=True,
+            elem_id="results-table",
         )
-        quantized_diff = gr.HighlightedText(
-            label="Quantized (ONNX int8)",
-            color_map=DIFF_COLORS,
-            show_legend=True,
-            show_inline_category=False,
-            elem_id="quantized-transcript",
+        gr.Markdown(measurement_note(SETTINGS.readme_url))
+        with gr.Row():
+            # Bars start at zero, so their lengths compare.
+            latency_plot = gr.BarPlot(
+                x="Engine",
+                y=LATENCY_METRIC,
+                color="Engine",
+                label="Latency",
+                y_lim=[0, None],
+                **BAR_STYLE,
+            )
+            memory_plot = gr.BarPlot(
+                x="Engine",
+                y=MEMORY_METRIC,
+                color="Engine",
+                label="Memory",
+                y_lim=[0, None],
+                **BAR_STYLE,
+            )
+        with gr.Accordion("How the figures are measured", open=False, elem_id=README_SECTION):
+            gr.Markdown(_method_details())
+
+    with gr.Tab("Batch", id="batch", elem_id="batch"):
+        gr.Markdown(
+            "Compare the engines on several clips at once: upload audio files (or a zip of "
+            "them) and, to score WER, a references file: CSV with `file_name` and "
+            "`transcription` columns, or TSV `file<TAB>reference`. "
+            f"At most {SETTINGS.max_batch_files} clips and {SETTINGS.max_batch_seconds:g} s "
+            "in all; the clips run one after another with the same settings as one clip."
         )
-    # The quantized transcript as plain text, for API callers (the page shows the diff).
-    quantized_text = gr.Textbox(label="Quantized (ONNX int8) transcript", visible=False)
-    notice = gr.Markdown(label="Notice", elem_id="notice")
-    run_summary = gr.Markdown(label="Summary")
-    table = gr.Dataframe(
-        headers=list(TABLE_HEADERS),
-        label="Results",
-        interactive=False,
-        wrap=True,
-        elem_id="results-table",
-    )
-    gr.Markdown(measurement_note(SETTINGS.readme_url))
-    with gr.Row():
-        # Bars start at zero, so their lengths compare.
-        latency_plot = gr.BarPlot(
-            x="Engine",
-            y=LATENCY_METRIC,
-            color="Engine",
-            label="Latency",
-            y_lim=[0, None],
-            **BAR_STYLE,
+        with gr.Row():
+            batch_files = uploads_only(
+                gr.File(
+                    label="Clips (audio files or a zip)",
+                    file_count="multiple",
+                    type="filepath",
+                    elem_id="batch-files",
+                )
+            )
+            batch_references = uploads_only(
+                gr.File(
+                    label="References (CSV or TSV, optional)",
+                    file_count="single",
+                    type="filepath",
+                    file_types=[".csv", ".tsv", ".txt"],
+                    elem_id="batch-references",
+                )
+            )
+        with gr.Row():
+            batch_model = gr.Dropdown(MODELS, value=SETTINGS.default_model, label="Model")
+            batch_language = gr.Dropdown(
+                **{**LANGUAGE_STATE, "choices": _language_choices(POOL.all_languages())},
+                label="Language",
+            )
+            batch_task = gr.Radio(["transcribe", "translate"], label="Task", **TASK_STATE)
+        batch_run = gr.Button("Run batch", variant="primary", elem_id="run-batch")
+        batch_summary = gr.Markdown(elem_id="batch-summary")
+        batch_engines = gr.Dataframe(
+            headers=list(BATCH_ENGINE_HEADERS),
+            label="Engines over the batch",
+            interactive=False,
+            wrap=True,
+            elem_id="batch-engines",
         )
-        memory_plot = gr.BarPlot(
-            x="Engine",
-            y=MEMORY_METRIC,
-            color="Engine",
-            label="Memory",
-            y_lim=[0, None],
-            **BAR_STYLE,
+        batch_clips = gr.Dataframe(
+            label="Per clip (quantized vs original: [changed] [+added] [-missing])",
+            interactive=False,
+            wrap=True,
+            elem_id="batch-clips",
         )
-    with gr.Accordion("How the figures are measured", open=False, elem_id=README_SECTION):
-        gr.Markdown(_method_details())
+        batch_downloads = gr.File(
+            label="Download (CSV, JSON)", file_count="multiple", interactive=False
+        )
 
     run.click(
         compare,
-        inputs=[audio, reference, model, language, task],
+        inputs=[audio, reference, model, language, task, condition, fallback, per_window],
         outputs=[
             original_text,
             quantized_text,
@@ -333,10 +540,22 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
             memory_plot,
             run_summary,
             notice,
+            segments_json,
+            downloads,
+            segments_view,
         ],
         api_name="compare",
     )
+    batch_run.click(
+        compare_batch,
+        inputs=[batch_files, batch_references, batch_model, batch_language, batch_task],
+        outputs=[batch_engines, batch_clips, batch_downloads, batch_summary],
+        api_name="compare_batch",
+    )
     model.change(model_options, model, [language, task], api_visibility="private")
+    batch_model.change(
+        model_options, batch_model, [batch_language, batch_task], api_visibility="private"
+    )
     demo.load(refresh_models, outputs=model, api_visibility="private")
 
 # One comparison at a time: the engines share the CPU, and a second request running beside

@@ -73,14 +73,28 @@ def test_compare_is_the_only_public_endpoint_with_its_documented_inputs(client):
     assert list(api["named_endpoints"]) == ["/compare"]
     compare_api = api["named_endpoints"]["/compare"]
     names = [p["parameter_name"] for p in compare_api["parameters"]]
-    assert names == ["audio", "reference", "model", "language", "task"]
+    # The first five are the contract's original inputs, in their order; new ones follow.
+    assert names == [
+        "audio",
+        "reference",
+        "model",
+        "language",
+        "task",
+        "condition_on_previous_text",
+        "temperature_fallback",
+        "language_per_window",
+    ]
     defaults = {p["parameter_name"]: p.get("parameter_default") for p in compare_api["parameters"]}
     assert defaults["reference"] == ""
     assert defaults["model"] == "tiny.en"
     assert defaults["language"] == "auto-detect"
     assert defaults["task"] == "transcribe"
+    assert defaults["condition_on_previous_text"] is True
+    assert defaults["temperature_fallback"] is True
+    assert defaults["language_per_window"] is False
     outputs = [r["label"] for r in compare_api["returns"]]
     assert outputs[:3] == ["Original (PyTorch fp32)", "Quantized (ONNX int8) transcript", "Results"]
+    assert outputs[8] == "Segments"
 
 
 def test_both_engines_transcribe_a_clip_and_are_measured(client, clip, references):
@@ -107,6 +121,19 @@ def test_both_engines_transcribe_a_clip_and_are_measured(client, clip, reference
     assert "".join(t["token"] for t in result[3]) == quantized
     assert "tiny.en" in result[6]
     assert result[7] == ""  # no notice
+    # Segments per engine, with timestamps inside the clip, and files to download.
+    segments = result[8]
+    assert set(segments) == {"original", "onnx-fp32", "quantized"}
+    for engine, items in segments.items():
+        assert items and all(0 <= s["start"] <= s["end"] <= 2.8 for s in items), engine
+        assert {"start", "end", "text", "language", "temperature"} <= set(items[0]), engine
+    names = sorted(Path(f).name for f in result[9])
+    assert names == sorted(
+        f"tiny.en-{e}.{x}" for e in segments for x in ("srt", "vtt", "json")
+    )
+    srt = next(Path(f) for f in result[9] if f.endswith("quantized.srt")).read_text()
+    assert srt.startswith("1\n00:00:00,000 --> 00:00:0") and "forward" in srt.lower()
+    assert "→" in result[10]  # the page's timestamped view
 
 
 def test_no_audio_is_refused_with_a_plain_message(client):
@@ -258,3 +285,41 @@ def test_the_audio_input_refuses_remote_urls_without_a_request(monkeypatch):
         with pytest.raises(gr.Error, match="remote URLs are not fetched"):
             app.audio.move_resource_to_block_cache(url)
     assert fetched == []
+
+
+def test_compare_batch_scores_several_clips_with_intervals(client, clip, tmp_path):
+    refs = tmp_path / "refs.csv"
+    refs.write_text(
+        "file_name,transcription\n"
+        "goforward.wav,go forward ten meters\n"
+        "cards-005.wav,eight of spades four of clubs seven of hearts\n"
+    )
+    broken = tmp_path / "broken.wav"
+    broken.write_text("not audio")
+    engines, clips, downloads, summary = client.predict(
+        [handle_file(str(clip("goforward.wav"))), handle_file(str(clip("cards-005.wav")))]
+        + [handle_file(str(broken))],
+        handle_file(str(refs)),
+        "tiny.en",
+        "auto-detect",
+        "transcribe",
+        api_name="/compare_batch",
+    )
+    assert [row[0] for row in engines["data"]] == [
+        "Original (PyTorch fp32)",
+        "ONNX fp32 (no quantization)",
+        "Quantized (ONNX int8)",
+    ]
+    headers = engines["headers"]
+    for row in engines["data"]:
+        assert "[" in row[headers.index("WER [95% CI]")]  # a rate with its interval
+    assert "[" in engines["data"][2][headers.index("WER − original [95% CI]")]
+    assert [row[0] for row in clips["data"]] == ["goforward.wav", "cards-005.wav", "broken.wav"]
+    assert "13 reference words" in summary  # normalised: "go forward 10 meters" + 9
+    assert "broken.wav" in summary
+    assert sorted(Path(f).name for f in downloads) == ["batch.csv", "batch.json"]
+
+
+def test_compare_batch_without_files_says_what_to_upload(client):
+    with pytest.raises(AppError, match="Upload clips"):
+        client.predict([], None, "tiny.en", "auto-detect", "transcribe", api_name="/compare_batch")

@@ -64,16 +64,41 @@ def test_reports_every_engine_with_positive_figures(report):
         assert 0 <= engine["wer"] <= 0.5
         assert "forward" in engine["transcripts"]["goforward.wav"].lower()
     summary = data["summary"]
-    assert summary["speedup"] == pytest.approx(
-        data["engines"]["original"]["median_latency_s"]
-        / data["engines"]["quantized"]["median_latency_s"]
+    # The speed-up splits into the runtime's part and int8's, which multiply back to it.
+    assert summary["speedup_from_runtime"] * summary["speedup_from_int8"] == pytest.approx(
+        summary["speedup"]
     )
-    assert summary["memory_saving"] == pytest.approx(
-        1 - data["engines"]["quantized"]["memory_mib"] / data["engines"]["original"]["memory_mib"]
-    )
+    assert summary["words_scored"] == 11  # the two references: 4 + 7 words
     assert "wer_delta" in summary
     assert summary["speedup_best"] > 0
     assert "median" in data["methods"]["timing"] and "RSS" in data["methods"]["memory"]
+    assert "slope" in data["methods"]["per_token"] and "torch" in data["methods"]["features"]
+
+
+def test_reports_what_ran_and_every_part_of_the_memory_figure(report):
+    _, data, _ = report
+    for name, engine in data["engines"].items():
+        # held = total - baseline, all three published
+        assert engine["memory_total_mib"] - engine["memory_baseline_mib"] == pytest.approx(
+            engine["memory_mib"]
+        )
+        assert engine["memory_baseline_mib"] > 100, name  # the libraries, torch included
+        assert engine["first_step_ms"] > 0 and engine["windows"] == 3, name
+        assert engine["fallback_windows"] == 0, name
+    fused = {n: e["encoder_attention_fused"] for n, e in data["engines"].items()}
+    assert fused == {"original": False, "quantized": True, "onnx-fp32": True}
+    options = data["engines"]["quantized"]["runtime"]["session_options"]
+    assert options["enable_cpu_mem_arena"] is False and options["intra_op_num_threads"] == 2
+    changes = " ".join(data["engines"]["quantized"]["runtime"]["graph_changes"])
+    assert "cross-attention" in changes and "MultiHeadAttention" in changes
+    assert data["engines"]["quantized"]["median_section_s"]["cross_kv"] > 0
+    # Every timed run's engine order, with the seed that shuffled it.
+    assert len(data["orders"]) == 2 * 3  # 2 passes x 3 usable clips
+    assert all(sorted(o["order"]) == sorted(data["engines"]) for o in data["orders"])
+    assert len({o["seed"] for o in data["orders"]}) == len(data["orders"])
+    machine = data["machine"]
+    assert machine["cpu"] in machine["note"] and machine["note"].startswith("measured on one")
+    assert isinstance(machine["cpu_flags"], list)
 
 
 def test_fp32_onnx_agrees_with_the_original_word_for_word(report):
@@ -134,3 +159,52 @@ def test_joined_clips_are_2_to_10_seconds_of_the_shipped_speech(tmp_path, refere
             seconds = clip.getnframes() / clip.getframerate()
         assert 2.0 <= seconds <= 10.0, name
         assert set(text.split()) <= set(shipped), name
+
+
+def test_a_dataset_benchmark_reports_intervals_and_paired_differences(
+    built_tiny_en, models_dir, clip, tmp_path
+):
+    """--dataset on an audiofolder the test writes: WER with its interval for every engine,
+    and each engine's paired difference from the original."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    rows = ["file_name,transcription"]
+    for name, text in (
+        ("goforward.wav", "go forward ten meters"),
+        ("cards-005.wav", "eight of spades four of clubs seven of hearts"),
+        ("cards-002.wav", "four queen of clubs"),
+    ):
+        shutil.copy(clip(name), folder / name)
+        rows.append(f"{name},{text}")
+    (folder / "metadata.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "report.json"
+    code = benchmark_main(
+        [
+            "--dataset",
+            str(folder),
+            "--models-dir",
+            str(models_dir),
+            "--model",
+            "tiny.en",
+            "--engines",
+            "original,quantized",
+            "--repeat",
+            "1",
+            "--json",
+            str(out),
+            "--markdown",
+            str(tmp_path / "report.md"),
+        ]
+    )
+    assert code == 0
+    data = json.loads(out.read_text())
+    for engine in data["engines"].values():
+        low, high = engine["wer_interval"]
+        assert low <= engine["wer"] <= high
+        assert engine["reference_words"] == 15
+    quantized = data["engines"]["quantized"]
+    low, high = quantized["wer_difference_interval"]
+    assert low <= quantized["wer_difference"] <= high
+    assert data["engines"]["original"]["wer_difference"] is None
+    assert [u["clip"] for u in data["utterances"]] and len(data["utterances"]) == 3
+    assert "95% bootstrap" in (tmp_path / "report.md").read_text()

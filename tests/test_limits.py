@@ -9,6 +9,7 @@ import pytest
 
 from whisper_quant.compare import Studio, engine_order
 from whisper_quant.engines import Transcription
+from whisper_quant.metrics import normalize_text
 from whisper_quant.workers import EngineTimeoutError, EngineWorker
 
 
@@ -18,7 +19,10 @@ class _Recorder:
     def __init__(self, name: str, seen: list, fail: bool):
         self.name, self.seen, self.fail = name, seen, fail
 
-    def transcribe(self, audio, options=None, *, deadline=None):
+    def ensure_alive(self):
+        pass
+
+    def transcribe(self, audio, options=None, *, deadline=None, on_window=None):
         self.seen.append((self.name, deadline))
         if self.fail:
             raise EngineTimeoutError("stop here")
@@ -64,9 +68,10 @@ def test_a_spent_deadline_does_not_start_or_stop_the_engine(built_tiny_en, data_
     audio = decode_audio(data_dir / "goforward.wav")
     with EngineWorker("quantized", built_tiny_en.folder, request_timeout_s=60.0) as worker:
         pid = worker.pid
-        with pytest.raises(EngineTimeoutError, match="before the quantized engine could start"):
+        with pytest.raises(EngineTimeoutError, match="before the quantized engine's turn"):
             worker.transcribe(audio, deadline=time.monotonic() - 1.0)
         assert worker.alive and worker.pid == pid
         result = worker.transcribe(audio, deadline=time.monotonic() + 60.0)
-        assert "forward" in result.text.lower()
+        # tiny.en's quantized engine on goforward.wav, greedy: the same words every run.
+        assert normalize_text(result.text) == "go forward 10 meters", result.text
         assert worker.pid == pid

@@ -167,3 +167,29 @@ def test_a_model_that_is_not_built_names_the_build_command(tmp_path):
     pool = StudioSwitcher(Settings(models_dir=tmp_path, default_model="tiny.en"))
     with pytest.raises(ModelNotBuiltError, match="python build_model.py --model base"):
         pool.studio("base")
+
+
+def test_the_page_options_become_one_transcribe_options(tmp_path):
+    from whisper_quant.service import AUTO_DETECT_PER_WINDOW
+
+    folder = tmp_path / "base"
+    (folder / "original").mkdir(parents=True)
+    (folder / "manifest.json").write_text(
+        json.dumps({"format": 1, "files": {}, "multilingual": True})
+    )
+    (folder / "original" / "generation_config.json").write_text(
+        json.dumps({"lang_to_id": {"<|en|>": 50259, "<|de|>": 50261}})
+    )
+    pool = StudioSwitcher(Settings(models_dir=tmp_path, default_model="base"))
+    default = pool.options("base")
+    assert default.language is None and not default.language_per_window
+    assert default.temperatures == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    assert default.condition_on_previous_text is True
+    per_window = pool.options("base", AUTO_DETECT_PER_WINDOW)
+    assert per_window.language is None and per_window.language_per_window
+    assert pool.options("base", "auto-detect", language_per_window=True).language_per_window
+    plain = pool.options("base", "de", temperature_fallback=False, condition_on_previous_text=False)
+    assert plain.language == "de" and plain.temperatures == (0.0,)
+    assert plain.condition_on_previous_text is False
+    with pytest.raises(ValueError, match="per window"):
+        pool.options("base", "de", language_per_window=True)

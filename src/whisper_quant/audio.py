@@ -68,10 +68,13 @@ class AudioTooLongError(AudioError):
         self.limit_s = limit_s
         self.is_lower_bound = is_lower_bound
         limit = _describe_duration(limit_s)
+        length = _describe_duration(duration_s)
+        if length == limit:  # rounded to the limit (601 s is "10 minutes"): say it in seconds
+            length, limit = f"{duration_s:.1f} seconds", f"{limit_s:g} seconds"
         if is_lower_bound:
             message = f"The clip is more than {limit} long; the limit is {limit}"
         else:
-            message = f"The clip is {_describe_duration(duration_s)} long; the limit is {limit}"
+            message = f"The clip is {length} long; the limit is {limit}"
         super().__init__(message)
 
 

@@ -20,10 +20,12 @@ from pathlib import Path
 
 from .audio import AudioError, decode_audio, duration_s
 from .compare import ONNX_FP32, ORIGINAL, QUANTIZED, Studio
-from .engines import DEFAULT_THREADS, ENGINES, DecodingOptions
+from .decoding import text_compression_ratio
+from .engines import DEFAULT_THREADS, ENGINES, TranscribeOptions
 from .hardware import cpu_info
 from .measure import KERNEL_METHOD, MEMORY_METHOD, mib, speedup, timing_method
-from .metrics import corpus_error_rate
+from .metrics import corpus_error_rate, normalize_text
+from .stats import corpus_wer, count_flags, longest_ngram_run, paired_difference, utterance_table
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,13 @@ class EngineStats:
     wer: float | None
     wer_detail: str | None
     reference_words: int | None  # how many reference words the WER rests on
+    wer_interval: tuple[float, float] | None  # 95% bootstrap interval over clips
+    # Engine minus original WER on the same clips, and its paired 95% bootstrap interval.
+    wer_difference: float | None
+    wer_difference_interval: tuple[float, float] | None
+    empty_outputs: int  # clips with speech in the reference and nothing in the transcript
+    flagged_outputs: int  # loops (compression > 2.4, a 4-gram > 4 times) or text on silence
+    longest_4gram_run: int  # the most times one 4-word sequence repeats in a row, any clip
     agreement_wer_vs_original: float | None
     median_latency_s: float | None
     mean_latency_s: float | None
@@ -79,6 +88,10 @@ class EngineStats:
     encoder_attention_fused: bool | None
     per_clip_median_latency_s: dict[str, float]
     transcripts: dict[str, str]
+    windows: int  # 30 s windows over all clips (one pass)
+    fallback_windows: int  # of them, decoded again at a higher temperature
+    segments: int
+    max_compression_ratio: float  # the highest of any segment's text (loops exceed 2.4)
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,8 @@ class BenchReport:
     summary: dict
     # One entry per timed clip run: pass, clip, seed and the engine order it gave.
     orders: list[dict] = field(default_factory=list)
+    # Quantized against the original per scored clip, most disagreeing first.
+    utterances: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -159,6 +174,12 @@ class _Runs:
     tokens: list[int] = field(default_factory=list)
     decoder_s: list[float] = field(default_factory=list)
     first_step_s: list[float] = field(default_factory=list)
+    # Per clip, from its last run: windows, windows with fallback, segments, and the
+    # highest compression ratio of a segment's text.
+    windows: dict[str, int] = field(default_factory=dict)
+    fallback_windows: dict[str, int] = field(default_factory=dict)
+    segments: dict[str, int] = field(default_factory=dict)
+    max_compression_ratio: dict[str, float] = field(default_factory=dict)
 
 
 def run_benchmark(
@@ -168,13 +189,13 @@ def run_benchmark(
     *,
     repeat: int = 5,
     threads: int = DEFAULT_THREADS,
-    options: DecodingOptions | None = None,
+    options: TranscribeOptions | None = None,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> BenchReport:
     """Run the benchmark and return its report."""
     say = progress or (lambda message: None)
-    options = options or DecodingOptions()
+    options = options or TranscribeOptions()
     usable = [c for c in clips if c.error == ""]
     engines = list(engines)
     studio = Studio(model_dir, engines, threads=threads)
@@ -219,7 +240,8 @@ def run_benchmark(
         settings={
             "repeat": repeat,
             "beam_size": options.beam_size,
-            "decoding": "greedy" if options.beam_size == 1 else f"beam {options.beam_size}",
+            "decoding": ("greedy" if options.beam_size == 1 else f"beam {options.beam_size}")
+            + (", temperature fallback" if len(options.temperatures) > 1 else ", no fallback"),
             "options": asdict(options),
             "engine_order": "shuffled per clip and pass, seeds recorded in 'orders'",
             "seed": seed,
@@ -245,14 +267,46 @@ def run_benchmark(
         engines=stats,
         summary=summarize(stats),
         orders=orders,
+        utterances=_utterances(runs, scored),
     )
+
+
+def _utterances(runs: dict[str, _Runs], scored: list[Clip]) -> list[dict]:
+    if QUANTIZED not in runs or not scored:
+        return []
+    names = [c.name for c in scored]
+    rows = utterance_table(
+        names,
+        [c.reference for c in scored],
+        [runs[QUANTIZED].transcripts[n] for n in names],
+        [runs[ORIGINAL].transcripts[n] for n in names] if ORIGINAL in runs else None,
+    )
+    return [
+        {
+            "clip": r.name,
+            "reference": r.reference,
+            "quantized": r.hypothesis,
+            "original": r.original,
+            "quantized_errors": r.errors,
+            "original_errors": r.original_errors,
+            "reference_words": r.reference_length,
+            "disagreement": r.disagreement,
+        }
+        for r in rows
+    ]
 
 
 def _record(runs: _Runs, clip: str, t) -> None:
     runs.latencies[clip].append(t.latency_s)
     runs.peaks.append(t.peak_memory_bytes or 0)
     runs.transcripts[clip] = t.text
-    runs.tokens.append(len(t.tokens))
+    runs.tokens.append(t.tokens_decoded)
+    runs.windows[clip] = t.windows
+    runs.fallback_windows[clip] = t.fallback_windows
+    runs.segments[clip] = len(t.segments)
+    runs.max_compression_ratio[clip] = max(
+        (text_compression_ratio(s.text) for s in t.segments if s.text.strip()), default=0.0
+    )
     runs.decoder_s.append(t.timings.get("decoder", 0.0))
     if "first_step" in t.timings:
         runs.first_step_s.append(t.timings["first_step"])
@@ -270,6 +324,17 @@ def _engine_stats(
         if scored
         else None
     )
+    references = [c.reference for c in scored]
+    hypotheses = [runs.transcripts[c.name] for c in scored]
+    interval = corpus_wer(references, hypotheses).interval if scored else None
+    difference = None
+    if scored and original is not None and name != ORIGINAL:
+        difference = paired_difference(
+            references, hypotheses, [original.transcripts[c.name] for c in scored]
+        )
+    flags = count_flags(
+        [c.reference or "" for c in usable], [runs.transcripts[c.name] for c in usable]
+    )
     agree = None
     if name != ORIGINAL and original is not None and usable:
         agree = corpus_error_rate(
@@ -282,6 +347,17 @@ def _engine_stats(
         wer=None if wer is None else wer.rate,
         wer_detail=None if wer is None else str(wer),
         reference_words=None if wer is None else wer.reference_length,
+        wer_interval=None if interval is None else (interval.low, interval.high),
+        wer_difference=None if difference is None else difference.difference,
+        wer_difference_interval=(
+            None if difference is None else (difference.interval.low, difference.interval.high)
+        ),
+        empty_outputs=flags.empty_outputs,
+        flagged_outputs=flags.flagged,
+        longest_4gram_run=max(
+            (longest_ngram_run(normalize_text(t).split()) for t in runs.transcripts.values()),
+            default=0,
+        ),
         agreement_wer_vs_original=None if agree is None else agree.rate,
         median_latency_s=statistics.median(per_clip.values()) if per_clip else None,
         mean_latency_s=statistics.fmean(per_clip.values()) if per_clip else None,
@@ -304,6 +380,10 @@ def _engine_stats(
         encoder_attention_fused=load.runtime.get("encoder_attention_fused"),
         per_clip_median_latency_s=per_clip,
         transcripts=runs.transcripts,
+        windows=sum(runs.windows.values()),
+        fallback_windows=sum(runs.fallback_windows.values()),
+        segments=sum(runs.segments.values()),
+        max_compression_ratio=max(runs.max_compression_ratio.values(), default=0.0),
     )
 
 

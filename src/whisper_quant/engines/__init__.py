@@ -1,0 +1,76 @@
+"""Transcription engines behind one interface, and their registry.
+
+- base.py: the interface, `Transcription`, and what every engine shares;
+- original.py: the original (transformers + PyTorch) and the plain Optimum recipe;
+- onnx.py: the studio's ONNX engines, fp32 and int8, run by onnxruntime;
+- ct2.py: faster-whisper (CTranslate2 int8), optional.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..longform import Segment, TranscribeOptions
+from .base import (
+    DEFAULT_THREADS,
+    NOTICE_SILENT,
+    Engine,
+    EngineError,
+    Progress,
+    Transcription,
+    with_memory,
+)
+from .ct2 import FasterWhisperEngine
+from .onnx import OnnxEngine, OnnxFp32Engine
+from .original import OptimumEngine, OriginalEngine
+
+ENGINES: dict[str, type[Engine]] = {
+    cls.name: cls
+    for cls in (OriginalEngine, OnnxEngine, OnnxFp32Engine, FasterWhisperEngine, OptimumEngine)
+}
+# ONNX fp32 runs by default so that every comparison shows which part of the speed-up is
+# the runtime's and which is int8's.
+DEFAULT_ENGINES = ("original", "onnx-fp32", "quantized")
+
+
+def engine_class(name: str) -> type[Engine]:
+    try:
+        return ENGINES[name]
+    except KeyError:
+        raise ValueError(f"Unknown engine {name!r}; choose from: {', '.join(ENGINES)}") from None
+
+
+def available_engines(model_dir: Path | str) -> list[str]:
+    """Engines whose files a built model folder has (and whose packages are installed)."""
+    names = []
+    for name, cls in ENGINES.items():
+        if not (Path(model_dir) / cls.subfolder).is_dir():
+            continue
+        try:
+            cls.preload()
+        except EngineError:
+            continue
+        names.append(name)
+    return names
+
+
+__all__ = [
+    "DEFAULT_ENGINES",
+    "DEFAULT_THREADS",
+    "ENGINES",
+    "NOTICE_SILENT",
+    "Engine",
+    "EngineError",
+    "FasterWhisperEngine",
+    "OnnxEngine",
+    "OnnxFp32Engine",
+    "OptimumEngine",
+    "OriginalEngine",
+    "Progress",
+    "Segment",
+    "Transcription",
+    "TranscribeOptions",
+    "available_engines",
+    "engine_class",
+    "with_memory",
+]

@@ -1,0 +1,119 @@
+"""faster-whisper: the same embedded weights run by CTranslate2 with int8 compute.
+
+It runs faster-whisper's own `WhisperModel.transcribe` on the CTranslate2 source of an
+embedded model (`ct2/` beside the built folders), given the same long-form settings as the
+other engines. faster-whisper computes its own features (numpy) and runs its own loop, so
+only its total time is split off as "features + everything": its sections are not timed.
+CTranslate2 uses oneDNN rather than MKL for int8 on AMD CPUs.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..layout import CT2_DIR, ORIGINAL_DIR
+from ..longform import LogMel, LongFormResult, Segment, Timings, TranscribeOptions
+from ..measure import Stopwatch
+from .base import Engine, EngineError, Progress
+
+
+class FasterWhisperEngine(Engine):
+    """faster-whisper's `transcribe` with int8 compute on the same weights."""
+
+    name = "faster-whisper"
+    label = "faster-whisper (CTranslate2 int8)"
+    subfolder = CT2_DIR
+    metadata_subfolder = ORIGINAL_DIR
+
+    @classmethod
+    def preload(cls) -> None:
+        try:
+            import faster_whisper  # noqa: F401
+        except ImportError as e:
+            raise EngineError("The faster-whisper engine needs: pip install faster-whisper") from e
+
+    def load(self) -> None:
+        self.preload()
+        super().load()
+
+    def _load(self) -> None:
+        import ctranslate2
+        from faster_whisper import WhisperModel
+
+        self._ct2 = ctranslate2
+        self.model = WhisperModel(
+            str(self.folder), device="cpu", compute_type="int8", cpu_threads=self.threads
+        )
+
+    def runtime_details(self) -> dict:
+        import faster_whisper
+
+        return {
+            "runtime": f"faster-whisper {faster_whisper.__version__}, CTranslate2 "
+            f"{self._ct2.__version__} (int8 compute; oneDNN on AMD CPUs)",
+            "graph_changes": [],
+            "encoder_attention_fused": None,
+        }
+
+    def window_model(self, watch: Stopwatch):
+        raise NotImplementedError("faster-whisper runs its own loop")
+
+    def features(self, audio) -> LogMel:
+        # faster-whisper computes its own features inside transcribe.
+        return LogMel(audio[None, None, :], len(audio))
+
+    def _long_form(
+        self, mel: LogMel, options: TranscribeOptions, watch: Stopwatch, progress: Progress | None
+    ) -> LongFormResult:
+        if options.fixed_tokens is not None:
+            raise ValueError("faster-whisper cannot decode a fixed number of tokens")
+        audio = mel.features[0, 0]
+        started = time.perf_counter()
+        segments, info = self.model.transcribe(
+            audio,
+            language=options.language if self.multilingual else None,
+            task=options.task,
+            beam_size=options.beam_size,
+            best_of=1,
+            temperature=list(options.temperatures),
+            compression_ratio_threshold=options.compression_ratio_threshold,
+            log_prob_threshold=options.logprob_threshold,
+            no_speech_threshold=options.no_speech_threshold,
+            condition_on_previous_text=options.condition_on_previous_text,
+            prompt_reset_on_temperature=options.prompt_reset_on_temperature,
+            without_timestamps=not options.timestamps,
+            max_initial_timestamp=options.max_initial_timestamp or 0.0,
+            multilingual=options.language_per_window,
+            vad_filter=False,
+        )
+        language = info.language if self.multilingual else "en"
+        result = [
+            Segment(
+                start=s.start,
+                end=s.end,
+                text=s.text,
+                tokens=tuple(s.tokens),
+                language=language,
+                temperature=s.temperature,
+                avg_logprob=s.avg_logprob,
+                no_speech_prob=s.no_speech_prob,
+                compression_ratio=s.compression_ratio,
+                window=s.seek,
+            )
+            for s in segments  # a generator: decoding happens here
+        ]
+        seconds = time.perf_counter() - started
+        windows = len({s.window for s in result})
+        return LongFormResult(
+            segments=tuple(result),
+            text="".join(s.text for s in result),
+            tokens=tuple(t for s in result for t in s.tokens),
+            language=language,
+            windows=windows,
+            fallback_windows=len({s.window for s in result if s.temperature > 0}),
+            skipped_windows=0,
+            # faster-whisper's sections are not exposed: everything counts as decoding.
+            timings=Timings(
+                next_steps_s=seconds, tokens_decoded=sum(len(s.tokens) for s in result)
+            ),
+        )

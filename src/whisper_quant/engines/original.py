@@ -1,0 +1,358 @@
+"""The original: transformers' `WhisperForConditionalGeneration` in PyTorch, stock.
+
+By default a clip goes through transformers' own long-form `generate` (whole-clip features
+with their attention mask, `return_timestamps=True, return_segments=True`, the options'
+temperatures and thresholds). transformers detects the language on the first window only,
+so for `language_per_window` (and for `fixed_tokens`, which generate has no notion of) the
+original follows the shared long-form loop instead, with the same PyTorch model computing
+each window (torch_window.py).
+
+What generate decided per window (temperature, average log-probability, no-speech
+probability, skip) and how long its encoder and decoder calls took are read by wrappers
+around the model's own methods, which only observe: the model computes what it computes
+without them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from ..decoding import text_compression_ratio
+from ..layout import BASELINE_DIR, ORIGINAL_DIR
+from ..longform import LogMel, LongFormResult, Segment, Timings, TranscribeOptions
+from ..measure import Stopwatch
+from .base import Engine, Progress
+from .onnx import initialise_onnxruntime, ort_session_options
+
+# transformers judges fallback by a compression ratio over token ids; its documentation gives
+# 1.35 as the value that corresponds to openai-whisper's 2.4 over text.
+TRANSFORMERS_RATIO_PER_TEXT_RATIO = 1.35 / 2.4
+
+
+@dataclass(frozen=True)
+class _Call:
+    seconds: float
+    kind: str  # "language", "first" (a prompt on an empty cache) or "next"
+
+
+class _CallTimes:
+    """Wall-clock seconds of each call of a model part's `forward`, read by a wrapper.
+
+    The wrapper only reads the clock and the call's arguments around the part's own
+    `forward` (set on the instance; torch modules and Optimum's session wrappers both call
+    `self.forward`).
+    """
+
+    def __init__(self, part):
+        self.calls: list[_Call] = []
+        forward = part.forward
+
+        def timed(*args, **kwargs):
+            kind = _kind(kwargs)  # before the call, which fills the cache
+            started = time.perf_counter()
+            try:
+                return forward(*args, **kwargs)
+            finally:
+                self.calls.append(_Call(time.perf_counter() - started, kind))
+
+        part.forward = timed
+
+    def take(self) -> list[_Call]:
+        calls, self.calls = self.calls, []
+        return calls
+
+
+def _kind(kwargs) -> str:
+    # transformers' detect_language runs the model with use_cache=False; generation steps
+    # use the cache, empty on a decoding's first (prompt) step.
+    if kwargs.get("use_cache") is False:
+        return "language"
+    cache = kwargs.get("past_key_values")
+    if cache is None or (hasattr(cache, "get_seq_length") and cache.get_seq_length() == 0):
+        return "first"
+    return "next"
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One decoding of one window by generate, as its fallback check saw it."""
+
+    temperature: float
+    needs_fallback: bool
+    should_skip: bool
+    avg_logprob: float
+    no_speech_prob: float
+
+
+class _FallbackLog:
+    """Reads each of generate's fallback checks (`_need_fallback`), one per attempt."""
+
+    def __init__(self, model):
+        from transformers.generation.logits_process import WhisperNoSpeechDetection
+
+        self.attempts: list[_Attempt] = []
+        need, average = model._need_fallback, model._retrieve_avg_logprobs
+        seen: dict[str, float] = {}
+
+        def retrieve_avg_logprobs(scores, tokens, temperature):
+            value = average(scores, tokens, temperature)
+            seen["logprob"] = float(value)
+            return value
+
+        def need_fallback(seek_sequence, seek_outputs, index, processors, config, *rest):
+            seen.clear()
+            needs, skip = need(seek_sequence, seek_outputs, index, processors, config, *rest)
+            if "logprob" not in seen and "sequences_scores" in seek_outputs[index]:
+                seen["logprob"] = float(seek_outputs[index]["sequences_scores"])
+            no_speech = next(
+                (
+                    p.no_speech_prob[index]
+                    for p in processors or ()
+                    if isinstance(p, WhisperNoSpeechDetection)
+                ),
+                math.nan,
+            )
+            temperature = rest[-1] if rest else 0.0
+            self.attempts.append(
+                _Attempt(
+                    float(temperature or 0.0),
+                    bool(needs),
+                    bool(skip),
+                    seen.get("logprob", math.nan),
+                    float(no_speech),
+                )
+            )
+            return needs, skip
+
+        model._retrieve_avg_logprobs = retrieve_avg_logprobs
+        model._need_fallback = need_fallback
+
+    def take_windows(self, last_temperature: float) -> list[list[_Attempt]]:
+        """The attempts grouped by window: a window ends with an attempt that needed no
+        fallback, or with the last temperature."""
+        windows: list[list[_Attempt]] = []
+        current: list[_Attempt] = []
+        for attempt in self.attempts:
+            current.append(attempt)
+            if not attempt.needs_fallback or attempt.temperature >= last_temperature:
+                windows.append(current)
+                current = []
+        if current:
+            windows.append(current)
+        self.attempts = []
+        return windows
+
+
+class OriginalEngine(Engine):
+    """The standard transformers path: `WhisperForConditionalGeneration.generate` in PyTorch."""
+
+    name = "original"
+    label = "Original (PyTorch fp32)"
+    subfolder = ORIGINAL_DIR
+
+    @classmethod
+    def preload(cls) -> None:
+        import torch  # noqa: F401
+        import transformers.models.whisper.modeling_whisper  # noqa: F401
+
+    def initialise_runtime(self) -> None:
+        import torch
+
+        torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            torch.nn.functional.linear(torch.ones(1, 16), torch.ones(16, 16))
+
+    def _load(self) -> None:
+        import torch
+        from transformers import WhisperForConditionalGeneration
+
+        torch.set_num_threads(self.threads)
+        self._torch = torch
+        self.model = WhisperForConditionalGeneration.from_pretrained(
+            self.folder, use_safetensors=True, dtype=torch.float32
+        ).eval()
+        self._observe(self.model)
+
+    def _observe(self, model) -> None:
+        self._encoder_calls = _CallTimes(model.get_encoder())
+        self._decoder_calls = _CallTimes(model.get_decoder())
+        self._fallbacks = _FallbackLog(model)
+
+    def runtime_details(self) -> dict:
+        return {
+            "runtime": f"PyTorch {self._torch.__version__} (transformers generate)",
+            "threads": self._torch.get_num_threads(),
+            "graph_changes": [],
+            "encoder_attention_fused": False,
+            "attention_implementation": self.model.config._attn_implementation,
+        }
+
+    def window_model(self, watch: Stopwatch):
+        from ..torch_window import TorchWindowModel
+
+        return TorchWindowModel(self.model)
+
+    def _long_form(
+        self, mel: LogMel, options: TranscribeOptions, watch: Stopwatch, progress: Progress | None
+    ) -> LongFormResult:
+        if options.language_per_window or options.fixed_tokens is not None:
+            result = super()._long_form(mel, options, watch, progress)
+            self._encoder_calls.take(), self._decoder_calls.take(), self._fallbacks.take_windows(0)
+            return result
+        return self._generate(mel, options)
+
+    def generate_kwargs(self, mel: LogMel, options: TranscribeOptions) -> dict:
+        """transformers' long-form `generate` arguments for these options."""
+        torch = self._torch
+        ratio = options.compression_ratio_threshold
+        if ratio is not None and options.compression_ratio_kind == "text":
+            ratio *= TRANSFORMERS_RATIO_PER_TEXT_RATIO
+        kwargs = {
+            "input_features": torch.from_numpy(mel.features),
+            "return_timestamps": options.timestamps,
+            "return_segments": True,
+            "condition_on_prev_tokens": options.condition_on_previous_text,
+            "temperature": options.temperatures,
+            "compression_ratio_threshold": ratio,
+            "logprob_threshold": options.logprob_threshold,
+            "no_speech_threshold": options.no_speech_threshold,
+            "num_beams": options.beam_size,
+        }
+        if mel.attention_mask is not None:
+            kwargs["attention_mask"] = torch.from_numpy(mel.attention_mask)
+        if self.multilingual:
+            kwargs["language"] = options.language
+            kwargs["task"] = options.task
+        if options.max_new_tokens is not None:
+            kwargs["max_new_tokens"] = options.max_new_tokens
+        if options.length_penalty is not None:
+            kwargs["length_penalty"] = options.length_penalty
+        return kwargs
+
+    def _generate(self, mel: LogMel, options: TranscribeOptions) -> LongFormResult:
+        torch = self._torch
+        torch.manual_seed(options.seed)  # sampling at temperature > 0 can be repeated
+        self._encoder_calls.take(), self._decoder_calls.take()
+        with torch.inference_mode():
+            out = self.model.generate(**self.generate_kwargs(mel, options))
+        encoder_calls, decoder_calls = self._encoder_calls.take(), self._decoder_calls.take()
+        windows = self._fallbacks.take_windows(options.temperatures[-1])
+        decoded = [w[-1] for w in windows if not w[-1].should_skip]
+        segments, language = self._segments(out["segments"][0], decoded, options)
+        tokens = tuple(t for t in out["sequences"][0].tolist() if t != self.special.eot)
+        text = "".join(self.decode_text(s.tokens) for s in segments)
+        by_kind = {kind: [c for c in decoder_calls if c.kind == kind] for kind in _KINDS}
+        timings = Timings(
+            encoder_s=sum(c.seconds for c in encoder_calls),
+            language_s=sum(c.seconds for c in by_kind["language"]),
+            first_step_s=sum(c.seconds for c in by_kind["first"]),
+            next_steps_s=sum(c.seconds for c in by_kind["next"]),
+            next_steps=len(by_kind["next"]),
+            tokens_decoded=len(by_kind["first"]) + len(by_kind["next"]),
+        )
+        return LongFormResult(
+            segments=tuple(segments),
+            text=text,
+            tokens=tokens,
+            language=language,
+            windows=len(windows),
+            fallback_windows=sum(1 for w in windows if len(w) > 1),
+            skipped_windows=sum(1 for w in windows if w[-1].should_skip),
+            timings=timings,
+        )
+
+    def _segments(self, raw: list[dict], decoded: list[_Attempt], options: TranscribeOptions):
+        """generate's segments as Segments; the language from each window's prompt."""
+        segments: list[Segment] = []
+        windows: dict[int, int] = {}
+        language = options.language if self.multilingual else "en"
+        for item in raw:
+            window = windows.setdefault(id(item["result"]), len(windows))
+            attempt = decoded[window] if window < len(decoded) else None
+            window_language = self._prompt_language(item["result"]) or language
+            language = language or window_language
+            tokens = tuple(int(t) for t in item["tokens"].tolist())
+            text = self.decode_text(tokens)
+            segments.append(
+                Segment(
+                    start=float(item["start"]),
+                    end=float(item["end"]),
+                    text=text,
+                    tokens=tokens,
+                    language=window_language or "en",
+                    temperature=attempt.temperature if attempt else math.nan,
+                    avg_logprob=attempt.avg_logprob if attempt else math.nan,
+                    no_speech_prob=attempt.no_speech_prob if attempt else math.nan,
+                    compression_ratio=text_compression_ratio(text) if text else 0.0,
+                    window=window,
+                )
+            )
+        return segments, language
+
+    def _prompt_language(self, result: dict) -> str | None:
+        """The language token after <|startoftranscript|> in a window's decoder input."""
+        if not self.multilingual or "sequences" not in result:
+            return None
+        sequence = result["sequences"].tolist()
+        if self.special.sot in sequence:
+            index = sequence.index(self.special.sot) + 1
+            if index < len(sequence):
+                return self.special.language_by_id.get(sequence[index])
+        return None
+
+
+_KINDS = ("language", "first", "next")
+
+
+class OptimumEngine(OriginalEngine):
+    """The recipe this project started from: Optimum's plain int8 recipe run by its `generate`.
+
+    Optimum's default dynamic quantization (every quantizable operator, per-tensor) of the same
+    export, loaded with `ORTModelForSpeechSeq2Seq` and onnxruntime's default session options
+    (same thread count), decoded by transformers' long-form `generate` like the original.
+    Built only with `build_model.py --baseline`; it is the "before" of the README's
+    before/after.
+    """
+
+    name = "optimum"
+    label = "Plain recipe (Optimum int8)"
+    subfolder = BASELINE_DIR
+
+    @classmethod
+    def preload(cls) -> None:
+        super().preload()
+        import optimum.onnxruntime  # noqa: F401
+
+    def initialise_runtime(self) -> None:
+        super().initialise_runtime()
+        initialise_onnxruntime(self.threads, tuned=False)
+
+    def _load(self) -> None:
+        import torch
+        from optimum.onnxruntime import ORTModelForSpeechSeq2Seq
+
+        torch.set_num_threads(self.threads)
+        self._torch = torch
+        options, self._session_options = ort_session_options(self.threads, tuned=False)
+        self.model = ORTModelForSpeechSeq2Seq.from_pretrained(
+            self.folder, provider="CPUExecutionProvider", session_options=options
+        )
+        self._observe(self.model)
+
+    def window_model(self, watch: Stopwatch):
+        raise NotImplementedError(
+            "The plain Optimum recipe runs only through Optimum's generate: no per-window "
+            "language or fixed token counts"
+        )
+
+    def runtime_details(self) -> dict:
+        import onnxruntime
+
+        return {
+            "runtime": f"onnxruntime {onnxruntime.__version__} via Optimum's generate",
+            "graph_changes": [],
+            "encoder_attention_fused": False,
+            "session_options": self._session_options,
+        }
