@@ -1,32 +1,31 @@
 """The page in a real headless Chromium: upload a clip, press Run, read what a person sees.
 
-Also saves docs/screenshot.png, the picture the README shows.
+The screenshot taken here goes to the test's temporary folder; scripts/screenshot.py
+refreshes docs/screenshot.png, the picture the README shows.
 """
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
+import struct
 
 import pytest
-from app_server import ROOT, running_app
+import studio_page
+from app_server import running_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOT = ROOT / "docs" / "screenshot.png"
-RESULT_TIMEOUT_MS = 180_000
+from whisper_quant.metrics import normalize_text
+from whisper_quant.settings import Settings
+
+# tiny.en's original and quantized engines both say "Go forward 10 meters." for goforward.wav
+# (greedy decoding, so every run), which normalises to its reference "go forward ten meters".
+GOFORWARD = "go forward 10 meters"
+ENGINES = Settings().engines  # the app's engines by default: one table row each
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.integration,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}"),
+    pytest.mark.skipif(
+        not studio_page.CHROMIUM.exists(), reason=f"no Chromium at {studio_page.CHROMIUM}"
+    ),
 ]
 
 
@@ -39,59 +38,82 @@ def app_url(built_tiny_en, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(app_url):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(app_url)
+    pytest.importorskip("playwright.sync_api")
+    with studio_page.open_page(app_url) as page:
         yield page
-        browser.close()
 
 
-def test_upload_run_and_read_both_transcripts_and_the_table(page, clip, references):
+def png_size(path) -> tuple[int, int]:
+    """Width and height from a PNG's header (its IHDR chunk comes first)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", data[:16]
+    return struct.unpack(">II", data[16:24])
+
+
+def test_upload_run_and_read_both_transcripts_and_the_table(page, clip, references, tmp_path):
     from playwright.sync_api import expect
 
     expect(page.get_by_role("heading", name="Whisper Quantization Studio")).to_be_visible()
-    page.set_input_files("input[type=file]", str(clip("goforward.wav")))
-    page.get_by_label("Reference transcript (optional)").fill(references["goforward.wav"])
-    # Wait for the upload to turn into a player before running.
-    expect(page.locator("#run")).to_be_enabled()
-    expect(page.get_by_text("goforward.wav").first).to_be_visible(timeout=30_000)
-    page.locator("#run").click()
+    studio_page.upload(page, clip("goforward.wav"), references["goforward.wav"])
 
-    forward = re.compile("forward", re.IGNORECASE)
-    original = page.locator("#original-transcript textarea")
-    expect(original).to_have_value(forward, timeout=RESULT_TIMEOUT_MS)
-    quantized = page.locator("#quantized-transcript")
-    expect(quantized).to_contain_text(forward, timeout=RESULT_TIMEOUT_MS)
+    shown = studio_page.run(page)
 
-    table = page.locator("#results-table")
-    expect(table).to_contain_text("Original (PyTorch fp32)")
-    expect(table).to_contain_text("Quantized (ONNX int8)")
-    expect(table).to_contain_text("Latency (ms)")
-    expect(table).to_contain_text("/4)")  # WER counted against the 4 reference words
+    assert normalize_text(shown.original) == GOFORWARD, shown
+    assert normalize_text(shown.quantized) == GOFORWARD, shown
+    expect(page.locator("#results-table")).to_contain_text("Latency (ms)")
+    for row in (studio_page.ORIGINAL_ROW, studio_page.QUANTIZED_ROW):
+        expect(studio_page.table_cells(page, row)).to_have_count(1)
+    # Every engine's transcript equals the reference's 4 words once normalised: no errors.
+    expect(studio_page.table_cells(page, "0.0% (0/4)")).to_have_count(len(ENGINES))
+    # Each engine's segments with their timestamps, and its SRT/VTT/JSON to download.
+    expect(page.locator("#segments")).to_contain_text("0:00.0 → 0:02")
+    expect(page.locator("#downloads")).to_contain_text("tiny.en-quantized.srt")
     # The note under the table links to the method (the README on a Space, else this section).
     expect(page.get_by_role("link", name="How the figures are measured")).to_be_visible()
     expect(page.locator("#how-the-figures-are-measured")).to_have_count(1)
 
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.wait_for_timeout(1000)  # let the charts finish drawing
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    saved = studio_page.screenshot(page, tmp_path / "screenshot.png")
+    width, height = png_size(saved)
+    assert width == studio_page.VIEWPORT["width"]
+    assert height > studio_page.VIEWPORT["height"]  # the whole page, results and charts
 
 
 def test_an_english_only_model_offers_no_language_or_translation(page):
     from playwright.sync_api import expect
 
-    language = page.get_by_label("Language")
-    expect(language).to_be_disabled()
-    translate = page.get_by_label("translate")
-    expect(translate).to_be_disabled()
+    one_clip = page.locator("#one-clip")
+    expect(one_clip.get_by_label("Language", exact=True)).to_be_disabled()
+    expect(one_clip.get_by_label("translate")).to_be_disabled()
 
 
 def test_running_without_audio_shows_a_message_not_a_traceback(page, app_url):
     from playwright.sync_api import expect
 
     page.goto(app_url)
-    page.locator("#run").click()
-    expect(page.get_by_text("Upload or record audio first.")).to_be_visible(timeout=30_000)
+    with pytest.raises(studio_page.StudioPageError, match=r"^Upload or record audio first\.$"):
+        studio_page.run(page)
     expect(page.get_by_text("Traceback")).to_have_count(0)
+
+
+def test_the_batch_tab_scores_several_clips_with_references(app_url, clip, tmp_path):
+    pytest.importorskip("playwright.sync_api")
+    refs = tmp_path / "refs.csv"
+    refs.write_text(
+        "file_name,transcription\n"
+        "goforward.wav,go forward ten meters\n"
+        "cards-001.wav,ten of clubs\n"
+        "cards-003.wav,seven of clubs\n"
+    )
+    clips = [clip(name) for name in ("goforward.wav", "cards-001.wav", "cards-003.wav")]
+    with studio_page.open_page(app_url) as page:
+        rows = studio_page.run_batch(page, clips, refs)
+        from playwright.sync_api import expect
+
+        expect(page.locator("#batch-summary")).to_contain_text("10 reference words")
+        engines = page.locator("#batch-engines").get_by_text("%", exact=False).filter(visible=True)
+        assert engines.count() >= len(ENGINES)
+        studio_page.screenshot(page, tmp_path / "batch.png")
+    assert [row.split()[0] for row in rows] == [c.name for c in clips], rows
+    # tiny.en's transcripts of these clips (greedy, so every run), in each row.
+    for row, said in zip(rows, ("Go forward 10 meters", "10 of clubs", "7 of clubs"), strict=True):
+        assert said in row, rows

@@ -20,7 +20,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from whisper_quant.audio import (
-    CHUNK_SECONDS,
     DEFAULT_MAX_SECONDS,
     SAMPLE_RATE,
     AudioDecodeError,
@@ -31,11 +30,11 @@ from whisper_quant.audio import (
     decode_audio,
     duration_s,
     is_silent,
-    split_for_long_form,
 )
 
 DATA = Path(__file__).parent / "data"
 SPEECH_WAV = DATA / "goforward.wav"
+WHISPER_RATE = 16000  # what every decoded clip must be at, whatever the file's rate
 
 RATES = (8000, 22050, 44100, 48000)
 # The right channel is the left at half volume, so the expected mono mix (the average) is
@@ -55,8 +54,12 @@ MAX_LAG_S = 0.1
 def speech() -> np.ndarray:
     """goforward.wav (16 kHz mono, 2.8 s) as float32, read without the code under test."""
     samples, rate = read_wav(SPEECH_WAV)
-    assert rate == SAMPLE_RATE and samples.shape[0] == 1
+    assert rate == WHISPER_RATE and samples.shape[0] == 1
     return samples[0]
+
+
+def seconds(samples: np.ndarray) -> float:
+    return len(samples) / WHISPER_RATE
 
 
 def correlation(decoded: np.ndarray, reference: np.ndarray) -> tuple[float, int]:
@@ -85,7 +88,7 @@ def assert_decodes_to(decoded: np.ndarray, reference: np.ndarray, *, lossy: bool
     assert decoded.dtype == np.float32
     assert decoded.ndim == 1
     assert np.isfinite(decoded).all()
-    assert abs(duration_s(decoded) - duration_s(reference)) <= DURATION_TOLERANCE_S[lossy]
+    assert abs(seconds(decoded) - seconds(reference)) <= DURATION_TOLERANCE_S[lossy]
     corr, lag = correlation(decoded, reference)
     assert corr > MIN_CORRELATION[lossy]
     assert gain(decoded, reference, lag) == pytest.approx(gain_, rel=GAIN_TOLERANCE)
@@ -103,6 +106,11 @@ def format_cases():
 
 
 # --- every format -----------------------------------------------------------------------------
+
+
+def test_the_decoded_rate_is_whisper_s_16_khz():
+    assert SAMPLE_RATE == WHISPER_RATE
+    assert duration_s(np.zeros(24_000, np.float32)) == 1.5
 
 
 def test_encoders_are_available():
@@ -219,7 +227,8 @@ def test_truncated_file_keeps_what_decodes(tmp_path, speech, format_name):
     decoded = decode_audio(data.read_bytes()[: data.stat().st_size // 2])
 
     assert decoded.dtype == np.float32 and np.isfinite(decoded).all()
-    assert 0.5 < duration_s(decoded) < duration_s(speech)
+    # Half the bytes hold about half of the 2.8 s (a lossy file's header and padding aside).
+    assert 0.5 < seconds(decoded) < seconds(speech) - 0.5
 
 
 @pytest.mark.parametrize("format_name", ["wav_s16", "mp3"])
@@ -244,7 +253,7 @@ def test_text_named_mp3(tmp_path):
     path = tmp_path / "notes.mp3"
     path.write_text("Meeting notes: this is not audio.\n" * 20)
 
-    with pytest.raises(AudioDecodeError):
+    with pytest.raises(AudioDecodeError, match="Could not decode the file as audio"):
         decode_audio(path)
 
 
@@ -266,7 +275,7 @@ def test_non_finite_samples_become_silence(tmp_path, caplog):
         decoded = decode_audio(path)
 
     assert np.isfinite(decoded).all()
-    assert duration_s(decoded) == pytest.approx(1.0, abs=0.01)
+    assert seconds(decoded) == pytest.approx(1.0, abs=0.01)
     assert "non-finite" in caplog.text
     # Only the neighbourhood of the bad samples is lost, not the tone.
     assert np.count_nonzero(decoded == 0) < 0.02 * len(decoded)
@@ -321,8 +330,15 @@ def test_default_limit_message():
     assert str(error) == "The clip is 12.5 minutes long; the limit is 10 minutes"
 
 
-def test_no_limit():
-    assert len(decode_audio(SPEECH_WAV, max_seconds=None)) > 0
+def test_the_default_limit_is_10_minutes_and_none_lifts_it(tmp_path):
+    # Just over 10 minutes, in the smallest file that holds it: 8 kHz 8-bit mono, 5 MB.
+    path = write_audio(
+        tmp_path / "long.wav", tone(605.0, 8000)[np.newaxis], 8000, FORMATS["wav_u8"]
+    )
+
+    with pytest.raises(AudioTooLongError, match="the limit is 10 minutes"):
+        decode_audio(path)
+    assert len(decode_audio(path, max_seconds=None)) == 605 * WHISPER_RATE
 
 
 # --- numpy input ------------------------------------------------------------------------------
@@ -387,52 +403,6 @@ def test_is_silent(speech):
 def test_is_silent_threshold(speech):
     assert is_silent(speech, threshold_dbfs=-10.0)
     assert not is_silent(speech * 0.1, threshold_dbfs=-50.0)
-
-
-# --- long-form split --------------------------------------------------------------------------
-
-
-def test_short_audio_is_one_chunk(speech):
-    exactly = np.zeros(round(CHUNK_SECONDS * SAMPLE_RATE), dtype=np.float32)
-
-    assert split_for_long_form(speech)[0] is speech
-    assert len(split_for_long_form(exactly)) == 1
-
-
-def test_split_cuts_in_pauses(speech):
-    rng = np.random.default_rng(0)
-    parts = []
-    while sum(map(len, parts)) < 95 * SAMPLE_RATE:
-        pause = rng.standard_normal(round(rng.uniform(0.4, 1.2) * SAMPLE_RATE)) * 10 ** (-65 / 20)
-        parts += [speech, pause.astype(np.float32)]
-    audio = np.concatenate(parts)[: 95 * SAMPLE_RATE]
-
-    chunks = split_for_long_form(audio)
-
-    assert len(chunks) == 4
-    assert all(0 < len(c) <= CHUNK_SECONDS * SAMPLE_RATE for c in chunks)
-    assert np.array_equal(np.concatenate(chunks), audio)
-    window = SAMPLE_RATE // 20
-    for cut in np.cumsum([len(c) for c in chunks[:-1]]):
-        around = audio[cut - window : cut + window].astype(np.float64)
-        assert 10 * np.log10(np.mean(around**2)) < -45.0  # speech here is -40 to -20 dBFS
-    # Each cut falls in the last 5 s of its 30 s window.
-    assert all(len(c) >= 25 * SAMPLE_RATE for c in chunks[:-1])
-
-
-def test_split_options_are_checked(speech):
-    with pytest.raises(ValueError):
-        split_for_long_form(speech, chunk_seconds=0)
-    with pytest.raises(ValueError):
-        split_for_long_form(speech, chunk_seconds=1.0, search_seconds=2.0)
-
-
-def test_split_without_search_cuts_at_the_limit():
-    audio = np.ones(round(2.5 * SAMPLE_RATE), dtype=np.float32)
-
-    chunks = split_for_long_form(audio, chunk_seconds=1.0, search_seconds=0.0)
-
-    assert [len(c) for c in chunks] == [SAMPLE_RATE, SAMPLE_RATE, SAMPLE_RATE // 2]
 
 
 # --- fuzz -------------------------------------------------------------------------------------

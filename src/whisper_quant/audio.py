@@ -19,16 +19,12 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 DEFAULT_MAX_SECONDS = 600.0
-CHUNK_SECONDS = 30.0
 
 # Frame length for the silence check: short enough to resolve a single syllable.
 SILENCE_FRAME_SECONDS = 0.030
 # The loudest 5% of frames decide. Speech is mostly pauses, so the mean would call a clip
 # with one short word silent; the maximum would let a single click make a silent clip loud.
 SILENCE_PERCENTILE = 95.0
-# Window over which split_for_long_form measures loudness: about one short syllable, so a
-# quiet window is a gap between words rather than a quiet moment inside one.
-CUT_WINDOW_SECONDS = 0.100
 
 # A decoder that fails this many packets in a row is not going to recover (a missing
 # decoder, a stream that is garbage from here on): stop instead of trying every packet.
@@ -168,34 +164,6 @@ def is_silent(audio: np.ndarray, *, threshold_dbfs: float = -50.0) -> bool:
     return bool(loudest < threshold_dbfs)
 
 
-def split_for_long_form(
-    audio: np.ndarray, *, chunk_seconds: float = CHUNK_SECONDS, search_seconds: float = 5.0
-) -> list[np.ndarray]:
-    """Split a clip into consecutive chunks of at most `chunk_seconds`, cutting between words.
-
-    Whisper sees 30 s at a time. Every engine splits long audio here, the same way, so their
-    transcripts stay comparable. Each cut goes at the quietest 100 ms within the last
-    `search_seconds` of the chunk. The chunks concatenate back to the input exactly.
-    """
-    if chunk_seconds <= 0:
-        raise ValueError(f"chunk_seconds must be positive, got {chunk_seconds}")
-    if not 0 <= search_seconds <= chunk_seconds:
-        raise ValueError(f"search_seconds must be in [0, {chunk_seconds}], got {search_seconds}")
-    chunk = round(chunk_seconds * SAMPLE_RATE)
-    search = round(search_seconds * SAMPLE_RATE)
-    if len(audio) <= chunk:
-        return [audio]
-
-    chunks = []
-    start = 0
-    while len(audio) - start > chunk:
-        cut = _quietest_cut(audio, lo=max(start + 1, start + chunk - search), hi=start + chunk)
-        chunks.append(audio[start:cut])
-        start = cut
-    chunks.append(audio[start:])
-    return chunks
-
-
 def _open_source(source: Source) -> str | BinaryIO:
     """Turn `source` into something av.open reads, rejecting empty input with a clear message."""
     if isinstance(source, str | os.PathLike):
@@ -330,22 +298,6 @@ def _sanitize(audio: np.ndarray) -> np.ndarray:
         logger.warning("Replacing %s non-finite samples with silence", int(bad.sum()))
         audio = np.where(bad, np.float32(0.0), audio)
     return np.clip(audio, -1.0, 1.0)
-
-
-def _quietest_cut(audio: np.ndarray, *, lo: int, hi: int) -> int:
-    """The sample in [lo, hi] at the centre of the quietest CUT_WINDOW_SECONDS window."""
-    window = min(round(CUT_WINDOW_SECONDS * SAMPLE_RATE), len(audio))
-    half = window // 2
-    # Window starts whose centre lies in [lo, hi] and which fit inside the audio.
-    first = max(lo - half, 0)
-    last = min(hi - half, len(audio) - window)
-    if window == 0 or last < first:
-        return hi
-    segment = np.asarray(audio[first : last + window], dtype=np.float64)
-    energy = np.concatenate(([0.0], np.cumsum(np.square(segment))))
-    window_energy = energy[window:] - energy[:-window]
-    cut = first + int(np.argmin(window_energy)) + half
-    return min(max(cut, lo), hi)
 
 
 def _power_to_dbfs(power: np.ndarray) -> np.ndarray:

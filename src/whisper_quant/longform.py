@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .audio import SAMPLE_RATE
 from .decoding import (
     DEFAULT_TOP_K,
     N_TEXT_CTX,
@@ -70,7 +71,6 @@ from .decoding import (
 )
 from .tokens import TASKS, SpecialTokens
 
-SAMPLE_RATE = 16000
 # A window: 30 s of audio, 3000 feature frames of 10 ms; the encoder halves it to 1500.
 N_SAMPLES = 30 * SAMPLE_RATE
 N_FRAMES = 3000

@@ -1,0 +1,158 @@
+"""The studio's page in a headless Chromium, used as a person uses it: load a clip (upload it or
+click an example), press Run, wait for the results, read both transcripts, save a screenshot.
+
+Shared by tests/test_app_browser.py and scripts/screenshot.py. Needs the Playwright package;
+the browser is the system's Chromium, not one that Playwright downloads. Each helper expects
+a page that has not shown results yet (a fresh `open_page`), so the first results to appear
+are the ones asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+VIEWPORT = {"width": 1280, "height": 900}
+LOAD_TIMEOUT_MS = 30_000  # an upload or an example clip to reach the audio player
+RESULT_TIMEOUT_MS = 180_000  # both engines on one clip, on a busy 2-core machine
+CHARTS_SETTLE_MS = 1_000  # the bar charts draw after the results arrive
+
+REFERENCE_LABEL = "Reference transcript (optional)"
+ORIGINAL_ROW = "Original (PyTorch fp32)"
+QUANTIZED_ROW = "Quantized (ONNX int8)"
+
+
+class StudioPageError(RuntimeError):
+    """The page showed an error message instead of results."""
+
+
+@dataclass(frozen=True)
+class Transcripts:
+    """Both transcripts as the page shows them."""
+
+    original: str
+    quantized: str
+
+
+@contextlib.contextmanager
+def open_page(url: str, chromium: Path = CHROMIUM) -> Iterator[Page]:
+    """A new page of a headless `chromium`, at `url`; the browser closes at the end."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()
+
+
+def upload(page: Page, clip: Path, reference: str | None = None) -> None:
+    """Upload `clip` (and type `reference`, when given); return once the player holds it."""
+    page.set_input_files("#audio input[type=file]", str(clip))
+    if reference is not None:
+        page.get_by_label(REFERENCE_LABEL).fill(reference)
+    _wait_for_clip(page, clip.name)
+
+
+def click_example(page: Page, label: str) -> None:
+    """Click the example labelled `label`; return once its clip is in the player."""
+    page.get_by_role("button", name=label, exact=True).click()
+    _wait_for_clip(page, None)
+
+
+def run(page: Page) -> Transcripts:
+    """Press Run and wait for the results table and both transcripts.
+
+    Raises StudioPageError with the page's message when the app answers with an error.
+    """
+    from playwright.sync_api import expect
+
+    page.locator("#run").click()
+    # The engine's name in a table cell: the progress text above the table says
+    # "Transcribing with Quantized (ONNX int8) ...", which an exact match does not take.
+    result = table_cells(page, QUANTIZED_ROW)
+    error = page.get_by_test_id("toast-text")
+    expect(result.or_(error).first).to_be_visible(timeout=RESULT_TIMEOUT_MS)
+    if error.count():
+        raise StudioPageError(" / ".join(error.all_inner_texts()))
+    # Every output has its value once no output shows progress.
+    expect(page.locator(".progress-text")).to_have_count(0, timeout=RESULT_TIMEOUT_MS)
+    return transcripts(page)
+
+
+def run_batch(page: Page, clips: list[Path], references: Path) -> list[str]:
+    """Open the Batch tab, upload `clips` and `references`, press Run batch and wait for
+    the results; return the per-clip table's visible text, row by row.
+
+    Raises StudioPageError with the page's message when the app answers with an error.
+    """
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Batch").click()
+    page.set_input_files("#batch-files input[type=file]", [str(c) for c in clips])
+    page.set_input_files("#batch-references input[type=file]", str(references))
+    for clip in clips:  # each upload shows its file name once it is done
+        expect(page.locator("#batch-files").get_by_text(clip.name).first).to_be_visible(
+            timeout=LOAD_TIMEOUT_MS
+        )
+    page.locator("#run-batch").click()
+    result = page.locator("#batch-engines").get_by_text(QUANTIZED_ROW, exact=True)
+    error = page.get_by_test_id("toast-text")
+    expect(result.filter(visible=True).or_(error).first).to_be_visible(timeout=RESULT_TIMEOUT_MS)
+    if error.count():
+        raise StudioPageError(" / ".join(error.all_inner_texts()))
+    expect(page.locator(".progress-text")).to_have_count(0, timeout=RESULT_TIMEOUT_MS)
+    rows = page.locator("#batch-clips tbody tr").filter(visible=True)
+    return [" ".join(row.split()) for row in rows.all_inner_texts()]
+
+
+def table_cells(page: Page, text: str):
+    """The results table's visible cells whose whole text is `text`.
+
+    The table also keeps a hidden copy of every cell (to size its columns): not counted.
+    """
+    return page.locator("#results-table").get_by_text(text, exact=True).filter(visible=True)
+
+
+def transcripts(page: Page) -> Transcripts:
+    """The original transcript's text box, and the quantized one's highlighted words joined."""
+    original = page.locator("#original-transcript textarea").input_value()
+    # Words and the spaces between them, each in a token; the legend (changed, added,
+    # missing) is outside the tokens.
+    tokens = page.locator("#quantized-transcript .token-container .text")
+    quantized = "".join(tokens.evaluate_all("nodes => nodes.map(n => n.textContent)"))
+    return Transcripts(original, quantized)
+
+
+def screenshot(page: Page, path: Path) -> Path:
+    """Save the whole page as a PNG at `path`, once the charts have drawn."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(CHARTS_SETTLE_MS)
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def _wait_for_clip(page: Page, name: str | None) -> None:
+    """Wait for the audio player's download link: to the file `name`, or to any file."""
+    from playwright.sync_api import expect
+
+    href = f'[href$="/{name}"]' if name else '[href*="/gradio_api/file="]'
+    expect(page.locator(f"a{href}").first).to_be_attached(timeout=LOAD_TIMEOUT_MS)
