@@ -205,6 +205,11 @@ def benchmark_parser() -> argparse.ArgumentParser:
     parser.add_argument("--text-column", help="reference column (default: found by name)")
     parser.add_argument("--limit", type=int, help="at most this many clips of the dataset")
     parser.add_argument(
+        "--language-per-window",
+        action="store_true",
+        help="detect the language on every 30 s window (multilingual models)",
+    )
+    parser.add_argument(
         "--no-fallback",
         action="store_true",
         help="decode at temperature 0 only (no temperature fallback)",
@@ -267,7 +272,9 @@ def benchmark_main(argv: list[str] | None = None) -> int:
         refs_path = args.references or (paths[0].parent / "refs.tsv")
         references = read_references(refs_path) if refs_path.is_file() else {}
         clips = load_clips(paths, references)
-    options = TranscribeOptions(beam_size=args.beam_size)
+    options = TranscribeOptions(
+        beam_size=args.beam_size, language_per_window=args.language_per_window
+    )
     if args.no_fallback:
         options = dataclasses.replace(options, temperatures=(0.0,))
     try:

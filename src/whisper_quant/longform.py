@@ -40,8 +40,8 @@ Where it deliberately differs from transformers or openai-whisper:
 - Sampling is seeded with `seed` (numpy); see decoding.py for how sampling and beam search
   follow transformers (one sample per temperature, top-k 50; transformers' beam scores).
 - `language_per_window=True` (multilingual models, no fixed language) detects the language on
-  every window and prompts that window with it; transformers and openai-whisper detect once,
-  on the first 30 s.
+  every window and prompts that window with it, and with previous text only since the last
+  change of language; transformers and openai-whisper detect once, on the first 30 s.
 - `fixed_tokens=N` decodes exactly N tokens of the first window (no end token, no timestamps,
   no fallback, no skipping) and stops there: the same work for every engine, for benchmarks.
 """
@@ -471,6 +471,24 @@ class _Clock:
         )
 
 
+def _same_language_tail(
+    segments: Sequence[Segment], language: str | None, options: TranscribeOptions
+) -> Sequence[Segment]:
+    """The segments the previous-text prompt may draw on.
+
+    With the language detected per window, only those since the last change of language: a
+    prompt in another language pulls the decoder back into it (seen on base: a German window
+    after an English sonnet, prompted with the sonnet, came out as English-like text until
+    temperature 1.0). With one language for the whole clip, all of them, as transformers.
+    """
+    if not options.language_per_window:
+        return segments
+    start = len(segments)
+    while start > 0 and segments[start - 1].language == language:
+        start -= 1
+    return segments[start:]
+
+
 def transcribe(
     model: WindowModel,
     features: np.ndarray,
@@ -536,7 +554,7 @@ def transcribe(
         )
         prompt, sot_index = window_prompt(
             start,
-            [s.tokens for s in segments],
+            [s.tokens for s in _same_language_tail(segments, language, options)],
             special=special,
             rules=rules,
             condition=condition,

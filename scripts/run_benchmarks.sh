@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The README's benchmark runs, one after another, each writing docs/benchmark-<set>-<model>.*
+# Run on a quiet machine: every figure is wall-clock time on this machine's cores.
+#   bash scripts/run_benchmarks.sh [models dir] [set ...]   (sets: tuning eval long)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+models=${1:-models}
+shift || true
+sets=${*:-tuning eval long}
+long=$(mktemp -d)
+trap 'rm -rf "$long"' EXIT
+
+run() {  # run <set> <model> <benchmark.py arguments...>
+    local set=$1 model=$2
+    shift 2
+    python benchmark.py "$@" --models-dir "$models" --model "$model" \
+        --json "docs/benchmark-$set-$model.json" --markdown "docs/benchmark-$set-$model.md" \
+        --plot "docs/benchmark-$set-$model.png" || [ $? -eq 1 ]  # 1: a clip failed, reported
+}
+
+for model in tiny.en base; do
+    python build_model.py --model "$model" --output-dir "$models"
+done
+for set in $sets; do
+    case $set in
+    tuning)  # the six shipped clips the recipe was tuned on; five timed passes
+        for model in tiny.en base; do
+            run tuning "$model" tests/data/*.wav --references tests/data/refs.tsv \
+                --engines original,onnx-fp32,quantized,faster-whisper --repeat 5
+        done ;;
+    eval)  # the evaluation set (eval/), never used for tuning; one timed pass
+        for model in tiny.en base; do
+            run eval "$model" --dataset eval --engines original,onnx-fp32,quantized --repeat 1
+        done ;;
+    long)  # 1, 3 and 10 minutes of real speech, and English then German; one timed pass
+        python scripts/long_clips.py "$long"
+        for model in tiny.en base; do
+            run long "$model" "$long"/english-*.flac --references "$long/refs.tsv" \
+                --engines original,onnx-fp32,quantized --repeat 1
+        done
+        run mixed base "$long/english-then-german.flac" --references "$long/refs.tsv" \
+            --engines original,onnx-fp32,quantized --repeat 1 --language-per-window ;;
+    *) echo "unknown set: $set" >&2; exit 2 ;;
+    esac
+done
