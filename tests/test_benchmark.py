@@ -56,21 +56,21 @@ def test_reports_every_engine_with_positive_figures(report):
     assert data["model"] == "tiny.en"
     assert set(data["engines"]) == {"original", "quantized", "onnx-fp32"}
     for engine in data["engines"].values():
-        assert engine["median_latency_s"] > 0
-        assert 0 < engine["rtf"] < 5
+        assert engine["median_latency_s"] > 0 and engine["rtf"] > 0
+        print(f"RTF {engine['label']}: {engine['rtf']:.3f}")  # a figure, not a bound
         assert engine["memory_mib"] > 10
         assert engine["peak_memory_mib"] >= 0
         assert engine["disk_mib"] > 10
-        assert 0 <= engine["wer"] <= 0.5
-        assert "forward" in engine["transcripts"]["goforward.wav"].lower()
+        # tiny.en hears "clubs" as "close" in cards-005: 1 error in 13 normalised words.
+        assert engine["wer"] == pytest.approx(1 / 13)
+        assert engine["transcripts"]["goforward.wav"] == "Go forward 10 meters."
     summary = data["summary"]
     # The speed-up splits into the runtime's part and int8's, which multiply back to it.
     assert summary["speedup_from_runtime"] * summary["speedup_from_int8"] == pytest.approx(
         summary["speedup"]
     )
-    assert summary["words_scored"] == 11  # the two references: 4 + 7 words
-    assert "wer_delta" in summary
-    assert summary["speedup_best"] > 0
+    assert summary["words_scored"] == 13  # "go forward 10 meters" + 9 normalised words
+    assert summary["wer_delta"] == 0.0
     assert "median" in data["methods"]["timing"] and "RSS" in data["methods"]["memory"]
     assert "slope" in data["methods"]["per_token"] and "torch" in data["methods"]["features"]
 

@@ -163,7 +163,7 @@ def test_onnx_folder_loads_alone_with_optimum(built_tiny, sub):
     assert Path(model.decoder.path).name == DECODER_FILE
     features = torch.zeros((1, 80, 3000))
     out = model.generate(input_features=features, max_new_tokens=3)
-    assert out.shape[0] == 1 and out.shape[1] >= 1
+    assert out.shape[0] == 1 and out[0, 0] == 50257  # <|startoftranscript|> of tiny.en's vocabulary
 
 
 def test_quantized_graphs_hold_int8(built_tiny):
@@ -212,7 +212,7 @@ def test_second_build_is_skipped(built_tiny, tiny_ct2_dir):
     started = time.perf_counter()
     again = build_model(str(tiny_ct2_dir), built_tiny.folder.parent)
     assert again.skipped
-    assert time.perf_counter() - started < 5
+    print(f"current build found in {time.perf_counter() - started:.2f} s")  # a figure
     assert again.folder == built_tiny.folder
     assert (manifest.stat().st_mtime_ns, weights.stat().st_mtime_ns) == before
     assert again.manifest["files"] == built_tiny.manifest["files"]
@@ -438,9 +438,13 @@ def built_copy(built_tiny, tmp_path) -> Path:
     return copy_build(built_tiny, tmp_path)
 
 
+def built_tiny_manifest(folder: Path) -> dict:
+    return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+
+
 def test_verify_accepts_an_intact_build(built_copy):
-    assert verify_folder(built_copy)["model"]
-    assert verify_folder(built_copy, subfolders=("quantized",))
+    assert verify_folder(built_copy) == built_tiny_manifest(built_copy)
+    assert verify_folder(built_copy, subfolders=("quantized",)) == built_tiny_manifest(built_copy)
 
 
 def test_verify_catches_a_missing_file(built_copy):

