@@ -38,6 +38,7 @@ from whisper_quant.service import (  # noqa: E402
     AUTO_DETECT_PER_WINDOW,
     README_SECTION,
     StudioSwitcher,
+    hardware_panel,
     language_label,
     measurement_note,
     segments_by_engine,
@@ -475,6 +476,8 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
             )
         with gr.Accordion("How the figures are measured", open=False, elem_id=README_SECTION):
             gr.Markdown(_method_details())
+        with gr.Accordion("This machine", open=False, elem_id="hardware"):
+            hardware = gr.Markdown(hardware_panel(SETTINGS, SETTINGS.default_model))
 
     with gr.Tab("Batch", id="batch", elem_id="batch"):
         gr.Markdown(
@@ -553,6 +556,9 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
         api_name="compare_batch",
     )
     model.change(model_options, model, [language, task], api_visibility="private")
+    model.change(
+        lambda name: hardware_panel(SETTINGS, name), model, hardware, api_visibility="private"
+    )
     batch_model.change(
         model_options, batch_model, [batch_language, batch_task], api_visibility="private"
     )

@@ -106,6 +106,17 @@ def model_info(models_dir: Path, name: str) -> ModelInfo:
     return ModelInfo(name, True, tuple(codes), built=True)
 
 
+def hardware_panel(settings: Settings, model: str) -> str:
+    """The CPU, its int8 features, the threads, and the model's quantization preset."""
+    from .hardware import cpu_info, cpu_panel
+
+    try:
+        preset = read_manifest(Path(settings.models_dir) / model)["quantization"]["preset"]
+    except (ModelIntegrityError, KeyError):
+        preset = None
+    return cpu_panel(cpu_info(), settings.threads, preset)
+
+
 def language_label(code: str) -> str:
     name = LANGUAGE_NAMES.get(code)
     return f"{name} ({code})" if name else code
