@@ -126,7 +126,9 @@ def built_tiny_v3(tmp_path_factory):
     folder = tmp_path_factory.mktemp("synthetic")
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(SHAPES, TINY_V3.name, TINY_V3)
-        code = build_main(["--model", TINY_V3.name, "--random-weights", "--output-dir", str(folder)])
+        code = build_main(
+            ["--model", TINY_V3.name, "--random-weights", "--output-dir", str(folder)]
+        )
     assert code == 0
     return folder / f"{TINY_V3.name}-random"
 
@@ -192,14 +194,11 @@ def test_synthetic_weights_are_seeded(tmp_path):
 def test_isolated_build_matches_the_in_process_one(built_tiny_v3, tmp_path, monkeypatch):
     """The low-memory path (stage processes, streamed merge, lean quantizer) writes the same
     weights and graphs."""
-    import numpy as np
     import onnx
     from onnx.numpy_helper import to_array
 
     monkeypatch.setitem(SHAPES, TINY_V3.name, TINY_V3)
-    result = build_model(
-        TINY_V3.name, tmp_path, BuildOptions(random_weights=True, isolate=True)
-    )
+    result = build_model(TINY_V3.name, tmp_path, BuildOptions(random_weights=True, isolate=True))
     assert result.manifest["stages_isolated"] is True
     assert set(result.manifest["peak_rss_mib"]) == {"import", "export", "merge", "quantize"}
     original = "original/model.safetensors"
@@ -212,13 +211,12 @@ def test_isolated_build_matches_the_in_process_one(built_tiny_v3, tmp_path, monk
             ours_values = sorted(to_array(t).tobytes() for t in ours.graph.initializer)
             theirs_values = sorted(to_array(t).tobytes() for t in theirs.graph.initializer)
             assert ours_values == theirs_values, f"{sub}/{name}"
-    del np
 
 
 def test_streaming_merge_handles_external_data(built_tiny_v3, tmp_path):
     """Graphs past 2 GB keep their weights in `<file>_data`; the merge streams them."""
-    import numpy as np
     import onnx
+    import onnxruntime as ort
     from onnx.numpy_helper import to_array
     from optimum.onnx import merge_decoders
 
@@ -251,10 +249,7 @@ def test_streaming_merge_handles_external_data(built_tiny_v3, tmp_path):
     assert sorted(to_array(t).tobytes() for t in ours.graph.initializer) == sorted(
         to_array(t).tobytes() for t in theirs.graph.initializer
     )
-    import onnxruntime as ort
-
     ort.InferenceSession(str(external / DECODER_FILE))
-    del np
 
 
 # --- resolution -----------------------------------------------------------------------------
@@ -282,7 +277,9 @@ def test_known_shape_offline_fails_fast_naming_the_hub_id(tmp_path, monkeypatch)
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ModelSourceError, match="large-v3"):
+    # The memory and disk checks come first; this test is about the Hub.
+    monkeypatch.setattr(build, "check_resources", lambda *args: None)
+    with pytest.raises(ModelSourceError, match="openai/whisper-large-v3|large-v3"):
         build_model("large-v3", tmp_path)
 
 

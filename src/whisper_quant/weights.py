@@ -6,10 +6,12 @@ feature extractor, so `WhisperForConditionalGeneration.from_pretrained(folder)` 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +55,8 @@ def source_checksum(spec: ModelSpec) -> str | None:
         return sha256_files([*files.model_parts, files.config, files.tokenizer])
     if spec.kind == "transformers":
         return sha256_files(sorted(Path(spec.location).glob("*.safetensors")))
+    if spec.kind == "synthetic":
+        return synthetic_checksum(spec)
     return None
 
 
@@ -65,6 +69,8 @@ def import_weights(spec: ModelSpec, out_dir: Path) -> ImportedWeights:
         return _import_transformers(spec, Path(spec.location), out_dir)
     if spec.kind == "hub":
         return _import_hub(spec, out_dir)
+    if spec.kind == "synthetic":
+        return _import_synthetic(spec, out_dir)
     raise ModelSourceError(f"Unknown model kind {spec.kind!r}")
 
 
@@ -93,16 +99,38 @@ def save_transformers_checkpoint(
 ) -> bool:
     """Save converted weights, config, generation config, tokenizer and feature extractor."""
     import torch
+    from transformers import WhisperForConditionalGeneration
+
+    dims = whisper_dimensions(model)
+    config, generation, processor = whisper_configs(dims, ct2_config, tokenizer_file)
+    with torch.device("meta"):
+        hf_model = WhisperForConditionalGeneration(config)
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+    # proj_out is tied to the token embedding: give both names one tensor.
+    tensors["proj_out.weight"] = tensors["model.decoder.embed_tokens.weight"]
+    hf_model.load_state_dict(tensors, strict=True, assign=True)
+    hf_model.tie_weights()
+    hf_model.eval()
+    hf_model.generation_config = generation
+    hf_model.save_pretrained(out_dir, safe_serialization=True)
+    processor.save_pretrained(out_dir)
+    return bool(generation.is_multilingual)
+
+
+def whisper_configs(dims: dict, ct2_config: dict, tokenizer_file: Path):
+    """The WhisperConfig, GenerationConfig and WhisperProcessor of a model of `dims`.
+
+    `ct2_config` (a CTranslate2 config.json) gives the suppressed tokens, language ids and
+    alignment heads; `tokenizer_file` must match `dims["vocab_size"]`.
+    """
     from transformers import (
         GenerationConfig,
         WhisperConfig,
         WhisperFeatureExtractor,
-        WhisperForConditionalGeneration,
         WhisperProcessor,
         WhisperTokenizerFast,
     )
 
-    dims = whisper_dimensions(model)
     multilingual = is_multilingual(dims["vocab_size"])
     tokenizer = WhisperTokenizerFast(tokenizer_file=str(tokenizer_file))
     tokens = special_tokens(
@@ -122,15 +150,6 @@ def save_transformers_checkpoint(
         scale_embedding=False,
         activation_function="gelu",
     )
-    with torch.device("meta"):
-        hf_model = WhisperForConditionalGeneration(config)
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
-    # proj_out is tied to the token embedding: give both names one tensor.
-    tensors["proj_out.weight"] = tensors["model.decoder.embed_tokens.weight"]
-    hf_model.load_state_dict(tensors, strict=True, assign=True)
-    hf_model.tie_weights()
-    hf_model.eval()
-
     generation = GenerationConfig(
         decoder_start_token_id=tokens.sot,
         bos_token_id=tokens.eot,
@@ -153,15 +172,177 @@ def save_transformers_checkpoint(
         # Without an explicit task, transformers' generate drifted after six tokens on the
         # converted base (seen on an English clip); transcribing is what a user expects.
         generation.task = "transcribe"
-    hf_model.generation_config = generation
-
-    hf_model.save_pretrained(out_dir, safe_serialization=True)
     processor = WhisperProcessor(
         feature_extractor=WhisperFeatureExtractor(feature_size=dims["num_mel_bins"]),
         tokenizer=tokenizer,
     )
+    return config, generation, processor
+
+
+# --- synthetic weights: a known shape, random values -----------------------------------------
+
+# openai's large-v3 vocabulary inserted <|yue|> after <|su|> (the last language of the 51865
+# vocabulary) and moved every later special token up by one.
+V2_LAST_LANGUAGE = "<|su|>"
+V3_NEW_LANGUAGE = "<|yue|>"
+# The generator of synthetic weights; part of the source checksum, so a change forces a rebuild.
+SYNTHETIC_INIT = "torch.randn * 0.02 per tensor in state-dict order; biases 0, norm weights 1"
+SYNTHETIC_INIT_STD = 0.02
+
+
+@dataclass(frozen=True)
+class VocabularySource:
+    """The embedded files a synthetic build takes its tokenizer and token config from."""
+
+    tokenizer: Path
+    ct2_config: dict
+    # Whether to derive large-v3's 51866-token vocabulary from the 51865-token one.
+    add_yue: bool
+
+
+def vocabulary_source(vocab_size: int) -> VocabularySource:
+    """The tokenizer of an embedded model whose vocabulary `vocab_size` equals or extends."""
+    from .models import EMBEDDED
+    from .shapes import VOCAB_V2, VOCAB_V3
+    from .tokens import MULTILINGUAL_VOCAB_SIZE
+
+    donors = {MULTILINGUAL_VOCAB_SIZE - 1: "tiny.en", VOCAB_V2: "base", VOCAB_V3: "base"}
+    if vocab_size not in donors:
+        raise ModelSourceError(
+            f"No tokenizer for a {vocab_size}-token vocabulary; synthetic shapes need "
+            + ", ".join(str(v) for v in donors)
+        )
+    files = locate_ct2_files(EMBEDDED[donors[vocab_size]])
+    return VocabularySource(
+        tokenizer=files.tokenizer,
+        ct2_config=read_ct2_config(files.config),
+        add_yue=vocab_size == VOCAB_V3,
+    )
+
+
+def large_v3_tokenizer(v2_tokenizer: dict) -> tuple[dict, int]:
+    """large-v3's tokenizer.json from a 51865-token one, and the id given to <|yue|>.
+
+    Every added token from <|su|>'s successor on moves up by one; the post-processor's
+    special-token ids move with them.
+    """
+    tokenizer = json.loads(json.dumps(v2_tokenizer))
+    added = tokenizer["added_tokens"]
+    position = next(i for i, t in enumerate(added) if t["content"] == V2_LAST_LANGUAGE)
+    yue_id = added[position]["id"] + 1
+    for token in added:
+        if token["id"] >= yue_id:
+            token["id"] += 1
+    added.insert(position + 1, {**added[position], "content": V3_NEW_LANGUAGE, "id": yue_id})
+    processor = tokenizer.get("post_processor") or {}
+    for special in processor.get("special_tokens", {}).values():
+        special["ids"] = [i + 1 if i >= yue_id else i for i in special["ids"]]
+    return tokenizer, yue_id
+
+
+def shift_ids(ids: list[int], inserted: int) -> list[int]:
+    """Token ids of the old vocabulary, renumbered after a token was inserted at `inserted`."""
+    return [i + 1 if i >= inserted else i for i in ids]
+
+
+def write_vocabulary(source: VocabularySource, out_dir: Path) -> tuple[Path, dict]:
+    """Write the shape's tokenizer.json into `out_dir`; return it and the matching ct2 config."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "tokenizer.json"
+    if not source.add_yue:
+        shutil.copy2(source.tokenizer, path)
+        return path, source.ct2_config
+    v2 = json.loads(source.tokenizer.read_text(encoding="utf-8"))
+    v3, yue_id = large_v3_tokenizer(v2)
+    path.write_text(json.dumps(v3, ensure_ascii=False), encoding="utf-8")
+    ct2_config = dict(source.ct2_config)
+    for key in ("suppress_ids", "suppress_ids_begin"):
+        if key in ct2_config:
+            ct2_config[key] = shift_ids(ct2_config[key], yue_id)
+    if "lang_ids" in ct2_config:
+        ct2_config["lang_ids"] = sorted([*ct2_config["lang_ids"], yue_id])
+    # Alignment heads belong to trained weights; random ones have none.
+    ct2_config.pop("alignment_heads", None)
+    return path, ct2_config
+
+
+def synthetic_checksum(spec: ModelSpec) -> str:
+    """What determines a synthetic build's weights: shape, seed and generator."""
+    described = {"shape": asdict(spec.shape), "seed": spec.seed, "init": SYNTHETIC_INIT}
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
+def _import_synthetic(spec: ModelSpec, out_dir: Path) -> ImportedWeights:
+    """A checkpoint of `spec.shape` with seeded random weights, written tensor by tensor.
+
+    The weights never exist in memory at once: each tensor is drawn, written and dropped, so
+    the peak is the largest tensor (the token embedding), not the model.
+    """
+    import torch
+    from transformers import WhisperForConditionalGeneration
+
+    shape = spec.shape
+    source = vocabulary_source(shape.vocab_size)
+    tokenizer_file, ct2_config = write_vocabulary(source, out_dir)
+    config, generation, processor = whisper_configs(
+        shape.config_kwargs(), ct2_config, tokenizer_file
+    )
+    with torch.device("meta"):
+        skeleton = WhisperForConditionalGeneration(config)
+    # proj_out.weight is tied to the token embedding; transformers restores the tie on load.
+    layout = {
+        name: tuple(tensor.shape)
+        for name, tensor in skeleton.state_dict().items()
+        if name != "proj_out.weight"
+    }
+    del skeleton
+    parameters = write_random_safetensors(out_dir / "model.safetensors", layout, spec.seed)
+    config.save_pretrained(out_dir)
+    generation.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
-    return multilingual
+    return ImportedWeights(
+        folder=out_dir,
+        source=f"synthetic:{shape.name} seed {spec.seed}",
+        source_sha256=synthetic_checksum(spec),
+        multilingual=bool(generation.is_multilingual),
+        parameters=parameters,
+    )
+
+
+def write_random_safetensors(path: Path, layout: dict[str, tuple[int, ...]], seed: int) -> int:
+    """Write fp32 tensors of `layout` drawn from one seeded generator; return their count of
+    values. The same layout and seed give the same bytes."""
+    import torch
+
+    header: dict[str, dict] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, dims in layout.items():
+        size = int(np.prod(dims, dtype=np.int64)) * 4
+        header[name] = {
+            "dtype": "F32",
+            "shape": list(dims),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    generator = torch.Generator().manual_seed(seed)
+    with open(path, "wb") as f:
+        f.write(len(encoded).to_bytes(8, "little"))
+        f.write(encoded)
+        for name, dims in layout.items():
+            f.write(memoryview(_random_tensor(name, dims, generator).numpy()).cast("B"))
+    return offset // 4
+
+
+def _random_tensor(name: str, dims: tuple[int, ...], generator):
+    import torch
+
+    if name.endswith(".bias"):
+        return torch.zeros(dims)
+    if "layer_norm" in name:
+        return torch.ones(dims)
+    return torch.randn(dims, generator=generator).mul_(SYNTHETIC_INIT_STD)
 
 
 def _import_transformers(spec: ModelSpec, folder: Path, out_dir: Path) -> ImportedWeights:
