@@ -374,12 +374,12 @@ def test_long_form_transcribes_start_middle_and_end(tiny_en, sonnets, engine):
     assert len(bounds) >= 8, bounds
     assert all(0 <= start <= end <= result.audio_s + 0.02 for start, end in bounds), bounds
     assert all(a[1] <= b[0] + 1e-6 for a, b in zip(bounds, bounds[1:], strict=False)), bounds
-    # The first line, the second sonnet's first line, and its last words.
+    # The first line, the second sonnet's first line, and its last line (the normaliser writes
+    # numbers as digits).
     text = " ".join(words(result.text))
-    for said in ("fairest creatures", "forty winters", "warm when thou"):
-        assert said in text, f"{said!r} missing: {result.text!r}"
-    # Each was said once: a window boundary must neither drop nor repeat them.
-    assert text.count("forty winters") == 1, result.text
+    for said in ("fairest creatures", "40 winters", "blood warm"):
+        # Each was said once: a window boundary must neither drop nor repeat them.
+        assert text.count(said) == 1, f"{said!r}: {result.text!r}"
     # No loop: every window's text compresses no better than 2.4 (after any fallback), and no
     # 4-word sequence repeats more than 4 times in a row.
     assert all(s.compression_ratio <= 2.4 for s in result.segments), result.segments
@@ -447,7 +447,7 @@ def test_language_per_window_hears_english_then_german(base, english_then_german
     assert early == {"en"}, languages
     assert late == {"de"}, languages
     german = " ".join(s.text for s in result.segments if s.start > english_end + 5).lower()
-    assert any(word in german for word in ("der", "die", "und", "zug", "kinder", "fenster")), german
+    assert sum(word in german for word in ("wir", "garten", "haus", "berlin", "milch")) >= 3, german
 
 
 # --- one interface ------------------------------------------------------------------------------
