@@ -98,9 +98,9 @@ def run(page: Page) -> Transcripts:
     return transcripts(page)
 
 
-def run_batch(page: Page, clips: list[Path], references: Path) -> list[str]:
+def run_batch(page: Page, clips: list[Path], references: Path) -> str:
     """Open the Batch tab, upload `clips` and `references`, press Run batch and wait for
-    the results; return the per-clip table's visible text, row by row.
+    the results; return the per-clip table's visible text, whitespace folded.
 
     Raises StudioPageError with the page's message when the app answers with an error.
     """
@@ -109,8 +109,8 @@ def run_batch(page: Page, clips: list[Path], references: Path) -> list[str]:
     page.get_by_role("tab", name="Batch").click()
     page.set_input_files("#batch-files input[type=file]", [str(c) for c in clips])
     page.set_input_files("#batch-references input[type=file]", str(references))
-    for clip in clips:  # each upload shows its file name once it is done
-        expect(page.locator("#batch-files").get_by_text(clip.name).first).to_be_visible(
+    for clip in clips:  # each upload shows its name (apart from its extension) once done
+        expect(page.locator("#batch-files").get_by_text(clip.stem).first).to_be_visible(
             timeout=LOAD_TIMEOUT_MS
         )
     page.locator("#run-batch").click()
@@ -120,8 +120,7 @@ def run_batch(page: Page, clips: list[Path], references: Path) -> list[str]:
     if error.count():
         raise StudioPageError(" / ".join(error.all_inner_texts()))
     expect(page.locator(".progress-text")).to_have_count(0, timeout=RESULT_TIMEOUT_MS)
-    rows = page.locator("#batch-clips tbody tr").filter(visible=True)
-    return [" ".join(row.split()) for row in rows.all_inner_texts()]
+    return " ".join(page.locator("#batch-clips").inner_text().split())
 
 
 def table_cells(page: Page, text: str):

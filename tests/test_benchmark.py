@@ -201,7 +201,7 @@ def test_a_dataset_benchmark_reports_intervals_and_paired_differences(
     for engine in data["engines"].values():
         low, high = engine["wer_interval"]
         assert low <= engine["wer"] <= high
-        assert engine["reference_words"] == 15
+        assert engine["reference_words"] == 17  # normalised: 4 + 9 + 4
     quantized = data["engines"]["quantized"]
     low, high = quantized["wer_difference_interval"]
     assert low <= quantized["wer_difference"] <= high

@@ -159,7 +159,7 @@ def test_the_fused_int8_encoder_is_as_close_to_fp32_as_the_unfused_one(built_tin
 
     engine = OnnxEngine(built_tiny_en.folder)
     engine.prepare()
-    features = engine.features(decode_audio(clip(name)))
+    features = engine.features(decode_audio(clip(name))).features
 
     def hidden(variant: str, fuse: bool) -> np.ndarray:
         folder = built_tiny_en.folder / variant
