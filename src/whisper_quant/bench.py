@@ -66,7 +66,9 @@ class EngineStats:
     empty_outputs: int  # clips with speech in the reference and nothing in the transcript
     flagged_outputs: int  # loops (compression > 2.4, a 4-gram > 4 times) or text on silence
     longest_4gram_run: int  # the most times one 4-word sequence repeats in a row, any clip
+    # Errors of this transcript against the original's, on clips neither fell back on.
     agreement_wer_vs_original: float | None
+    agreement_clips: int
     median_latency_s: float | None
     mean_latency_s: float | None
     best_latency_s: float | None  # median over clips of each clip's fastest run
@@ -335,12 +337,22 @@ def _engine_stats(
     flags = count_flags(
         [c.reference or "" for c in usable], [runs.transcripts[c.name] for c in usable]
     )
+    # Agreement on clips decoded at temperature 0 by both: a window that fell back was
+    # sampled, with each engine's own random numbers.
+    greedy = [
+        c
+        for c in usable
+        if original is not None
+        and not runs.fallback_windows.get(c.name)
+        and not original.fallback_windows.get(c.name)
+    ]
     agree = None
-    if name != ORIGINAL and original is not None and usable:
+    if name != ORIGINAL and original is not None and greedy:
         agree = corpus_error_rate(
-            [(original.transcripts[c.name], runs.transcripts[c.name]) for c in usable]
+            [(original.transcripts[c.name], runs.transcripts[c.name]) for c in greedy]
         )
-    fit = linear_fit(runs.tokens, runs.decoder_s)
+    # Only where the decoder's steps were timed apart (not faster-whisper's own loop).
+    fit = linear_fit(runs.tokens, runs.decoder_s) if runs.first_step_s else None
     repeats = max(len(next(iter(runs.latencies.values()), [])), 1)
     return EngineStats(
         label=ENGINES[name].label,
@@ -359,6 +371,7 @@ def _engine_stats(
             default=0,
         ),
         agreement_wer_vs_original=None if agree is None else agree.rate,
+        agreement_clips=len(greedy) if name != ORIGINAL else 0,
         median_latency_s=statistics.median(per_clip.values()) if per_clip else None,
         mean_latency_s=statistics.fmean(per_clip.values()) if per_clip else None,
         best_latency_s=statistics.median(best_per_clip.values()) if best_per_clip else None,

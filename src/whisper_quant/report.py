@@ -103,7 +103,7 @@ BENCH_HEADERS = (
     "Disk (MiB)",
     "WER [95% CI]",
     "WER − original [95% CI]",
-    "Disagreement with original",
+    "Disagreement with original (clips)",
     "Windows (fallback)",
     "Flagged / empty",
 )
@@ -147,7 +147,7 @@ def bench_rows(report: BenchReport) -> list[list]:
                 f"{e.disk_mib:.0f}",
                 _interval(e.wer, e.wer_interval) or "n/a",
                 _interval(e.wer_difference, e.wer_difference_interval, signed=True),
-                f"{e.agreement_wer_vs_original:.1%}"
+                f"{e.agreement_wer_vs_original:.1%} ({e.agreement_clips})"
                 if e.agreement_wer_vs_original is not None
                 else "",
                 f"{e.windows} ({e.fallback_windows})",

@@ -232,12 +232,14 @@ class Engine(ABC):
         timings = {"features": watch.seconds["features"]}
         own = watch.seconds
         # Engines that time their own parts (encoder, cross_kv) put them in `watch`.
-        timings["encoder"] = own.get("encoder", result.timings.encoder_s)
+        if own.get("encoder", result.timings.encoder_s):
+            timings["encoder"] = own.get("encoder", result.timings.encoder_s)
         if "cross_kv" in own:
             timings["cross_kv"] = own["cross_kv"]
         if result.timings.language_s:
             timings["language"] = result.timings.language_s
-        timings["first_step"] = result.timings.first_step_s
+        if result.timings.first_step_s:  # runtimes with their own loop do not report it
+            timings["first_step"] = result.timings.first_step_s
         timings["decoder"] = result.timings.decoder_s
         timings["total"] = total
         language = result.language if self.multilingual else "en"
