@@ -207,7 +207,7 @@ def summarize_batch(model: str, results: Sequence[ClipResult]) -> BatchResult:
                 difference = (
                     f"{pd_.difference:+.1%} [{pd_.interval.low:+.1%}, {pd_.interval.high:+.1%}]"
                 )
-        flags = count_flags([r.clip.reference or "" for r in done], texts)
+        flags = count_flags([r.clip.reference for r in done], texts)
         latencies = [r.comparison.get(engine).transcription.latency_s for r in done]
         summaries.append(
             EngineSummary(

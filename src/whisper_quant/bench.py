@@ -334,9 +334,8 @@ def _engine_stats(
         difference = paired_difference(
             references, hypotheses, [original.transcripts[c.name] for c in scored]
         )
-    flags = count_flags(
-        [c.reference or "" for c in usable], [runs.transcripts[c.name] for c in usable]
-    )
+    # A clip without a reference is not silence: its text-on-silence flag is not judged.
+    flags = count_flags([c.reference for c in usable], [runs.transcripts[c.name] for c in usable])
     # Agreement on clips decoded at temperature 0 by both: a window that fell back was
     # sampled, with each engine's own random numbers.
     greedy = [

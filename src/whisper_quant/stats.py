@@ -303,9 +303,10 @@ def count_empty_outputs(hypotheses: Sequence[str], language: str | None = "en") 
 
 
 def count_flags(
-    references: Sequence[str], hypotheses: Sequence[str], language: str | None = "en"
+    references: Sequence[str | None], hypotheses: Sequence[str], language: str | None = "en"
 ) -> FlagCounts:
-    """Flag and empty-output counts of one engine's transcripts."""
+    """Flag and empty-output counts of one engine's transcripts (a None reference: unknown,
+    so text on silence is not judged for it)."""
     _check_pairs(references, hypotheses)
     flags = [
         loop_flags(hyp, ref, language) for ref, hyp in zip(references, hypotheses, strict=True)
