@@ -67,6 +67,20 @@ REMOTE_AUDIO_REFUSED = (
 )
 
 
+def user_error(error: Exception, request: str, work: str) -> gr.Error:
+    """The message a person sees: ours as written, anything else as a plain apology (the
+    server log keeps the traceback)."""
+    if isinstance(error, USER_ERRORS):
+        logger.warning("%s refused: %s", request, error)
+        return gr.Error(str(error), print_exception=False)
+    logger.exception("%s failed", work)
+    return gr.Error(
+        f"The {work} failed unexpectedly ({type(error).__name__}); the server log has the "
+        "details. Please try again.",
+        print_exception=False,
+    )
+
+
 def is_remote(path) -> bool:
     return str(path).strip().lower().startswith(("http://", "https://", "//", "ftp://"))
 
@@ -130,16 +144,8 @@ def compare(
             options=options,
             on_progress=lambda fraction, message: progress(fraction, desc=message),
         )
-    except USER_ERRORS as e:
-        logger.warning("request refused: %s", e)
-        raise gr.Error(str(e), print_exception=False) from e
     except Exception as e:
-        logger.exception("comparison failed")
-        raise gr.Error(
-            f"The comparison failed unexpectedly ({type(e).__name__}); the server log has the "
-            "details. Please try again.",
-            print_exception=False,
-        ) from e
+        raise user_error(e, "request", "comparison") from e
 
     original = transcript(comparison, ORIGINAL)
     quantized = transcript(comparison, QUANTIZED)
@@ -205,16 +211,8 @@ def compare_batch(
             work_dir=work,
             on_progress=lambda fraction, message: progress(fraction, desc=message),
         )
-    except USER_ERRORS as e:
-        logger.warning("batch refused: %s", e)
-        raise gr.Error(str(e), print_exception=False) from e
     except Exception as e:
-        logger.exception("batch failed")
-        raise gr.Error(
-            f"The batch failed unexpectedly ({type(e).__name__}); the server log has the "
-            "details. Please try again.",
-            print_exception=False,
-        ) from e
+        raise user_error(e, "batch", "batch") from e
     engines = pd.DataFrame(
         [
             [
