@@ -125,15 +125,19 @@ def models_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def built_tiny_en(models_dir):
-    """The real embedded tiny.en, built (about 20 s on 2 cores; free when current)."""
-    from whisper_quant.build import build_model
+    """The real embedded tiny.en with every recipe, built (about 55 s on 2 cores; free when
+    current)."""
+    from whisper_quant.build import BuildOptions, build_model
+    from whisper_quant.recipes import RECIPES
 
-    return build_model("tiny.en", models_dir)
+    return build_model("tiny.en", models_dir, BuildOptions(recipes=tuple(RECIPES)))
 
 
 @pytest.fixture(scope="session")
 def built_base(models_dir):
-    """The real embedded multilingual base, built (about 35 s on 2 cores; free when current)."""
-    from whisper_quant.build import build_model
+    """The real embedded multilingual base with every recipe, built (about 80 s on 2 cores;
+    free when current)."""
+    from whisper_quant.build import BuildOptions, build_model
+    from whisper_quant.recipes import RECIPES
 
-    return build_model("base", models_dir)
+    return build_model("base", models_dir, BuildOptions(recipes=tuple(RECIPES)))

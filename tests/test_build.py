@@ -26,7 +26,7 @@ from whisper_quant.build import (
 from whisper_quant.cli import build_main
 from whisper_quant.ct2 import CT2FormatError
 from whisper_quant.graphs import activation_matmuls
-from whisper_quant.layout import BASELINE_DIR, DECODER_FILE, ENCODER_FILE
+from whisper_quant.layout import DECODER_FILE, ENCODER_FILE, SEED_DIR
 from whisper_quant.manifest import (
     MANIFEST,
     ModelIntegrityError,
@@ -193,13 +193,14 @@ def _matmul_inputs(path: Path) -> tuple[int, int]:
 
 def test_attention_matmuls_stay_float_but_the_plain_baseline_quantizes_them(tiny_ct2_dir, tmp_path):
     result = build_model(str(tiny_ct2_dir), tmp_path, BuildOptions(baseline=True))
-    assert result.manifest["inputs"]["baseline"] is True
+    assert "int8-seed" in result.manifest["inputs"]["recipes"]
+    assert result.manifest["recipes"]["int8-seed"]["preset"] == "avx512_vnni"
     for name in (ENCODER_FILE, DECODER_FILE):
         excluded = activation_matmuls(result.folder / "onnx-fp32" / name)
         assert excluded, name  # Q.K^T and scores.V exist in every attention block
         floats, _ = _matmul_inputs(result.folder / "quantized" / name)
         assert floats >= len(excluded), name
-        plain_floats, plain_ints = _matmul_inputs(result.folder / BASELINE_DIR / name)
+        plain_floats, plain_ints = _matmul_inputs(result.folder / SEED_DIR / name)
         assert plain_floats == 0 and plain_ints > 0, name
 
 

@@ -37,11 +37,11 @@ from pathlib import Path
 from .graphs import activation_matmuls, output_projections
 from .hardware import cpu_flags, cpu_info
 from .layout import (
-    BASELINE_DIR,
     CT2_DIR,
     CT2_MODEL_FILE,
     DECODER_FILE,
     DEFAULT_MODELS_DIR,
+    ENCODER_FILE,
     MANIFEST,
     MANIFEST_FORMAT,
     ONNX_FILES,
@@ -50,15 +50,26 @@ from .layout import (
     QUANTIZED_DIR,
     weight_bytes,
 )
-from .manifest import ModelIntegrityError, describe_files, verify_folder
+from .manifest import ModelIntegrityError, describe_files, sha256_files, verify_folder
 from .models import SYNTHETIC_NOTE, ModelSpec, locate_ct2_files, resolve_model
+from .quantizers import (
+    DEFAULT_CALIBRATION_DIR,
+    QuantizerError,
+    calibration_clips,
+    link_variant,
+    quantize_int4,
+    quantize_static_encoder,
+)
+from .recipes import DEFAULT_RECIPES, RECIPES, REQUIRED_RECIPES
 from .weights import copy_preprocessing_files, import_weights, source_checksum
 
 logger = logging.getLogger(__name__)
 
 # Bump when the build's output changes for the same inputs, so old builds are redone.
-BUILDER_VERSION = 6
+BUILDER_VERSION = 7
 QUANTIZATION_PRESETS = ("avx2", "avx512", "avx512_vnni", "arm64")
+# The article's preset, which the int8-seed recipe uses on any CPU.
+SEED_PRESET = "avx512_vnni"
 STAGES = ("import weights", "export ONNX", "quantize", "write manifest")
 # The int8 ONNX files may take at most this share of the original's weight bytes.
 SIZE_BUDGET = 0.40
@@ -88,8 +99,12 @@ class BuildOptions:
     # Per-channel scales keep quantized transcripts closest to the original's (see README).
     per_channel: bool = True
     force: bool = False
-    # Also build the plain recipe (Optimum's defaults, per-tensor) for the `optimum` engine.
+    # The recipes (recipes.py) to build; onnx-fp32 and quantized are always built.
+    recipes: tuple[str, ...] = DEFAULT_RECIPES
+    # Also build the article's recipe (int8-seed), which the `optimum` engine runs too.
     baseline: bool = False
+    # The clips int8-static is calibrated on; None: the shipped tuning clips.
+    calibration: Path | None = None
     # A known shape with seeded random weights instead of the real checkpoint.
     random_weights: bool = False
     seed: int = 0
@@ -142,17 +157,40 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def recipes_to_build(options: BuildOptions) -> tuple[str, ...]:
+    """The recipes a build makes, in RECIPES' order: the required ones, the requested ones,
+    and int8-seed with `baseline`."""
+    wanted = set(options.recipes) | set(REQUIRED_RECIPES)
+    if options.baseline:
+        wanted.add("int8-seed")
+    unknown = sorted(wanted - set(RECIPES))
+    if unknown:
+        raise BuildError(f"Unknown recipe {', '.join(unknown)}; choose from: {', '.join(RECIPES)}")
+    return tuple(name for name in RECIPES if name in wanted)
+
+
+def calibration_dir(options: BuildOptions) -> Path:
+    return Path(options.calibration) if options.calibration else DEFAULT_CALIBRATION_DIR
+
+
 def _inputs(spec: ModelSpec, options: BuildOptions, preset: str) -> dict:
     """What determines a build's output; a rerun with equal inputs has nothing to do."""
+    recipes = recipes_to_build(options)
     inputs = {
         "builder_version": BUILDER_VERSION,
         "source": spec.name,
         "kind": spec.kind,
         "quantization": preset,
         "per_channel": options.per_channel,
-        "baseline": options.baseline,
+        "recipes": list(recipes),
         "versions": library_versions(),
     }
+    if "int8-static" in recipes:
+        try:
+            clips = calibration_clips(calibration_dir(options))
+        except QuantizerError as e:
+            raise BuildError(str(e)) from e
+        inputs["calibration_sha256"] = sha256_files(clips)
     if spec.kind == "synthetic":
         inputs["seed"] = spec.seed
     return inputs
@@ -204,7 +242,19 @@ def _is_current(folder: Path, inputs: dict, source_sha256: str | None) -> bool:
         manifest = verify_folder(folder, checksums=False)
     except ModelIntegrityError:
         return False
-    if manifest.get("inputs") != inputs:
+    built = manifest.get("inputs") or {}
+
+    def fixed(values: dict) -> dict:
+        return {k: v for k, v in values.items() if k not in ("recipes", "calibration_sha256")}
+
+    if fixed(built) != fixed(inputs):
+        return False
+    # A folder with more recipes than asked for serves the request; a missing one is built.
+    if not set(inputs["recipes"]) <= set(built.get("recipes", ())):
+        return False
+    if "calibration_sha256" in inputs and built.get("calibration_sha256") != inputs[
+        "calibration_sha256"
+    ]:
         return False
     return source_sha256 is None or manifest["source"]["sha256"] == source_sha256
 
@@ -283,28 +333,12 @@ def _build_into(
     stages["export_s"] = time.perf_counter() - start
 
     start = stage(STAGES[2])
-    budget = int(SIZE_BUDGET * weight_bytes(work / ORIGINAL_DIR))
-    qconfig, peaks["quantize"] = run_stage(
+    recipes, recipe_peaks = build_recipes(
+        work, recipes_to_build(options), preset, options.per_channel, calibration_dir(options),
         isolate,
-        quantize_onnx,
-        work / ONNX_FP32_DIR,
-        work / QUANTIZED_DIR,
-        preset,
-        options.per_channel,
-        size_budget=budget,
-        low_memory=isolate,
     )
-    if options.baseline:
-        _, peaks["baseline"] = run_stage(
-            isolate,
-            quantize_onnx,
-            work / ONNX_FP32_DIR,
-            work / BASELINE_DIR,
-            preset,
-            False,
-            plain=True,
-            low_memory=isolate,
-        )
+    peaks.update(recipe_peaks)
+    qconfig = recipes["quantized"]
     stages["quantize_s"] = time.perf_counter() - start
 
     start = stage(STAGES[3])
@@ -334,6 +368,8 @@ def _build_into(
             "cpu_flags": cpu_info().relevant_flags,
             **qconfig,
         },
+        # Every recipe built, with its settings (recipes.py names them).
+        "recipes": recipes,
         "inputs": inputs,
         "versions": library_versions(),
         "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -347,6 +383,97 @@ def _build_into(
     manifest["stages_s"]["manifest_s"] = round(time.perf_counter() - start, 2)
     (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+def build_recipes(
+    work: Path,
+    names: tuple[str, ...],
+    preset: str,
+    per_channel: bool,
+    calibration: Path,
+    isolate: bool,
+) -> tuple[dict[str, dict], dict[str, int]]:
+    """Write every recipe's variant subfolder from the fp32 export in `work`.
+
+    Returns each recipe's settings (for the manifest) and each quantizer's peak RSS.
+    """
+    fp32, quantized = work / ONNX_FP32_DIR, work / QUANTIZED_DIR
+    settings: dict[str, dict] = {}
+    peaks: dict[str, int] = {}
+    original_bytes = weight_bytes(work / ORIGINAL_DIR)
+    for name in names:
+        recipe = RECIPES[name]
+        out = work / name
+        if name == ONNX_FP32_DIR:
+            result: dict = {"method": "none: Optimum's export"}
+        elif name == QUANTIZED_DIR:
+            result, peaks["quantize"] = run_stage(
+                isolate,
+                quantize_onnx,
+                fp32,
+                out,
+                preset,
+                per_channel,
+                size_budget=int(SIZE_BUDGET * original_bytes),
+                low_memory=isolate,
+            )
+            result = {"method": "dynamic int8 (optimum ORTQuantizer)", **result}
+        elif name == "int8-seed":
+            # The article's configuration, exactly: the avx512_vnni preset, per-tensor, every
+            # operator, whatever this CPU supports.
+            result, peaks[name] = run_stage(
+                isolate, quantize_onnx, fp32, out, SEED_PRESET, False, plain=True,
+                low_memory=isolate,
+            )
+            result = {
+                "method": "dynamic int8 (optimum ORTQuantizer), "
+                "AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=False)",
+                "preset": SEED_PRESET,
+                **result,
+            }
+        elif name == "int8-encoder":
+            link_variant({ENCODER_FILE: quantized, DECODER_FILE: fp32}, out, fp32)
+            result = {"method": "the quantized recipe's encoder, the fp32 decoder"}
+        elif name == "int8-decoder":
+            link_variant({ENCODER_FILE: fp32, DECODER_FILE: quantized}, out, fp32)
+            result = {"method": "the fp32 encoder, the quantized recipe's decoder"}
+        elif name == "int4-weights":
+            result, peaks[name] = _quantizer_stage(
+                isolate,
+                quantize_int4,
+                fp32,
+                out,
+                original_bytes=original_bytes,
+            )
+        elif name == "int8-static":
+            vnni = resolve_quantization("auto") == "avx512_vnni"
+            result, peaks[name] = _quantizer_stage(
+                isolate,
+                quantize_static_encoder,
+                fp32,
+                quantized,
+                out,
+                calibration_dir=calibration,
+                vnni=vnni,
+            )
+        else:  # pragma: no cover - RECIPES and this function list the same names
+            raise BuildError(f"No builder for recipe {name}")
+        settings[name] = {
+            "label": recipe.label,
+            "encoder": recipe.encoder,
+            "decoder": recipe.decoder,
+            "summary": recipe.summary,
+            **result,
+            "weight_bytes": weight_bytes(out),
+        }
+    return settings, peaks
+
+
+def _quantizer_stage(isolated: bool, function: Callable, *args, **kwargs):
+    try:
+        return run_stage(isolated, function, *args, **kwargs)
+    except QuantizerError as e:
+        raise BuildError(str(e)) from e
 
 
 def run_stage(isolated: bool, function: Callable, *args, **kwargs) -> tuple[object, int]:
@@ -856,7 +983,7 @@ def summarize(result: BuildResult) -> dict:
     sizes: dict[str, int] = {}
     for rel, info in result.manifest["files"].items():
         sub = rel.split("/", 1)[0]
-        if rel.endswith((".onnx", ".safetensors")):
+        if rel.endswith((".onnx", ".onnx_data", ".safetensors")):
             sizes[sub] = sizes.get(sub, 0) + info["size"]
     return {
         "name": result.name,

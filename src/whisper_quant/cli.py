@@ -15,6 +15,7 @@ from .build import QUANTIZATION_PRESETS, STAGES, BuildError, BuildOptions
 from .ct2 import CT2FormatError
 from .layout import DEFAULT_MODELS_DIR
 from .models import DEFAULT_MODEL, SYNTHETIC_NOTE, ModelSourceError, list_models
+from .recipes import DEFAULT_RECIPES, RECIPES, RecipeError, parse_recipes
 from .shapes import SHAPES
 
 logger = logging.getLogger("whisper_quant")
@@ -49,6 +50,13 @@ def quiet_libraries() -> None:
         pass
     for name in ("transformers", "optimum", "onnxruntime", "torch"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _recipes(text: str) -> tuple[str, ...]:
+    try:
+        return parse_recipes(text)
+    except RecipeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,8 +109,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--baseline",
         action="store_true",
-        help="also build the plain Optimum recipe (baseline-int8/) for the benchmark's "
-        "'optimum' engine: the before of the before/after",
+        help="also build the article's recipe (int8-seed/, the same as --recipes int8-seed), "
+        "which the 'optimum' engine runs through Optimum's generate",
+    )
+    parser.add_argument(
+        "--recipes",
+        type=_recipes,
+        default=DEFAULT_RECIPES,
+        help="quantization recipes to build, comma-separated, or 'all' ("
+        + ", ".join(RECIPES)
+        + "); onnx-fp32 and quantized are always built (default: "
+        + ",".join(DEFAULT_RECIPES)
+        + ")",
+    )
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        help="folder of audio clips int8-static is calibrated on (default: the shipped tuning "
+        "clips, tests/data)",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
@@ -128,6 +153,8 @@ def build_main(argv: list[str] | None = None) -> int:
         per_channel=args.per_channel,
         force=args.force,
         baseline=args.baseline,
+        recipes=args.recipes,
+        calibration=args.calibration,
         random_weights=args.random_weights,
         seed=args.seed,
     )
@@ -230,7 +257,7 @@ def benchmark_parser() -> argparse.ArgumentParser:
 def benchmark_main(argv: list[str] | None = None) -> int:
     import json
 
-    from .bench import load_clips, read_references, run_benchmark
+    from .bench import load_clips, read_references, run_benchmark, split_fixed_token_engines
     from .engines import EngineError, TranscribeOptions, available_engines, engine_class
     from .layout import build_command
     from .manifest import ModelIntegrityError

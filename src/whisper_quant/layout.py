@@ -6,7 +6,9 @@ manifest:
     original/        fp32 safetensors + config, generation config, tokenizer, preprocessor
     onnx-fp32/       Optimum's ONNX export: ENCODER_FILE + DECODER_FILE (merged, with cache)
     quantized/       the same two files, dynamically quantized to int8
-    baseline-int8/   only with `--baseline`: Optimum's plain recipe, for the before/after
+    <recipe>/        one more subfolder per recipe built with `--recipes` (int8-seed,
+                     int8-encoder, int8-decoder, int4-weights, int8-static; see recipes.py),
+                     each holding the same two files and the preprocessing files
     ct2/             the CTranslate2 source (model.bin), for the faster-whisper engine
     manifest.json    source, settings, every file's size and sha256 (see manifest.py)
 
@@ -24,7 +26,8 @@ DEFAULT_MODELS_DIR = Path("models")
 ORIGINAL_DIR = "original"
 ONNX_FP32_DIR = "onnx-fp32"
 QUANTIZED_DIR = "quantized"
-BASELINE_DIR = "baseline-int8"
+# The article's recipe: run by the studio's loop (int8-seed) and by Optimum's generate.
+SEED_DIR = "int8-seed"
 CT2_DIR = "ct2"
 
 # The ONNX files of a variant, as Optimum's `main_export` names them.

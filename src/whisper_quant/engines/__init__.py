@@ -2,7 +2,8 @@
 
 - base.py: the interface, `Transcription`, and what every engine shares;
 - original.py: the original (transformers + PyTorch) and the plain Optimum recipe;
-- onnx.py: the studio's ONNX engines, fp32 and int8, run by onnxruntime;
+- onnx.py: the studio's ONNX engines, one per quantization recipe (recipes.py), run by
+  onnxruntime;
 - ct2.py: faster-whisper (CTranslate2 int8), optional.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..longform import Segment, TranscribeOptions
+from ..recipes import RECIPES
 from .base import (
     DEFAULT_THREADS,
     NOTICE_SILENT,
@@ -21,12 +23,22 @@ from .base import (
     with_memory,
 )
 from .ct2 import FasterWhisperEngine
-from .onnx import OnnxEngine, OnnxFp32Engine
+from .onnx import RECIPE_ENGINES, OnnxEngine, OnnxFp32Engine
 from .original import OptimumEngine, OriginalEngine
 
+# The page and reports list engines in this order: the original, the recipes from no
+# quantization to the most aggressive (recipes.py's order), then other runtimes.
 ENGINES: dict[str, type[Engine]] = {
     cls.name: cls
-    for cls in (OriginalEngine, OnnxEngine, OnnxFp32Engine, FasterWhisperEngine, OptimumEngine)
+    for cls in (
+        OriginalEngine,
+        *sorted(
+            (OnnxFp32Engine, OnnxEngine, *RECIPE_ENGINES),
+            key=lambda cls: list(RECIPES).index(cls.name),
+        ),
+        FasterWhisperEngine,
+        OptimumEngine,
+    )
 }
 # ONNX fp32 runs by default so that every comparison shows which part of the speed-up is
 # the runtime's and which is int8's.

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..layout import DECODER_FILE, ENCODER_FILE, ONNX_FP32_DIR, QUANTIZED_DIR
 from ..measure import Stopwatch
+from ..recipes import RECIPES
 from .base import Engine
 
 
@@ -128,10 +129,10 @@ class OnnxWindowModel:
 
 
 class OnnxEngine(Engine):
-    """The int8 ONNX model run by onnxruntime."""
+    """The int8 ONNX model run by onnxruntime (and, subclassed, every other recipe)."""
 
     name = "quantized"
-    label = "Quantized (ONNX int8)"
+    label = RECIPES[QUANTIZED_DIR].label
     subfolder = QUANTIZED_DIR
     # The encoder's attention as onnxruntime's fused MultiHeadAttention (see graphs.py).
     # Off, the sessions compute exactly what Optimum's model computes from the same files.
@@ -199,5 +200,55 @@ class OnnxFp32Engine(OnnxEngine):
     """The unquantized ONNX export with the same loop: what the runtime alone brings."""
 
     name = "onnx-fp32"
-    label = "ONNX fp32 (no quantization)"
+    label = RECIPES[ONNX_FP32_DIR].label
     subfolder = ONNX_FP32_DIR
+
+
+class _RecipeEngine(OnnxEngine):
+    """A recipe's variant: the same sessions and loop on its own subfolder's files."""
+
+    recipe: str
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        recipe = RECIPES[cls.recipe]
+        cls.name, cls.label, cls.subfolder = recipe.name, recipe.label, recipe.name
+
+
+class SeedEngine(_RecipeEngine):
+    """The article's int8 configuration, run by the studio's loop."""
+
+    recipe = "int8-seed"
+
+
+class EncoderInt8Engine(_RecipeEngine):
+    """Only the encoder in int8."""
+
+    recipe = "int8-encoder"
+
+
+class DecoderInt8Engine(_RecipeEngine):
+    """Only the decoder in int8."""
+
+    recipe = "int8-decoder"
+
+
+class Int4Engine(_RecipeEngine):
+    """4-bit weight-only MatMulNBits and GatherBlockQuantized."""
+
+    recipe = "int4-weights"
+
+
+class StaticInt8Engine(_RecipeEngine):
+    """The encoder in static QDQ int8, the dynamic int8 decoder."""
+
+    recipe = "int8-static"
+
+
+RECIPE_ENGINES: tuple[type[OnnxEngine], ...] = (
+    SeedEngine,
+    EncoderInt8Engine,
+    DecoderInt8Engine,
+    Int4Engine,
+    StaticInt8Engine,
+)
