@@ -9,6 +9,7 @@ not transcribed.
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 
 import numpy as np
@@ -25,7 +26,6 @@ from whisper_quant.engines import (
     Transcription,
     available_engines,
 )
-from whisper_quant.hardware import cpu_flags
 from whisper_quant.measure import Stopwatch
 from whisper_quant.metrics import normalize_text, word_error_rate
 from whisper_quant.stats import longest_ngram_run
@@ -422,24 +422,36 @@ def english_then_german(audio) -> np.ndarray:
     return np.concatenate(parts)
 
 
+# Common German words: the German part must be transcribed as German, not only labelled so.
+GERMAN_WORDS = frozenset(
+    "wir zu haus bei uns nicht und ist der die das ein eine mit auch es ich sie garten "
+    "milch berlin jetzt aber sondern gehen".split()
+)
+
+
+# The quantized recipe keeps a multilingual model's encoder convolutions in fp32: with them
+# in int8, base heard German windows of this clip as Welsh (quantizers.fp32_convolutions).
 @pytest.mark.parametrize(
     "engine",
     [
         "original",
+        "quantized",
         pytest.param(
-            "quantized",
+            "int8-static",
             marks=pytest.mark.xfail(
-                "avx512_vnni" not in cpu_flags(),
                 strict=True,
-                reason="int8 base on a CPU without VNNI hears one window of the synthetic "
-                "German as Welsh: its language probabilities on the German block are de 0.40, "
-                "en 0.32, cy 0.12, against the original's de 0.62 (measured)",
+                reason="the static int8 encoder (MinMax ranges from the English-heavy tuning "
+                "clips) hears the German block as English, even with fp32 convolutions "
+                "(measured on base, Intel Xeon with AVX-512 VNNI)",
             ),
         ),
     ],
 )
-def test_language_per_window_hears_english_then_german(base, english_then_german, engine):
-    result = base[engine].transcribe(english_then_german, language_per_window=True)
+def test_language_per_window_hears_english_then_german(
+    base, built_base, english_then_german, engine
+):
+    model = base[engine] if engine in base else ENGINES[engine](built_base.folder)
+    result = model.transcribe(english_then_german, language_per_window=True)
     english_end = 53.3  # the sonnet's length
     languages = [(round(s.start, 1), s.language) for s in result.segments]
     early = {lang for start, lang in languages if start < english_end - 25}
@@ -447,7 +459,8 @@ def test_language_per_window_hears_english_then_german(base, english_then_german
     assert early == {"en"}, languages
     assert late == {"de"}, languages
     german = " ".join(s.text for s in result.segments if s.start > english_end + 5).lower()
-    assert sum(word in german for word in ("wir", "garten", "haus", "berlin", "milch")) >= 3, german
+    found = GERMAN_WORDS & set(re.findall(r"\w+", german))
+    assert len(found) >= 5, german
 
 
 # --- one interface ------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ from .quantizers import (
     DEFAULT_CALIBRATION_DIR,
     QuantizerError,
     calibration_clips,
+    fp32_convolutions,
     link_variant,
     quantize_int4,
     quantize_static_encoder,
@@ -66,7 +67,7 @@ from .weights import copy_preprocessing_files, import_weights, source_checksum
 logger = logging.getLogger(__name__)
 
 # Bump when the build's output changes for the same inputs, so old builds are redone.
-BUILDER_VERSION = 7
+BUILDER_VERSION = 8
 QUANTIZATION_PRESETS = ("avx2", "avx512", "avx512_vnni", "arm64")
 # The article's preset, which the int8-seed recipe uses on any CPU.
 SEED_PRESET = "avx512_vnni"
@@ -252,9 +253,10 @@ def _is_current(folder: Path, inputs: dict, source_sha256: str | None) -> bool:
     # A folder with more recipes than asked for serves the request; a missing one is built.
     if not set(inputs["recipes"]) <= set(built.get("recipes", ())):
         return False
-    if "calibration_sha256" in inputs and built.get("calibration_sha256") != inputs[
-        "calibration_sha256"
-    ]:
+    if (
+        "calibration_sha256" in inputs
+        and built.get("calibration_sha256") != inputs["calibration_sha256"]
+    ):
         return False
     return source_sha256 is None or manifest["source"]["sha256"] == source_sha256
 
@@ -334,7 +336,11 @@ def _build_into(
 
     start = stage(STAGES[2])
     recipes, recipe_peaks = build_recipes(
-        work, recipes_to_build(options), preset, options.per_channel, calibration_dir(options),
+        work,
+        recipes_to_build(options),
+        preset,
+        options.per_channel,
+        calibration_dir(options),
         isolate,
     )
     peaks.update(recipe_peaks)
@@ -422,7 +428,13 @@ def build_recipes(
             # The article's configuration, exactly: the avx512_vnni preset, per-tensor, every
             # operator, whatever this CPU supports.
             result, peaks[name] = run_stage(
-                isolate, quantize_onnx, fp32, out, SEED_PRESET, False, plain=True,
+                isolate,
+                quantize_onnx,
+                fp32,
+                out,
+                SEED_PRESET,
+                False,
+                plain=True,
                 low_memory=isolate,
             )
             result = {
@@ -867,7 +879,8 @@ def quantize_onnx(
 ) -> dict:
     """Dynamically quantize both graphs to int8 with Optimum's ORTQuantizer.
 
-    Attention's activation x activation MatMuls stay in fp32 (see `activation_matmuls`).
+    Attention's activation x activation MatMuls stay in fp32 (see `activation_matmuls`), and
+    so do a multilingual model's encoder convolutions (see `fp32_convolutions`).
     With `per_channel`, every weight gets per-channel scales. The one exception is made only
     when the files would otherwise exceed `size_budget` bytes: the decoder's output projection
     then gets one scale, quantized in a second pass of the same quantizer. Its 51864 output
@@ -894,6 +907,8 @@ def _quantize_both(
     size_budget: int | None,
 ) -> dict:
     excluded = {n: [] if plain else activation_matmuls(fp32_dir / n) for n in ONNX_FILES}
+    convolutions = [] if plain else fp32_convolutions(fp32_dir)
+    excluded[ENCODER_FILE] += convolutions
     per_tensor: dict[str, list[str]] = dict.fromkeys(ONNX_FILES, [])
     for name in ONNX_FILES:
         qconfig = quantization_config(preset, per_channel, excluded[name])
@@ -922,6 +937,7 @@ def _quantize_both(
         "symmetric_weights": bool(qconfig.weights_symmetric),
         "excluded": "MatMuls without a constant weight (attention scores), "
         + ", ".join(f"{len(v)} in {k}" for k, v in excluded.items()),
+        "fp32_convolutions": convolutions,
         "per_tensor": ", ".join(n for names in per_tensor.values() for n in sorted(set(names)))
         or "none",
         "size_budget_bytes": size_budget,
