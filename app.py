@@ -8,6 +8,7 @@ choose the address.
 
 from __future__ import annotations
 
+import html
 import logging
 import sys
 import tempfile
@@ -22,8 +23,8 @@ import pandas as pd  # noqa: E402
 from whisper_quant.build import BuildError  # noqa: E402
 from whisper_quant.cli import configure_logging  # noqa: E402
 from whisper_quant.compare import ORIGINAL, QUANTIZED  # noqa: E402
-from whisper_quant.engines import EngineError  # noqa: E402
-from whisper_quant.manifest import ModelIntegrityError  # noqa: E402
+from whisper_quant.engines import EngineError, engine_class  # noqa: E402
+from whisper_quant.manifest import ModelIntegrityError, read_manifest  # noqa: E402
 from whisper_quant.measure import MEMORY_METHOD, timing_method  # noqa: E402
 from whisper_quant.metrics import DIFF_ADDED, DIFF_CHANGED, DIFF_MISSING, word_diff  # noqa: E402
 from whisper_quant.report import (  # noqa: E402
@@ -33,6 +34,7 @@ from whisper_quant.report import (  # noqa: E402
     chart_rows,
     table_rows,
 )
+from whisper_quant.run_report import build_report, write_report  # noqa: E402
 from whisper_quant.service import (  # noqa: E402
     AUTO_DETECT,
     AUTO_DETECT_PER_WINDOW,
@@ -57,6 +59,7 @@ POOL = StudioSwitcher(SETTINGS)  # starts nothing until the first request or ens
 EXAMPLES_DIR = ROOT / "examples"
 BAR_STYLE = {"x_title": " ", "color_title": " ", "colors_in_legend": [], "height": 260}
 DIFF_COLORS = {DIFF_CHANGED: "#f59e0b", DIFF_ADDED: "#3b82f6", DIFF_MISSING: "#ef4444"}
+VARIANT_STYLE = "margin: 0 0 10px; padding-left: 8px; border-left: 3px solid #d1d5db"
 
 # Errors whose message is written for the person using the page (AudioError and the
 # option and settings errors are ValueErrors; crashes and timeouts are EngineErrors).
@@ -123,9 +126,10 @@ def compare(
     condition_on_previous_text=True,
     temperature_fallback=True,
     language_per_window=False,
+    engines=None,
     progress=gr.Progress(),  # noqa: B008
 ):
-    """Transcribe the clip with every engine, window by window, and compare them."""
+    """Transcribe the clip with each chosen engine, window by window, and compare them."""
     if not audio:
         raise gr.Error("Upload or record audio first.", print_exception=False)
     try:
@@ -142,6 +146,7 @@ def compare(
             model=model,
             reference=reference or "",
             options=options,
+            engines=None if engines is None else list(engines),
             on_progress=lambda fraction, message: progress(fraction, desc=message),
         )
     except Exception as e:
@@ -149,7 +154,11 @@ def compare(
 
     original = transcript(comparison, ORIGINAL)
     quantized = transcript(comparison, QUANTIZED)
-    diff = word_diff(original, quantized, comparison.language, show_missing=True)
+    diff = (
+        word_diff(original, quantized, comparison.language, show_missing=True)
+        if comparison.get(QUANTIZED) is not None
+        else []
+    )
     table = pd.DataFrame(table_rows(comparison), columns=list(TABLE_HEADERS))
     chart = pd.DataFrame(chart_rows(comparison), columns=["engine", "metric", "value"])
     return (
@@ -164,6 +173,8 @@ def compare(
         segments_by_engine(comparison),
         _downloads(comparison),
         timestamped(comparison),
+        _report(comparison),
+        _variants_view(comparison),
     )
 
 
@@ -173,6 +184,65 @@ def _downloads(comparison) -> list[str] | None:
         return None
     folder = Path(tempfile.mkdtemp(prefix="whisper-quant-subtitles-"))
     return [str(path) for path in write_subtitles(comparison, folder)]
+
+
+def _report(comparison) -> list[str] | None:
+    """The run's report (run_report.py), as JSON and Markdown, in a fresh temporary folder."""
+    if not comparison.results:
+        return None
+    try:
+        manifest = read_manifest(SETTINGS.models_dir / comparison.model)
+    except ModelIntegrityError:
+        manifest = {}
+    report = build_report(
+        comparison,
+        manifest,
+        threads=SETTINGS.threads,
+        method=measurement_note(SETTINGS.readme_url),
+    )
+    folder = Path(tempfile.mkdtemp(prefix="whisper-quant-report-"))
+    return [str(path) for path in write_report(report, folder)]
+
+
+def _variants_view(comparison) -> str:
+    """Every engine's transcript, each variant's words marked against the original's."""
+    if not comparison.results:
+        return ""
+    reference = transcript(comparison, ORIGINAL)
+    agreement = TABLE_HEADERS.index("Agreement with original")
+    speedup = TABLE_HEADERS.index("Speed-up vs original")
+    blocks = []
+    for r, row in zip(comparison.results, table_rows(comparison), strict=True):
+        text = r.transcription.text
+        if r.engine == ORIGINAL:
+            words = html.escape(text)
+            figures = "the reference for the others"
+        else:
+            words = "".join(
+                _marked(piece, label)
+                for piece, label in word_diff(
+                    reference, text, comparison.language, show_missing=True
+                )
+            )
+            figures = f"agreement {row[agreement] or 'n/a'} · {row[speedup] or 'n/a'} vs original"
+        blocks.append(
+            f'<div class="variant" data-engine="{html.escape(r.engine)}" style="{VARIANT_STYLE}">'
+            f'<p style="margin: 0"><strong>{html.escape(r.label)}</strong> '
+            f"<code>{html.escape(r.engine)}</code> · {html.escape(figures)}</p>"
+            f'<p class="variant-text" style="margin: 2px 0 0">{words or "<em>(empty)</em>"}</p>'
+            "</div>"
+        )
+    legend = " ".join(_marked(label, label) for label in DIFF_COLORS)
+    return f'<div class="variants"><p>{legend}</p>{"".join(blocks)}</div>'
+
+
+def _marked(piece: str, label: str | None) -> str:
+    if label is None:
+        return html.escape(piece)
+    style = f"background: {DIFF_COLORS[label]}55; border-radius: 3px; padding: 0 2px"
+    if label == DIFF_MISSING:
+        style += "; text-decoration: line-through"
+    return f'<mark class="{label}" title="{label}" style="{style}">{html.escape(piece)}</mark>'
 
 
 BATCH_ENGINE_HEADERS = (
@@ -307,6 +377,23 @@ def refresh_models():
     return gr.update(choices=POOL.models())
 
 
+def _engine_choices(names) -> list[tuple[str, str]]:
+    return [(engine_class(name).label, name) for name in names]
+
+
+def refresh_engines(model, chosen):
+    """The variants the chosen model offers; the ticked ones stay ticked where it has them."""
+    try:
+        offered = POOL.engines(model)
+    except Exception:  # noqa: BLE001 - the menu keeps its choices; Run says what is wrong
+        logger.exception("could not list the engines of %s", model)
+        return gr.update()
+    kept = [name for name in chosen or () if name in offered]
+    if ORIGINAL not in kept:
+        kept = [name for name in SETTINGS.engines if name in offered]
+    return gr.update(choices=_engine_choices(offered), value=kept)
+
+
 def _examples(models: list[str]) -> tuple[list[list], list[str]]:
     multilingual = next((m for m in models if POOL.info(m).multilingual), models[0])
     default = SETTINGS.default_model
@@ -349,8 +436,8 @@ LANGUAGE_STATE, TASK_STATE = _option_state(SETTINGS.default_model)
 with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as demo:
     gr.Markdown(
         "# Whisper Quantization Studio\n"
-        "Run one clip through the original Whisper (PyTorch fp32) and its int8-quantized ONNX "
-        "copy, and see what quantization changes: the words, the speed and the memory."
+        "Run one clip through the original Whisper (PyTorch fp32) and its quantized variants "
+        "side by side, and see what quantization changes: the words, the speed and the memory."
     )
     with gr.Tab("One clip", id="one-clip", elem_id="one-clip"):
         # Created before the layout so that the examples, under the audio, can fill them in.
@@ -388,6 +475,18 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
                 )
             with gr.Column(scale=2):
                 model.render()
+                # Every engine of every built model is a valid choice for API callers; the page
+                # narrows the choices to the chosen model's variants.
+                engines = gr.CheckboxGroup(
+                    _engine_choices(POOL.all_engines()),
+                    value=list(SETTINGS.engines),
+                    label="Engines / variants",
+                    info="The variants of this model to run on the clip. The original always "
+                    "runs: it is the reference every variant's agreement and speed-up are "
+                    "measured against, so a run without it is refused. A variant not loaded "
+                    "yet loads on first use (seconds).",
+                    elem_id="engines",
+                )
                 with gr.Row():
                     # Every language of every built model is a valid choice for API callers; the
                     # page narrows the menu to the chosen model's languages.
@@ -432,6 +531,8 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
                 show_inline_category=False,
                 elem_id="quantized-transcript",
             )
+        with gr.Accordion("Every chosen variant against the original", open=True):
+            variants_view = gr.HTML(elem_id="variants")
         # The quantized transcript as plain text, for API callers (the page shows the diff).
         quantized_text = gr.Textbox(label="Quantized (ONNX int8) transcript", visible=False)
         notice = gr.Markdown(label="Notice", elem_id="notice")
@@ -472,6 +573,23 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
                 y_lim=[0, None],
                 **BAR_STYLE,
             )
+        with gr.Row(equal_height=True):
+            report_files = gr.File(
+                label="Report of this run (JSON, Markdown): model, recipes, versions, CPU, "
+                "method, transcripts and every figure above",
+                file_count="multiple",
+                interactive=False,
+                elem_id="report-downloads",
+                scale=3,
+            )
+            with gr.Column(scale=1):
+                gr.DeepLinkButton("Share this run", "Link copied")
+                gr.Markdown(
+                    "Copies a link to this page with its inputs and results as shown now. "
+                    "Others can open it only where the app is public (a public Space); the "
+                    "clip and files in it are deleted after an hour.",
+                    elem_id="share-note",
+                )
         with gr.Accordion("How the figures are measured", open=False, elem_id=README_SECTION):
             gr.Markdown(_method_details())
         with gr.Accordion("This machine", open=False, elem_id="hardware"):
@@ -531,7 +649,7 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
 
     run.click(
         compare,
-        inputs=[audio, reference, model, language, task, condition, fallback, per_window],
+        inputs=[audio, reference, model, language, task, condition, fallback, per_window, engines],
         outputs=[
             original_text,
             quantized_text,
@@ -544,6 +662,8 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
             segments_json,
             downloads,
             segments_view,
+            report_files,
+            variants_view,
         ],
         api_name="compare",
     )
@@ -554,6 +674,7 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
         api_name="compare_batch",
     )
     model.change(model_options, model, [language, task], api_visibility="private")
+    model.change(refresh_engines, [model, engines], engines, api_visibility="private")
     model.change(
         lambda name: hardware_panel(SETTINGS, name), model, hardware, api_visibility="private"
     )
@@ -561,6 +682,7 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
         model_options, batch_model, [batch_language, batch_task], api_visibility="private"
     )
     demo.load(refresh_models, outputs=model, api_visibility="private")
+    demo.load(refresh_engines, [model, engines], engines, api_visibility="private")
 
 # One comparison at a time: the engines share the CPU, and a second request running beside
 # the first would distort both timings; waiting users see their place in the queue.

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The README's benchmark runs, one after another, each writing docs/benchmark-<set>-<model>.*
 # Run on a quiet machine: every figure is wall-clock time on this machine's cores.
-#   bash scripts/run_benchmarks.sh [models dir] [set ...]   (sets: tuning eval long)
+#   bash scripts/run_benchmarks.sh [models dir] [set ...]   (sets: tuning eval long recipes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 models=${1:-models}
 shift || true
-sets=${*:-tuning eval long}
+sets=${*:-tuning eval long recipes}
 long=$(mktemp -d)
 trap 'rm -rf "$long"' EXIT
 
@@ -19,7 +19,7 @@ run() {  # run <set> <model> <benchmark.py arguments...>
 }
 
 for model in tiny.en base; do
-    python build_model.py --model "$model" --output-dir "$models"
+    python build_model.py --model "$model" --output-dir "$models" --recipes all
 done
 for set in $sets; do
     case $set in
@@ -41,6 +41,12 @@ for set in $sets; do
             --engines original,onnx-fp32,quantized --repeat 1
         run mixed base "$long/english-then-german.flac" --references "$long/refs.tsv" \
             --engines original,onnx-fp32,quantized --repeat 1 --language-per-window ;;
+    recipes)  # every recipe and runtime on the evaluation set (int8-static is calibrated on
+              # the tuning clips, so it is judged on clips it never saw); one timed pass
+        for model in tiny.en base; do
+            run recipes "$model" --dataset eval --repeat 1 \
+                --tradeoff-plot "docs/benchmark-recipes-$model-tradeoff.png"
+        done ;;
     *) echo "unknown set: $set" >&2; exit 2 ;;
     esac
 done

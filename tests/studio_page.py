@@ -31,6 +31,7 @@ VIEWPORT = {"width": 1280, "height": 900}
 LOAD_TIMEOUT_MS = 30_000  # an upload or an example clip to reach the audio player
 RESULT_TIMEOUT_MS = 180_000  # both engines on one clip, on a busy 2-core machine
 CHARTS_SETTLE_MS = 1_000  # the bar charts draw after the results arrive
+CHOICES_SETTLE_MS = 1_000  # the page's load event may still refresh the variants' choices
 
 REFERENCE_LABEL = "Reference transcript (optional)"
 ORIGINAL_ROW = "Original (PyTorch fp32)"
@@ -76,6 +77,35 @@ def click_example(page: Page, label: str) -> None:
     """Click the example labelled `label`; return once its clip is in the player."""
     page.get_by_role("button", name=label, exact=True).click()
     _wait_for_clip(page, None)
+
+
+def choose_engines(page: Page, labels: list[str]) -> None:
+    """Tick exactly the variants labelled `labels` in "Engines / variants"."""
+    choices = _engine_choices(page)
+    for _ in range(3):
+        for i in range(choices.count()):
+            choice = choices.nth(i)
+            choice.locator("input").set_checked(choice.inner_text().strip() in labels)
+        # Ticked once the page's own load event (which refreshes the choices) has run.
+        page.wait_for_timeout(CHOICES_SETTLE_MS)
+        if sorted(checked_engines(page)) == sorted(labels):
+            return
+    raise StudioPageError(f"could not tick {labels}; ticked: {checked_engines(page)}")
+
+
+def checked_engines(page: Page) -> list[str]:
+    """The labels of the ticked variants."""
+    choices = _engine_choices(page)
+    return [
+        choices.nth(i).inner_text().strip()
+        for i in range(choices.count())
+        if choices.nth(i).locator("input").is_checked()
+    ]
+
+
+def _engine_choices(page: Page):
+    """One label (holding its checkbox) per variant in "Engines / variants"."""
+    return page.locator("#engines label").filter(has=page.locator("input[type=checkbox]"))
 
 
 def run(page: Page) -> Transcripts:

@@ -7,6 +7,7 @@ limits can be tested with small files; the damaged-model and timeout cases need 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -61,10 +62,16 @@ def client(app_url):
 
 
 def compare(
-    client, audio, reference="", model="tiny.en", language="auto-detect", task="transcribe"
+    client,
+    audio,
+    reference="",
+    model="tiny.en",
+    language="auto-detect",
+    task="transcribe",
+    **more,
 ):
     audio = handle_file(str(audio)) if audio is not None else None
-    return client.predict(audio, reference, model, language, task, api_name="/compare")
+    return client.predict(audio, reference, model, language, task, **more, api_name="/compare")
 
 
 def rows(result) -> list[list]:
@@ -94,6 +101,7 @@ def test_compare_and_compare_batch_are_the_public_endpoints_with_documented_inpu
         "condition_on_previous_text",
         "temperature_fallback",
         "language_per_window",
+        "engines",
     ]
     defaults = {p["parameter_name"]: p.get("parameter_default") for p in compare_api["parameters"]}
     assert defaults["reference"] == ""
@@ -103,9 +111,12 @@ def test_compare_and_compare_batch_are_the_public_endpoints_with_documented_inpu
     assert defaults["condition_on_previous_text"] is True
     assert defaults["temperature_fallback"] is True
     assert defaults["language_per_window"] is False
+    assert defaults["engines"] == list(Settings().engines)  # the page's default selection
     outputs = [r["label"] for r in compare_api["returns"]]
     assert outputs[:3] == ["Original (PyTorch fp32)", "Quantized (ONNX int8) transcript", "Results"]
     assert outputs[8] == "Segments"
+    assert len(outputs) == 13  # 11 of the contract, then the report files and the variants
+    assert outputs[11].startswith("Report of this run (JSON, Markdown)")
 
 
 def test_both_engines_transcribe_a_clip_and_are_measured(client, clip, references):
@@ -139,12 +150,88 @@ def test_both_engines_transcribe_a_clip_and_are_measured(client, clip, reference
         assert items and all(0 <= s["start"] <= s["end"] <= 2.8 for s in items), engine
         assert {"start", "end", "text", "language", "temperature"} <= set(items[0]), engine
     names = sorted(Path(f).name for f in result[9])
-    assert names == sorted(
-        f"tiny.en-{e}.{x}" for e in segments for x in ("srt", "vtt", "json")
-    )
+    assert names == sorted(f"tiny.en-{e}.{x}" for e in segments for x in ("srt", "vtt", "json"))
     srt = next(Path(f) for f in result[9] if f.endswith("quantized.srt")).read_text()
     assert srt.startswith("1\n00:00:00,000 --> 00:00:0") and "forward" in srt.lower()
     assert "→" in result[10]  # the page's timestamped view
+
+
+# tiny.en is built with ct2/ (faster-whisper's), and faster-whisper is a dev requirement.
+FOUR = ["original", "onnx-fp32", "quantized", "faster-whisper"]
+FOUR_LABELS = [
+    "Original (PyTorch fp32)",
+    "ONNX fp32 (no quantization)",
+    "Quantized (ONNX int8)",
+    "faster-whisper (CTranslate2 int8)",
+]
+
+
+def test_chosen_variants_each_get_a_row_a_transcript_and_a_place_in_the_report(
+    client, clip, references
+):
+    # Chosen in another order: the results come in the registry's order.
+    chosen = [FOUR[3], FOUR[2], FOUR[0], FOUR[1]]
+    result = compare(client, clip("goforward.wav"), references["goforward.wav"], engines=chosen)
+    assert len(result) == 13
+    table = result[2]
+    assert [row[0] for row in table["data"]] == FOUR_LABELS
+    assert set(result[8]) == set(FOUR)  # segments per engine
+    assert sorted(Path(f).name for f in result[9]) == sorted(
+        f"tiny.en-{e}.{x}" for e in FOUR for x in ("srt", "vtt", "json")
+    )
+    # The latency and memory charts have a bar per variant.
+    for chart in (result[4], result[5]):
+        assert [row[0] for row in chart["data"]] == FOUR_LABELS, chart
+    # The variants view: each engine's transcript, with the diff against the original.
+    view = result[12]
+    for engine, label in zip(FOUR, FOUR_LABELS, strict=True):
+        assert f'data-engine="{engine}"' in view and label in view
+    assert "forward" in view.lower()
+    # The report: JSON and Markdown, with the table's figures exactly as the page shows them.
+    report_json, report_md = sorted(result[11], key=lambda f: not f.endswith(".json"))
+    assert Path(report_json).name == "tiny.en-report.json"
+    assert Path(report_md).name == "tiny.en-report.md"
+    report = json.loads(Path(report_json).read_text(encoding="utf-8"))
+    assert report["model"] == "tiny.en" and report["synthetic"] is False
+    assert report["table_headers"] == table["headers"]
+    assert report["table"] == table["data"]
+    assert [v["engine"] for v in report["variants"]] == FOUR
+    assert [v["transcript"] for v in report["variants"]][0] == result[0]
+    assert report["variants"][2]["recipe"]["method"]  # the manifest's settings of the recipe
+    assert report["quantization"]["preset"]
+    assert report["order_seed"] is not None and sorted(report["order"]) == sorted(FOUR)
+    assert report["cpu"]["threads_per_engine"] == Settings().threads
+    assert {"gradio", "onnxruntime", "torch"} <= set(report["runtime_versions"])
+    assert report["speedup"]["quantized_vs_original"] is not None
+    markdown = Path(report_md).read_text(encoding="utf-8")
+    for label in FOUR_LABELS:
+        assert f"| {label} |" in markdown
+
+
+def test_the_original_must_be_among_the_chosen_variants(client, clip):
+    with pytest.raises(AppError, match="Keep 'original' among the engines"):
+        compare(client, clip("goforward.wav"), engines=["onnx-fp32", "quantized"])
+    with pytest.raises(AppError, match=r"not in the list of choices: \['original'"):
+        compare(client, clip("goforward.wav"), engines=["original", "int9-imaginary"])
+
+
+def test_without_the_quantized_variant_its_two_outputs_are_empty(client, clip):
+    result = compare(client, clip("goforward.wav"), engines=["original", "onnx-fp32"])
+    assert [row[0] for row in rows(result)] == FOUR_LABELS[:2]
+    assert "forward" in result[0].lower()
+    assert result[1] == "" and not result[3]  # the quantized transcript and its diff
+    assert 'data-engine="onnx-fp32"' in result[12]
+
+
+def test_the_old_positional_call_still_runs_the_default_variants(client, clip):
+    audio = handle_file(str(clip("goforward.wav")))
+    result = client.predict(audio, "", "tiny.en", "auto-detect", "transcribe", api_name="/compare")
+    assert len(result) == 13
+    assert [row[0] for row in rows(result)] == FOUR_LABELS[:3]  # WHISPER_ENGINES' default
+    result = client.predict(
+        audio, "", "tiny.en", "auto-detect", "transcribe", True, True, False, api_name="/compare"
+    )
+    assert len(rows(result)) == len(Settings().engines)
 
 
 def test_no_audio_is_refused_with_a_plain_message(client):

@@ -82,12 +82,50 @@ def test_upload_run_and_read_both_transcripts_and_the_table(page, clip, referenc
     assert height > studio_page.VIEWPORT["height"]  # the whole page, results and charts
 
 
+# Four variants: the default three and faster-whisper (tiny.en's ct2/ folder; a dev requirement).
+FOUR_VARIANTS = [
+    "Original (PyTorch fp32)",
+    "ONNX fp32 (no quantization)",
+    "Quantized (ONNX int8)",
+    "faster-whisper (CTranslate2 int8)",
+]
+
+
+def test_four_variants_side_by_side_with_a_report_to_download(page, app_url, clip, references):
+    from playwright.sync_api import expect
+
+    page.goto(app_url)  # a fresh page: the first results to appear are this run's
+    studio_page.choose_engines(page, FOUR_VARIANTS)
+    studio_page.upload(page, clip("goforward.wav"), references["goforward.wav"])
+
+    shown = studio_page.run(page)
+
+    assert normalize_text(shown.original) == GOFORWARD, shown
+    for label in FOUR_VARIANTS:  # a row each in the table
+        expect(studio_page.table_cells(page, label)).to_have_count(1)
+    expect(studio_page.table_cells(page, "0.0% (0/4)")).to_have_count(len(FOUR_VARIANTS))
+    # Each variant's transcript, marked against the original's, in the variants view.
+    variants = page.locator("#variants .variant")
+    expect(variants).to_have_count(len(FOUR_VARIANTS))
+    for i, label in enumerate(FOUR_VARIANTS):
+        expect(variants.nth(i)).to_contain_text(label)
+        assert GOFORWARD in normalize_text(variants.nth(i).locator(".variant-text").inner_text())
+    # The run's report, as JSON and Markdown ("tiny.en-report .json": name and extension apart).
+    expect(page.locator("#report-downloads")).to_contain_text("tiny.en-report")
+    report = " ".join(page.locator("#report-downloads").inner_text().split())
+    for extension in ("json", "md"):
+        assert f"tiny.en-report .{extension}" in report, report
+    # The share button is there (it copies a link; only useful where the app is public).
+    expect(page.get_by_role("button", name="Share this run")).to_be_visible()
+
+
 def test_an_english_only_model_offers_no_language_or_translation(page):
     from playwright.sync_api import expect
 
     one_clip = page.locator("#one-clip")
     expect(one_clip.get_by_label("Language", exact=True)).to_be_disabled()
-    expect(one_clip.get_by_label("translate")).to_be_disabled()
+    # Exact: "faster-whisper (CTranslate2 int8)", a variant, holds "translate" too.
+    expect(one_clip.get_by_label("translate", exact=True)).to_be_disabled()
 
 
 def test_running_without_audio_shows_a_message_not_a_traceback(page, app_url):

@@ -208,3 +208,58 @@ def test_a_dataset_benchmark_reports_intervals_and_paired_differences(
     assert data["engines"]["original"]["wer_difference"] is None
     assert [u["clip"] for u in data["utterances"]] and len(data["utterances"]) == 3
     assert "95% bootstrap" in (tmp_path / "report.md").read_text()
+
+
+# --- --fixed-tokens on a tiny random model ---------------------------------------------------
+
+
+def test_fixed_tokens_every_engine_decodes_exactly_n_tokens_per_window(
+    built_tiny, tmp_path, capsys
+):
+    """The 80-mel tiny random model: random weights would decode to the token limit, and each
+    engine differently; with --fixed-tokens every engine does the same work on the same
+    tokens. Its build has ct2/, so faster-whisper is asked for and skipped with a note."""
+    from fixed_tokens import check_fixed_token_report, run_fixed_token_benchmark
+
+    code, data, markdown = run_fixed_token_benchmark(
+        built_tiny.folder, tmp_path, 6, engines="original,onnx-fp32,quantized,faster-whisper"
+    )
+    assert code == 0
+    check_fixed_token_report(data, markdown, 6)
+    out = capsys.readouterr().out
+    assert "note: faster-whisper skipped" in out and "cannot force the same tokens" in out
+    assert list(data["skipped_engines"]) == ["faster-whisper"]
+    assert "Skipped faster-whisper" in markdown
+
+
+def test_fixed_tokens_force_the_same_token_ids_in_every_engine(built_tiny, tmp_path):
+    from fixed_tokens import check_engines_force_the_same_tokens
+
+    check_engines_force_the_same_tokens(built_tiny.folder, tmp_path, 5)
+
+
+def test_fixed_tokens_with_only_engines_that_cannot_is_refused(built_tiny, tmp_path, capsys):
+    code = benchmark_main(
+        [
+            "--models-dir",
+            str(built_tiny.folder.parent),
+            "--model",
+            built_tiny.folder.name,
+            "--engines",
+            "faster-whisper",
+            "--fixed-tokens",
+            "4",
+        ]
+    )
+    assert code == 2
+    captured = capsys.readouterr()
+    assert "note: faster-whisper skipped" in captured.out
+    assert "none of the engines" in captured.err
+
+
+@pytest.mark.parametrize("value", ["0", "445", "ten"])
+def test_fixed_tokens_out_of_range_is_a_usage_error(value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark_main(["--fixed-tokens", value])
+    assert exit_info.value.code == 2
+    assert "from 1 to 444" in capsys.readouterr().err

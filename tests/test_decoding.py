@@ -27,6 +27,7 @@ from whisper_quant.decoding import (
     WindowOptions,
     decode_window,
     detect_language,
+    fixed_token_ids,
     init_tokens,
     log_softmax,
     no_speech_probability,
@@ -441,12 +442,31 @@ def test_token_limit():
         token_limit(rules, WindowOptions(fixed_tokens=445, timestamps=False), 4)
 
 
-def test_fixed_tokens_never_end_and_never_emit_timestamps():
+def test_fixed_tokens_force_the_same_text_tokens_whatever_the_model_predicts():
     script = {(): dist({TS: 0.5, 3: 0.3}), (3,): dist({EOT: 0.9, 4: 0.05})}
-    result, _ = run(script, fixed_tokens=5, prompt=[SOT, NO_TS])
-    assert len(result.tokens) == 5 and not result.ended
-    assert result.tokens[:2] == (3, 4)
-    assert all(t < EOT for t in result.tokens)
+    rules = GenerationRules(suppress_tokens=(1, 2), begin_suppress_tokens=(5, EOT))
+    result, model = run(script, fixed_tokens=5, prompt=[SOT, NO_TS], rules=rules)
+    forced = fixed_token_ids(5, ENGLISH, rules)
+    assert result.tokens == forced and not result.ended
+    # Text tokens only, none a filter removes, spread over the vocabulary (not one repeated).
+    assert all(t < EOT and t not in (1, 2, 5) for t in forced) and len(set(forced)) > 1
+    assert fixed_token_ids(5, ENGLISH, rules) == forced  # derived from the vocabulary alone
+    assert np.isfinite(result.avg_logprob)
+    # The prompt once, then one step per forced token but the last.
+    assert [step.tolist() for step in model.steps] == [[[SOT, NO_TS]]] + [
+        [[t]] for t in forced[:-1]
+    ]
+    # Another model (here: another script) decodes the very same tokens with the same steps.
+    other, other_model = run(
+        {(): dist({7: 0.99})}, fixed_tokens=5, prompt=[SOT, NO_TS], rules=rules
+    )
+    assert other.tokens == forced and len(other_model.steps) == len(model.steps)
+
+
+def test_fixed_tokens_feed_every_beam_row():
+    result, model = run({}, fixed_tokens=3, beam_size=2, prompt=[SOT, NO_TS])
+    assert result.tokens == fixed_token_ids(3, ENGLISH, NO_RULES)
+    assert [step.shape for step in model.steps] == [(2, 2), (2, 1), (2, 1)]
 
 
 def sampling_script():

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from whisper_quant.decoding import GenerationRules, WindowResult
+from whisper_quant.decoding import GenerationRules, WindowResult, fixed_token_ids
 from whisper_quant.longform import (
     N_FRAMES,
     LogMel,
@@ -422,14 +422,39 @@ def test_language_is_detected_on_the_first_window():
     assert [p for _, p in model.prompts][0] == [SOT, FR, TRANSLATE]
 
 
-def test_fixed_tokens_decode_one_window_exactly():
-    model = FakeModel([say([1, 2, 3])], start_length=2)
+def test_fixed_tokens_decode_every_window_with_the_same_forced_tokens():
+    # Scripts that would end, emit timestamps or fall back: none of it happens.
+    scripts = [say([1, 2, 3]), say([ts(0), 4, ts(1)]), say([5] * 40)]
+    model = FakeModel(scripts, start_length=2)
     result, progress = run(model, 9000, fixed_tokens=7)
-    assert len(model.windows) == 1 and len(progress) == 1
-    assert model.prompts == [(0, [SOT, NO_TS])]
-    assert len(result.tokens) == 7 and all(t < EOT for t in result.tokens)
-    assert [(s.start, s.end) for s in result.segments] == [(0.0, 30.0)]
-    assert result.timings.next_steps == 6
+    forced = fixed_token_ids(7, ENGLISH, RULES)
+    assert len(model.windows) == 3 and len(progress) == 3
+    # Every window's prompt is its start alone: no previous text.
+    assert model.prompts == [(0, [SOT, NO_TS]), (1, [SOT, NO_TS]), (2, [SOT, NO_TS])]
+    assert [s.tokens for s in result.segments] == [forced] * 3
+    assert [(s.start, s.end) for s in result.segments] == [(0.0, 30.0), (30.0, 60.0), (60.0, 90.0)]
+    assert result.fallback_windows == result.skipped_windows == 0
+    assert result.timings.tokens_decoded == 3 * 7
+    assert result.timings.next_steps == 3 * 6
+
+
+def test_fixed_tokens_on_a_multilingual_model_use_english_without_detection():
+    def at_sot(window, history):
+        return peaked({DE: 0.9, NO_SPEECH: 0.01})
+
+    model = FakeModel([say([1])] * 2, at_sot, start_length=4)
+    result, _ = run(model, 4500, special=MULTILINGUAL, fixed_tokens=3, language_per_window=True)
+    assert [p for _, p in model.prompts] == [[SOT, EN, TRANSCRIBE, NO_TS]] * 2
+    assert result.language == "en" and result.timings.language_s == 0
+    model = FakeModel([say([1])], at_sot, start_length=4)
+    run(model, 3000, special=MULTILINGUAL, fixed_tokens=3, language="fr", task="translate")
+    assert [p for _, p in model.prompts] == [[SOT, FR, TRANSLATE, NO_TS]]
+
+
+def test_fixed_tokens_fit_the_longest_prompt():
+    assert TranscribeOptions(fixed_tokens=444).fixed_tokens == 444
+    with pytest.raises(ValueError, match="between 1 and 444"):
+        TranscribeOptions(fixed_tokens=445)
 
 
 def test_without_timestamps_each_window_is_one_segment():

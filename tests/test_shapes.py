@@ -177,6 +177,23 @@ def test_synthetic_onnx_runs_on_128_mel_features(built_tiny_v3):
     assert hidden.shape == (1, 1500, TINY_V3.d_model)
 
 
+def test_fixed_tokens_benchmark_on_the_128_mel_shape(built_tiny_v3, tmp_path):
+    """large-v3's kind (128 mel bins, 51866 tokens, multilingual): with --fixed-tokens every
+    engine decodes exactly N forced tokens per window, English without detection."""
+    from fixed_tokens import (
+        check_engines_force_the_same_tokens,
+        check_fixed_token_report,
+        run_fixed_token_benchmark,
+    )
+
+    code, data, markdown = run_fixed_token_benchmark(
+        built_tiny_v3, tmp_path, 7, engines="original,onnx-fp32,quantized"
+    )
+    assert code == 0
+    check_fixed_token_report(data, markdown, 7)
+    check_engines_force_the_same_tokens(built_tiny_v3, tmp_path, 7)
+
+
 def test_synthetic_weights_are_seeded(tmp_path):
     layout = {"a.weight": (3, 5), "a.bias": (5,), "b.layer_norm.weight": (4,)}
     first, second, other = tmp_path / "1", tmp_path / "2", tmp_path / "3"

@@ -23,6 +23,7 @@ from .compare import ONNX_FP32, ORIGINAL, QUANTIZED, Studio
 from .decoding import text_compression_ratio
 from .engines import DEFAULT_THREADS, ENGINES, TranscribeOptions
 from .hardware import cpu_info
+from .manifest import ModelIntegrityError, read_manifest
 from .measure import KERNEL_METHOD, MEMORY_METHOD, mib, speedup, timing_method
 from .metrics import corpus_error_rate, normalize_text
 from .stats import corpus_wer, count_flags, longest_ngram_run, paired_difference, utterance_table
@@ -38,7 +39,24 @@ PER_TOKEN_METHOD = (
     "Marginal cost per decoded token: least-squares slope of each run's decoder time "
     "(every decoder step, the first included) against the tokens it decoded, over every "
     "clip and pass; the intercept is the fixed cost per window. First step: the median time "
-    "of the decoder's first call (the prompt), reported apart."
+    "of the decoder's first call (the prompt), reported apart. Per step: decoder time after "
+    "each decoding's prompt step over the steps it took (one token each), over every run."
+)
+ENCODER_METHOD = (
+    "Encoder time per 30 s window: the encoder's seconds over the windows it encoded, over "
+    "every run; the ONNX engines' cross-attention key/value projections are apart (cross_kv), "
+    "the original runs them inside its first decoder step."
+)
+FIXED_TOKENS_METHOD = (
+    "--fixed-tokens N: every engine decodes exactly N tokens per 30 s window, forced to the "
+    "same token ids (text tokens derived from the vocabulary, decoding.fixed_token_ids), after "
+    "a prompt of the start tokens only, in the given language or English, without fallback: "
+    "the same work on the same tokens for every engine, with real or random weights. "
+    "Transcripts are those forced tokens: WER and agreement mean nothing in this mode."
+)
+BUILD_NOTE = (
+    "The model's build, from its manifest: seconds per stage and the peak resident memory "
+    "of each stage (MiB)."
 )
 
 
@@ -77,6 +95,11 @@ class EngineStats:
     tokens_per_pass: int
     ms_per_token_average: float  # decoder time over tokens: fixed costs included
     ms_per_token_marginal: float | None  # slope (PER_TOKEN_METHOD)
+    # Decoder time after the prompt steps over the steps taken (PER_TOKEN_METHOD); None
+    # where the steps are not timed apart.
+    ms_per_token_steps: float | None
+    encoder_ms_per_window: float | None  # ENCODER_METHOD
+    cross_kv_ms_per_window: float | None  # ONNX engines only
     decoder_fixed_ms: float | None  # intercept (PER_TOKEN_METHOD)
     first_step_ms: float | None
     memory_mib: float  # held: total minus baseline
@@ -111,6 +134,10 @@ class BenchReport:
     orders: list[dict] = field(default_factory=list)
     # Quantized against the original per scored clip, most disagreeing first.
     utterances: list[dict] = field(default_factory=list)
+    # The model's build from its manifest: stages_s, total_s, peak_rss_mib, peak_mib.
+    build: dict = field(default_factory=dict)
+    # Engines asked for but not run, and why (--fixed-tokens skips the ones that cannot).
+    skipped_engines: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -153,6 +180,40 @@ def machine_info(threads: int) -> dict:
     }
 
 
+def build_info(model_dir: Path) -> dict:
+    """The model's build time and memory from its manifest ({} when it has none)."""
+    try:
+        manifest = read_manifest(Path(model_dir))
+    except ModelIntegrityError:
+        return {}
+    stages = {k: float(v) for k, v in (manifest.get("stages_s") or {}).items()}
+    peaks = {k: float(v) for k, v in (manifest.get("peak_rss_mib") or {}).items()}
+    return {
+        "stages_s": stages,
+        "total_s": round(sum(stages.values()), 2),
+        "peak_rss_mib": peaks,
+        "peak_mib": max(peaks.values()) if peaks else None,
+        "stages_isolated": manifest.get("stages_isolated"),
+        "synthetic": bool(manifest.get("synthetic")),
+        "built_at": manifest.get("built_at"),
+    }
+
+
+def split_fixed_token_engines(engines: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """The engines that can decode --fixed-tokens, and the others with the reason."""
+    kept, skipped = [], {}
+    for name in engines:
+        cls = ENGINES[name]
+        if cls.supports_fixed_tokens:
+            kept.append(name)
+        else:
+            skipped[name] = (
+                f"{cls.label} decodes with its library's own loop, which cannot force the "
+                "same tokens as the other engines: skipped with --fixed-tokens"
+            )
+    return kept, skipped
+
+
 def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float] | None:
     """Least-squares slope and intercept of ys against xs; None when xs do not vary."""
     if len(xs) < 2:
@@ -176,6 +237,13 @@ class _Runs:
     tokens: list[int] = field(default_factory=list)
     decoder_s: list[float] = field(default_factory=list)
     first_step_s: list[float] = field(default_factory=list)
+    # Per run: decoder seconds after the prompt steps and their steps; encoder seconds,
+    # cross_kv seconds and windows encoded.
+    next_steps_s: list[float] = field(default_factory=list)
+    next_steps: list[int] = field(default_factory=list)
+    encoder_s: list[float] = field(default_factory=list)
+    cross_kv_s: list[float] = field(default_factory=list)
+    run_windows: list[int] = field(default_factory=list)
     # Per clip, from its last run: windows, windows with fallback, segments, and the
     # highest compression ratio of a segment's text.
     windows: dict[str, int] = field(default_factory=dict)
@@ -200,6 +268,11 @@ def run_benchmark(
     options = options or TranscribeOptions()
     usable = [c for c in clips if c.error == ""]
     engines = list(engines)
+    skipped: dict[str, str] = {}
+    if options.fixed_tokens is not None:
+        engines, skipped = split_fixed_token_engines(engines)
+        if not engines:
+            raise ValueError("no engine asked for can decode --fixed-tokens")
     studio = Studio(model_dir, engines, threads=threads)
     runs = {e: _Runs(latencies={c.name: [] for c in usable}) for e in engines}
     seeds = random.Random(seed)
@@ -236,25 +309,35 @@ def run_benchmark(
         )
         for name in engines
     }
+    decoding = ("greedy" if options.beam_size == 1 else f"beam {options.beam_size}") + (
+        ", temperature fallback" if len(options.temperatures) > 1 else ", no fallback"
+    )
+    if options.fixed_tokens is not None:
+        decoding = f"{options.fixed_tokens} forced tokens per window"
+    methods = {
+        "timing": timing_method(repeat, 1),
+        "memory": MEMORY_METHOD,
+        "peak": KERNEL_METHOD,
+        "per_token": PER_TOKEN_METHOD,
+        "encoder": ENCODER_METHOD,
+        "features": FEATURES_NOTE,
+        "build": BUILD_NOTE,
+    }
+    if options.fixed_tokens is not None:
+        methods["fixed_tokens"] = FIXED_TOKENS_METHOD
     return BenchReport(
         model=Path(model_dir).name,
         machine=machine_info(threads),
         settings={
             "repeat": repeat,
             "beam_size": options.beam_size,
-            "decoding": ("greedy" if options.beam_size == 1 else f"beam {options.beam_size}")
-            + (", temperature fallback" if len(options.temperatures) > 1 else ", no fallback"),
+            "fixed_tokens": options.fixed_tokens,
+            "decoding": decoding,
             "options": asdict(options),
             "engine_order": "shuffled per clip and pass, seeds recorded in 'orders'",
             "seed": seed,
         },
-        methods={
-            "timing": timing_method(repeat, 1),
-            "memory": MEMORY_METHOD,
-            "peak": KERNEL_METHOD,
-            "per_token": PER_TOKEN_METHOD,
-            "features": FEATURES_NOTE,
-        },
+        methods=methods,
         clips=[
             {
                 "name": c.name,
@@ -270,6 +353,8 @@ def run_benchmark(
         summary=summarize(stats),
         orders=orders,
         utterances=_utterances(runs, scored),
+        build=build_info(model_dir),
+        skipped_engines=skipped,
     )
 
 
@@ -312,6 +397,12 @@ def _record(runs: _Runs, clip: str, t) -> None:
     runs.decoder_s.append(t.timings.get("decoder", 0.0))
     if "first_step" in t.timings:
         runs.first_step_s.append(t.timings["first_step"])
+        runs.next_steps_s.append(t.timings.get("decoder", 0.0) - t.timings["first_step"])
+        runs.next_steps.append(t.next_steps)
+    if "encoder" in t.timings:
+        runs.encoder_s.append(t.timings["encoder"])
+        runs.cross_kv_s.append(t.timings.get("cross_kv", 0.0))
+        runs.run_windows.append(t.windows)
     for section, seconds in t.timings.items():
         runs.sections.setdefault(section, []).append(seconds)
 
@@ -352,6 +443,9 @@ def _engine_stats(
         )
     # Only where the decoder's steps were timed apart (not faster-whisper's own loop).
     fit = linear_fit(runs.tokens, runs.decoder_s) if runs.first_step_s else None
+    steps = sum(runs.next_steps)
+    windows = sum(runs.run_windows)
+    has_cross_kv = any(runs.cross_kv_s)
     repeats = max(len(next(iter(runs.latencies.values()), [])), 1)
     return EngineStats(
         label=ENGINES[name].label,
@@ -379,6 +473,11 @@ def _engine_stats(
         tokens_per_pass=sum(runs.tokens) // repeats,
         ms_per_token_average=1000 * sum(runs.decoder_s) / max(sum(runs.tokens), 1),
         ms_per_token_marginal=None if fit is None else 1000 * fit[0],
+        ms_per_token_steps=1000 * sum(runs.next_steps_s) / steps if steps else None,
+        encoder_ms_per_window=1000 * sum(runs.encoder_s) / windows if windows else None,
+        cross_kv_ms_per_window=(
+            1000 * sum(runs.cross_kv_s) / windows if windows and has_cross_kv else None
+        ),
         decoder_fixed_ms=None if fit is None else 1000 * fit[1],
         first_step_ms=(1000 * statistics.median(runs.first_step_s) if runs.first_step_s else None),
         memory_mib=mib(load.held_bytes),

@@ -185,15 +185,32 @@ def build_main(argv: list[str] | None = None) -> int:
             print(f"{name}: current in {result.folder} (nothing to do; --force rebuilds)")
             continue
         sizes = info["weights_bytes"]
-        ratio = sizes.get("quantized", 0) / max(sizes.get("original", 1), 1)
+        original = max(sizes.get("original", 1), 1)
+        variants = ", ".join(
+            f"{sub} {size / 2**20:.1f} MiB"
+            + ("" if sub == "original" else f" ({size / original:.1%})")
+            for sub, size in sizes.items()
+        )
         print(
             f"{name}: built in {time.perf_counter() - started:.1f} s -> {result.folder}\n"
-            f"  original {sizes.get('original', 0) / 2**20:.1f} MiB, "
-            f"onnx-fp32 {sizes.get('onnx-fp32', 0) / 2**20:.1f} MiB, "
-            f"quantized {sizes.get('quantized', 0) / 2**20:.1f} MiB ({ratio:.1%} of the original)\n"
+            f"  {variants} (% of the original)\n"
             f"  stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in info["stages_s"].items())
         )
     return 1 if failures else 0
+
+
+def _fixed_tokens(text: str) -> int:
+    from .longform import MAX_FIXED_TOKENS
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_FIXED_TOKENS:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to {MAX_FIXED_TOKENS}, got {text!r}"
+        )
+    return value
 
 
 def benchmark_parser() -> argparse.ArgumentParser:
@@ -242,6 +259,14 @@ def benchmark_parser() -> argparse.ArgumentParser:
         help="decode at temperature 0 only (no temperature fallback)",
     )
     parser.add_argument(
+        "--fixed-tokens",
+        type=_fixed_tokens,
+        metavar="N",
+        help="equal work for every engine, at any size, real or random weights: every engine "
+        "decodes exactly N tokens per 30 s window, the same forced token ids, no end token, no "
+        "fallback (engines with their own loop, faster-whisper and optimum, are skipped)",
+    )
+    parser.add_argument(
         "--seed",
         type=int,
         default=0,
@@ -250,6 +275,11 @@ def benchmark_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, help="write the full report as JSON")
     parser.add_argument("--markdown", type=Path, help="write the table as markdown")
     parser.add_argument("--plot", type=Path, help="write a bar chart of latency and memory (PNG)")
+    parser.add_argument(
+        "--tradeoff-plot",
+        type=Path,
+        help="write a scatter of accuracy against speed-up, marker area ~ size on disk (PNG)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -260,8 +290,8 @@ def benchmark_main(argv: list[str] | None = None) -> int:
     from .bench import load_clips, read_references, run_benchmark, split_fixed_token_engines
     from .engines import EngineError, TranscribeOptions, available_engines, engine_class
     from .layout import build_command
-    from .manifest import ModelIntegrityError
-    from .report import markdown_report, plot_report
+    from .manifest import ModelIntegrityError, read_manifest
+    from .report import markdown_report, plot_report, plot_tradeoff
 
     args = benchmark_parser().parse_args(argv)
     configure_logging(args.verbose)
@@ -280,6 +310,14 @@ def benchmark_main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.fixed_tokens is not None:
+        # run_benchmark leaves them out too, and records why in the report.
+        kept, skipped = split_fixed_token_engines(engines)
+        for name, reason in skipped.items():
+            print(f"note: {name} skipped: {reason}")
+        if not kept:
+            print("error: none of the engines asked for can decode --fixed-tokens", file=sys.stderr)
+            return 2
     if args.dataset:
         from .datasets import DatasetSourceError, load_dataset_clips
 
@@ -300,7 +338,9 @@ def benchmark_main(argv: list[str] | None = None) -> int:
         references = read_references(refs_path) if refs_path.is_file() else {}
         clips = load_clips(paths, references)
     options = TranscribeOptions(
-        beam_size=args.beam_size, language_per_window=args.language_per_window
+        beam_size=args.beam_size,
+        language_per_window=args.language_per_window,
+        fixed_tokens=args.fixed_tokens,
     )
     if args.no_fallback:
         options = dataclasses.replace(options, temperatures=(0.0,))
@@ -323,9 +363,14 @@ def benchmark_main(argv: list[str] | None = None) -> int:
     for name, method in report.methods.items():
         print(f"{name.capitalize()}: {method}")
     if args.json:
-        args.json.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        data = report.to_dict()
+        # How each variant was made, as its manifest records it.
+        data["recipes"] = read_manifest(model_dir).get("recipes", {})
+        args.json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     if args.markdown:
         args.markdown.write_text(text, encoding="utf-8")
     if args.plot:
         plot_report(report, args.plot)
+    if args.tradeoff_plot:
+        plot_tradeoff(report, args.tradeoff_plot)
     return 1 if report.failed_clips else 0

@@ -16,6 +16,7 @@ from .audio import SAMPLE_RATE
 from .engines import (
     DEFAULT_ENGINES,
     DEFAULT_THREADS,
+    ENGINES,
     TranscribeOptions,
     Transcription,
     engine_class,
@@ -54,7 +55,8 @@ class Comparison:
     results: tuple[EngineResult, ...]
     order: tuple[str, ...]  # the order the engines ran in
     notice: str = ""
-    # The seed that shuffled `order` (random.Random(seed).shuffle of the engines as listed).
+    # The seed that shuffled `order` (random.Random(seed).shuffle of the engines as listed
+    # in `results`).
     order_seed: int | None = None
     options: TranscribeOptions = TranscribeOptions()
 
@@ -69,6 +71,39 @@ class Comparison:
         return speedup(base.transcription.latency_s, other.transcription.latency_s)
 
 
+def built_engines(model_dir: Path | str) -> list[str]:
+    """The engines whose subfolder a built model has, in the registry's order (the order the
+    page and reports list them). No engine library is imported: a worker names a missing one."""
+    return [name for name, cls in ENGINES.items() if (Path(model_dir) / cls.subfolder).is_dir()]
+
+
+def check_selection(
+    model_dir: Path | str, engines: Sequence[str], launched: Sequence[str] = ()
+) -> tuple[str, ...]:
+    """The chosen engines, checked, in the registry's order.
+
+    ValueError, naming what the model offers, for an unknown or not built engine or a choice
+    without the original (an empty one included): every variant is compared with the
+    original (agreement, speed-up), so it always runs. `launched` engines count as built.
+    """
+    built = set(built_engines(model_dir)) | set(launched)
+    available = [name for name in ENGINES if name in built]
+    chosen = list(dict.fromkeys(str(name).strip() for name in engines or () if str(name).strip()))
+    offered = f"{Path(model_dir).name} has: {', '.join(available)}"
+    unknown = [name for name in chosen if name not in ENGINES]
+    if unknown:
+        raise ValueError(f"Unknown engine {', '.join(map(repr, unknown))}; {offered}")
+    missing = [name for name in chosen if name not in available]
+    if missing:
+        raise ValueError(f"{', '.join(missing)} is not built for this model; {offered}")
+    if ORIGINAL not in chosen:
+        raise ValueError(
+            f"Keep {ORIGINAL!r} among the engines: it is the reference every variant's "
+            f"agreement and speed-up are measured against (chosen: {', '.join(chosen) or 'none'})"
+        )
+    return tuple(name for name in available if name in chosen)
+
+
 def engine_order(engines: Sequence[str], seed: int) -> tuple[str, ...]:
     """The engines shuffled by `random.Random(seed)`: the same seed gives the same order."""
     order = list(engines)
@@ -79,7 +114,9 @@ def engine_order(engines: Sequence[str], seed: int) -> tuple[str, ...]:
 class Studio:
     """The engines of one built model, each in its own worker process, compared clip by clip.
 
-    Calls are serialised (one comparison at a time) so one person's timings are never
+    `engines` are started by `start()` and compared by default; a comparison may choose
+    other engines of the model, whose workers start on first use and then stay. Calls are
+    serialised (one comparison at a time) so one person's timings are never
     disturbed by another's. The engines run in a shuffled order, drawn from a seed recorded
     with the comparison, so that no engine always runs first and any order can be replayed.
     """
@@ -122,6 +159,30 @@ class Studio:
             ) from e
         return self.manifest
 
+    def _add_worker(self, name: str, on_load: Callable[[str], None] | None) -> None:
+        """Verify one more engine's files, then load and warm up its worker."""
+        try:
+            verify_folder(
+                self.model_dir,
+                subfolders=(engine_class(name).subfolder,),
+                checksums=self.verify_checksums,
+            )
+        except ModelIntegrityError as e:
+            raise ModelIntegrityError(
+                f"{e}. Rebuild it with: {build_command(self.model, self.model_dir.parent)}"
+            ) from e
+        worker = EngineWorker(
+            name, self.model_dir, threads=self.threads, request_timeout_s=self.request_timeout_s
+        )
+        if on_load:
+            on_load(name)
+        try:
+            worker.start()
+        except BaseException:
+            worker.close()
+            raise
+        self.workers[name] = worker
+
     def start(self, on_engine: Callable[[str], None] | None = None) -> list[LoadReport]:
         """Verify the files, then load and warm up every engine, one after the other."""
         self.verify()
@@ -151,27 +212,40 @@ class Studio:
         *,
         reference: str = "",
         order_seed: int | None = None,
+        engines: Sequence[str] | None = None,
         on_engine: Callable[[str, int, int], None] | None = None,
         on_window: Callable[[str, WindowStarted], None] | None = None,
+        on_load: Callable[[str], None] | None = None,
     ) -> Comparison:
-        """Transcribe `audio` with every engine (same audio, same options) and score them.
+        """Transcribe `audio` with each engine (same audio, same options) and score them.
 
+        `engines` chooses a subset or other engines of the model (`check_selection`: the
+        original is required); by default the studio's own. An engine not loaded yet is
+        loaded and warmed up first (`on_load(name)`), outside the request's time limit.
         The engines run in the order `engine_order(order_seed)` gives; with no seed, one is
         drawn and recorded in the result.
         """
         options = options or TranscribeOptions()
         with self._lock:
+            chosen = (
+                self.engines
+                if engines is None
+                else check_selection(self.model_dir, engines, self.engines)
+            )
+            for name in chosen:
+                if name not in self.workers:
+                    self._add_worker(name, on_load)
             # A worker stopped by an earlier request's time limit restarts before the clock
             # starts: its start-up is not this request's work.
-            for worker in self.workers.values():
-                worker.ensure_alive()
+            for name in chosen:
+                self.workers[name].ensure_alive()
             if order_seed is None:
                 order_seed = self._seeds.randrange(2**31)
             # One time limit for the whole request, shared by its engines.
             deadline = None
             if self.request_timeout_s is not None:
                 deadline = time.monotonic() + self.request_timeout_s
-            order = engine_order(self.engines, order_seed)
+            order = engine_order(chosen, order_seed)
             transcriptions: dict[str, Transcription] = {}
             for i, name in enumerate(order):
                 if on_engine:
@@ -182,14 +256,18 @@ class Studio:
                     deadline=deadline,
                     on_window=(lambda m, name=name: on_window(name, m)) if on_window else None,
                 )
-        return self._score(audio, transcriptions, order, order_seed, reference.strip(), options)
+        return self._score(
+            audio, transcriptions, chosen, order, order_seed, reference.strip(), options
+        )
 
-    def _score(self, audio, transcriptions, order, order_seed, reference, options) -> Comparison:
+    def _score(
+        self, audio, transcriptions, chosen, order, order_seed, reference, options
+    ) -> Comparison:
         original = transcriptions.get(ORIGINAL)
         # Score in the language the original heard (or was told), so every engine is scored alike.
         language = options.language or (original.language if original else None) or "en"
         results = []
-        for name in self.engines:
+        for name in chosen:
             t = transcriptions[name]
             results.append(
                 EngineResult(

@@ -146,7 +146,8 @@ class WindowOptions:
     max_initial_timestamp: float | None = 1.0
     # At most this many generated tokens (also bounded by the decoder's positions).
     max_new_tokens: int | None = None
-    # Generate exactly this many tokens: <|endoftext|> and timestamps are suppressed.
+    # Decode exactly this many tokens, forced to `fixed_token_ids` (the same for every engine
+    # of a model): <|endoftext|> and timestamps are never chosen.
     fixed_tokens: int | None = None
     # Sampling keeps the k most probable tokens (transformers' default); None: all.
     top_k: int | None = DEFAULT_TOP_K
@@ -526,6 +527,54 @@ class GreedyDecoder(TokenDecoder):
         return token, kept
 
 
+# Consecutive forced tokens step through the text vocabulary by this prime, so they are
+# spread over it rather than one id repeated.
+FIXED_TOKEN_STRIDE = 7919
+
+
+def fixed_token_ids(count: int, special: SpecialTokens, rules: GenerationRules) -> tuple[int, ...]:
+    """The `count` text tokens a `fixed_tokens` decoding forces, derived from the vocabulary
+    alone: the same ids for every engine of a model, whatever its weights predict.
+
+    Ids below <|endoftext|> that no filter removes (neither `suppress_tokens` nor
+    `begin_suppress_tokens`), taken with a stride of FIXED_TOKEN_STRIDE, wrapping around.
+    """
+    banned = {*rules.suppress_tokens, *rules.begin_suppress_tokens}
+    text = [t for t in range(special.eot) if t not in banned]
+    return tuple(text[(1 + i * FIXED_TOKEN_STRIDE) % len(text)] for i in range(count))
+
+
+class ForcedDecoder(TokenDecoder):
+    """Feeds a fixed token sequence instead of choosing: identical work for every engine.
+
+    Every step does what a greedy step does (the model's logits for every row, the filters,
+    the log-softmax, the argmax it then ignores) and feeds the next forced token to every row,
+    so the decoder runs exactly `len(tokens)` positions after the prompt. Beam search's
+    reordering of rows is not done: all rows hold the same tokens.
+    """
+
+    def __init__(self, tokens: Sequence[int]):
+        self.tokens = tuple(int(t) for t in tokens)
+
+    def decode(
+        self, inference: Inference, logits: np.ndarray, filters: LogitFilters, limit: int
+    ) -> Hypothesis:
+        tokens: list[int] = []
+        logprobs: list[float] = []
+        rows = logits.shape[0]
+        for token in self.tokens[:limit]:
+            scores = np.array(logits, dtype=np.float32)
+            generated = np.array([tokens] * rows, dtype=np.int64).reshape(rows, len(tokens))
+            filters.apply(scores, generated)
+            np.argmax(scores[0])  # the choice a greedy step makes, for the same work
+            tokens.append(token)
+            logprobs.append(float(log_softmax(scores[0])[token]))
+            if len(tokens) >= min(limit, len(self.tokens)):
+                break
+            logits = inference.next(np.full(rows, token, dtype=np.int64))
+        return Hypothesis(tuple(tokens), tuple(logprobs), float(sum(logprobs)))
+
+
 class BeamSearchDecoder(TokenDecoder):
     """transformers' beam search (`GenerationMixin._beam_search`, 4.57) for one audio.
 
@@ -713,7 +762,9 @@ def decode_window(
     vocab = logits.shape[-1]
     filters = LogitFilters.for_window(special, rules, options)
     decoder: TokenDecoder
-    if options.uses_beam_search:
+    if options.fixed_tokens is not None:
+        decoder = ForcedDecoder(fixed_token_ids(options.fixed_tokens, special, rules))
+    elif options.uses_beam_search:
         decoder = BeamSearchDecoder(
             special.eot, options.beam_size, SequenceRanker(options.length_penalty)
         )

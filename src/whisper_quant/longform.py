@@ -42,8 +42,12 @@ Where it deliberately differs from transformers or openai-whisper:
 - `language_per_window=True` (multilingual models, no fixed language) detects the language on
   every window and prompts that window with it, and with previous text only since the last
   change of language; transformers and openai-whisper detect once, on the first 30 s.
-- `fixed_tokens=N` decodes exactly N tokens of the first window (no end token, no timestamps,
-  no fallback, no skipping) and stops there: the same work for every engine, for benchmarks.
+- `fixed_tokens=N` is for benchmarks: every window is decoded with exactly N tokens, forced
+  to `decoding.fixed_token_ids` (text tokens derived from the vocabulary alone, so the same
+  ids for every engine of a model whatever its weights predict; no end token, no timestamps),
+  after a prompt of the start tokens only (no previous text), in the given language or
+  English (no detection), without fallback or skipping. Every engine then does the same work
+  on the same tokens, with real or random weights.
 """
 
 from __future__ import annotations
@@ -79,6 +83,11 @@ INPUT_STRIDE = 2
 # openai-whisper's defaults.
 DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 COMPRESSION_RATIO_KINDS = ("text", "tokens")
+# fixed_tokens: the decoder's 448 positions minus the longest start (sot, language, task,
+# notimestamps).
+MAX_FIXED_TOKENS = N_TEXT_CTX - 4
+# fixed_tokens on a multilingual model without a language: this one, never detected.
+FIXED_TOKENS_LANGUAGE = "en"
 
 
 # --- features -----------------------------------------------------------------------------
@@ -172,7 +181,7 @@ class TranscribeOptions:
     seed: int = 0
     # At most this many tokens per window (also bounded by the 448 decoder positions).
     max_new_tokens: int | None = None
-    # Decode exactly N tokens of the first window only (no end token, no timestamps).
+    # Benchmarks: decode exactly N forced tokens per window (see the module's docstring).
     fixed_tokens: int | None = None
     # Predict timestamps (segments); False: one segment per window, <|notimestamps|>.
     timestamps: bool = True
@@ -199,8 +208,9 @@ class TranscribeOptions:
             raise ValueError("no_speech_threshold must be between 0 and 1 (or None)")
         if self.language_per_window and self.language is not None:
             raise ValueError("language_per_window detects the language: leave language None")
-        limit = N_TEXT_CTX - 1
-        for name in ("max_new_tokens", "fixed_tokens"):
+        # A forced decoding's prompt is at most 4 tokens: sot, language, task, notimestamps.
+        limits = {"max_new_tokens": N_TEXT_CTX - 1, "fixed_tokens": MAX_FIXED_TOKENS}
+        for name, limit in limits.items():
             value = getattr(self, name)
             if value is not None and not 1 <= value <= limit:
                 raise ValueError(f"{name} must be between 1 and {limit} (or None)")
@@ -425,7 +435,7 @@ def decode_with_fallback(
 ) -> Decoded:
     """Decode at each temperature in turn until the thresholds are met; the last stands.
 
-    `fixed_tokens` decodes once, at the first temperature, and judges nothing.
+    `fixed_tokens` decodes once, at the first temperature, and neither falls back nor skips.
     """
     attempts: list[WindowResult] = []
     for temperature in options.temperatures:
@@ -523,10 +533,15 @@ def transcribe(
     eot, timestamp_begin = special.eot, special.timestamp_begin
     rng = np.random.default_rng(options.seed)
     clock = _Clock()
+    fixed = options.fixed_tokens is not None
     language = options.language if special.multilingual else "en"
+    if fixed and language is None:
+        language = FIXED_TOKENS_LANGUAGE  # detection could differ between engines
+    detect = special.multilingual and not fixed
     first_language: str | None = language
     segments: list[Segment] = []
-    condition = options.condition_on_previous_text
+    # Forced windows are prompted with their start alone: the same prompt for every window.
+    condition = options.condition_on_previous_text and not fixed
     windows = fallback_windows = skipped = 0
     seek = 0
 
@@ -542,7 +557,7 @@ def transcribe(
         encoded = model.encode(chunk)
         clock.encoder_s += time.perf_counter() - started
 
-        if special.multilingual and (language is None or options.language_per_window):
+        if detect and (language is None or options.language_per_window):
             detection = detect_language(model, encoded, special)
             clock.language_s += detection.seconds
             language = detection.language
@@ -578,6 +593,7 @@ def transcribe(
         # transformers: prompt the next window only after a low-temperature decoding.
         condition = (
             options.condition_on_previous_text
+            and not fixed
             and result.temperature < options.prompt_reset_on_temperature
         )
         windows += 1
@@ -605,8 +621,6 @@ def transcribe(
             for s in raw
         ]
         seek += offset
-        if options.fixed_tokens:
-            break
 
     tokens = tuple(t for s in segments for t in s.tokens)
     return LongFormResult(

@@ -159,6 +159,49 @@ def bench_rows(report: BenchReport) -> list[list]:
 
 SECTION_ORDER = ("features", "encoder", "cross_kv", "language", "first_step", "decoder")
 
+COST_HEADERS = (
+    "Engine",
+    "Encoder (ms / 30 s window)",
+    "Cross-attention K/V (ms / window)",
+    "Decoder (ms / token)",
+    "Memory held (MiB)",
+    "Peak extra (MiB)",
+    "Disk (MiB)",
+)
+
+
+def _number(value: float | None, fmt: str = ".1f") -> str:
+    return "" if value is None else format(value, fmt)
+
+
+def cost_rows(report: BenchReport) -> list[list]:
+    """Per engine: encoder per window, decoder per token (after the prompt), memory, disk."""
+    return [
+        [
+            e.label,
+            _number(e.encoder_ms_per_window),
+            _number(e.cross_kv_ms_per_window),
+            _number(e.ms_per_token_steps, ".2f"),
+            f"{e.memory_mib:.0f}",
+            _number(e.peak_memory_mib, ".0f"),
+            f"{e.disk_mib:.0f}",
+        ]
+        for e in report.engines.values()
+    ]
+
+
+def build_line(report: BenchReport) -> str:
+    """The model's build time and peak memory, from its manifest."""
+    build = report.build
+    if not build or not build.get("stages_s"):
+        return ""
+    stages = ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in build["stages_s"].items())
+    line = f"Build of {report.model}: {build['total_s']:.1f} s ({stages})"
+    if build.get("peak_mib") is not None:
+        peaks = ", ".join(f"{k} {v:,.0f}" for k, v in build["peak_rss_mib"].items())
+        line += f", peak RSS {build['peak_mib']:,.0f} MiB ({peaks})"
+    return line + "."
+
 
 def section_rows(report: BenchReport) -> list[list]:
     """Median seconds per section, per engine, in ms ('decoder' includes 'first_step')."""
@@ -183,7 +226,27 @@ def markdown_report(report: BenchReport) -> str:
         "",
         markdown_table(("Engine", *SECTION_ORDER), section_rows(report)),
         "",
+        "Per 30 s window and per decoded token (decoder time after each window's prompt step "
+        "over the steps it took), memory and disk:",
+        "",
+        markdown_table(COST_HEADERS, cost_rows(report)),
+        "",
+        "Recipes side by side (speed-ups by median latency per clip; decoder cost per step "
+        "after the prompt; WER difference paired over the same clips):",
+        "",
+        markdown_table(RECIPE_HEADERS, recipe_rows(report)),
+        "",
     ]
+    if report.settings.get("fixed_tokens") is not None:
+        lines.append(
+            f"Every engine decoded exactly {report.settings['fixed_tokens']} forced tokens per "
+            "window, the same token ids for every engine (--fixed-tokens): equal work, "
+            "transcripts and WER mean nothing."
+        )
+    for name, reason in report.skipped_engines.items():
+        lines.append(f"Skipped {name}: {reason}.")
+    if build_line(report):
+        lines.append(build_line(report))
     s = report.summary
     words = s.get("words_scored")
     if "speedup" in s:
@@ -259,6 +322,112 @@ def plot_report(report: BenchReport, path) -> None:
         path,
         f"Whisper {report.model} on {report.machine['cpu']}, {report.machine['threads']} threads",
     )
+
+
+RECIPE_HEADERS = (
+    "Variant",
+    "Encoder",
+    "Decoder",
+    "Speed-up vs original",
+    "Speed-up vs onnx-fp32",
+    "Decoder (ms / step)",
+    "Memory held (MiB)",
+    "Peak extra (MiB)",
+    "Disk (MiB)",
+    "WER [95% CI]",
+    "WER minus original's [95% CI]",
+    "Disagreement with original",
+)
+
+
+def recipe_rows(report: BenchReport) -> list[list]:
+    """One row per engine with the recipe trade-off's figures: speed (median latency against
+    the original's and onnx-fp32's), cost per token, memory, size, accuracy."""
+    from .recipes import RECIPES
+
+    original, fp32 = report.engines.get(ORIGINAL), report.engines.get("onnx-fp32")
+    rows = []
+    for name, e in report.engines.items():
+        recipe = RECIPES.get(name)
+        if recipe is not None:
+            parts = [recipe.encoder, recipe.decoder]
+        elif name == ORIGINAL:
+            parts = ["fp32 (PyTorch)", "fp32 (PyTorch)"]
+        else:
+            parts = ["other runtime", "other runtime"]
+        rows.append(
+            [
+                f"{name}",
+                *parts,
+                _speed(original and speedup(original.median_latency_s, e.median_latency_s)),
+                _speed(fp32 and speedup(fp32.median_latency_s, e.median_latency_s)),
+                _number(e.ms_per_token_steps, ".2f"),
+                f"{e.memory_mib:.0f}",
+                _number(e.peak_memory_mib, ".0f"),
+                f"{e.disk_mib:.0f}",
+                _interval(e.wer, e.wer_interval) or "n/a",
+                _interval(e.wer_difference, e.wer_difference_interval, signed=True),
+                f"{e.agreement_wer_vs_original:.1%} ({e.agreement_clips} clips)"
+                if e.agreement_wer_vs_original is not None
+                else "",
+            ]
+        )
+    return rows
+
+
+def plot_tradeoff(report: BenchReport, path) -> None:
+    """Accuracy against speed, one marker per engine, its area proportional to its size on
+    disk: WER with its 95% interval when the clips have references, else the word
+    disagreement with the original."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    original = report.engines.get(ORIGINAL)
+    if original is None:
+        raise ValueError("The trade-off plot needs the original among the engines")
+    with_wer = all(e.wer is not None for e in report.engines.values())
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    largest = max(e.disk_mib for e in report.engines.values())
+    for index, (name, e) in enumerate(report.engines.items()):
+        x = speedup(original.median_latency_s, e.median_latency_s)
+        if with_wer:
+            y = 100 * e.wer
+            low, high = (100 * b for b in e.wer_interval) if e.wer_interval else (y, y)
+        else:
+            y = 100 * (e.agreement_wer_vs_original or 0.0)
+            low = high = y
+        color = f"C{index % 10}"
+        ax.errorbar(x, y, yerr=[[y - low], [high - y]], fmt="none", ecolor=color, alpha=0.5)
+        ax.scatter(x, y, s=40 + 900 * e.disk_mib / largest, color=color, alpha=0.6)
+        ax.annotate(
+            f"{name}\n{e.disk_mib:.0f} MiB",
+            (x, y),
+            textcoords="offset points",
+            xytext=(8, 6),
+            fontsize=8,
+        )
+    ax.axvline(1.0, color="#999", lw=0.8, ls=":")
+    ax.set_xlabel("Speed-up vs the original (median latency per clip)")
+    ax.set_ylabel(
+        "WER (%) with 95% bootstrap interval"
+        if with_wer
+        else "Word disagreement with the original (%)"
+    )
+    ax.spines[["top", "right"]].set_visible(False)
+    usable = sum(1 for c in report.clips if not c["error"])
+    words = next((e.reference_words for e in report.engines.values() if e.reference_words), None)
+    ax.set_title(
+        f"Whisper {report.model}: accuracy vs speed, marker area ~ size on disk\n"
+        f"{usable} clips"
+        + (f", {words} reference words" if words else "")
+        + f", {report.machine['cpu']}, {report.machine['threads']} threads",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,9 +30,11 @@ from .batch import (
     runnable,
     summarize_batch,
 )
+from .budget import check_memory
 from .build import build_model
-from .compare import ONNX_FP32, QUANTIZED, Comparison, Studio
-from .engines import NOTICE_SILENT, TranscribeOptions, engine_class
+from .compare import ONNX_FP32, QUANTIZED, Comparison, Studio, built_engines, check_selection
+from .engines import ENGINES, NOTICE_SILENT, TranscribeOptions, engine_class
+from .fetch import ModelFetchError, fetch_model, missing_entries
 from .layout import GENERATION_CONFIG_FILE, ORIGINAL_DIR, build_command, built_models
 from .longform import DEFAULT_TEMPERATURES
 from .manifest import ModelIntegrityError, read_manifest
@@ -140,6 +144,41 @@ def check_options(info: ModelInfo, language: str | None, task: str) -> str | Non
     return code
 
 
+# Runs `available_engines` on model folders in a child process: it imports every engine's
+# libraries (torch, transformers, onnxruntime...), seconds and a few hundred MiB the app
+# process would otherwise keep for good.
+_AVAILABLE_ENGINES = (
+    "import json, sys\n"
+    "from whisper_quant.engines import available_engines\n"
+    "print(json.dumps({folder: available_engines(folder) for folder in sys.argv[1:]}))\n"
+)
+
+
+def available_engines_of(folders: Sequence[Path]) -> dict[str, list[str]]:
+    """`engines.available_engines` of each folder (built and installed), from a child process;
+    on failure only the built subfolders count (a worker then names a missing package)."""
+    if not folders:
+        return {}
+    source = str(Path(__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")])),
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _AVAILABLE_ENGINES, *map(str, folders)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            check=True,
+        )
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
+        logger.warning("could not check the engines' libraries (%s); listing built ones", e)
+        return {str(folder): built_engines(folder) for folder in folders}
+
+
 # --- the pool -----------------------------------------------------------------------------
 
 Progress = Callable[[float, str], None]
@@ -158,13 +197,18 @@ class StudioSwitcher:
         self.settings = settings
         self._studio: Studio | None = None
         self._lock = threading.Lock()
+        # model folder -> (its manifest's mtime, its available engines)
+        self._available: dict[str, tuple[float, list[str]]] = {}
 
     @property
     def models_dir(self) -> Path:
         return self.settings.models_dir
 
     def models(self) -> list[str]:
-        """The built models, and the default one, which is built on first use if missing."""
+        """WHISPER_MODELS' entries when set; else the built models, and the default one,
+        which is built on first use if missing."""
+        if self.settings.models:
+            return [entry.name for entry in self.settings.models]
         names = built_models(self.models_dir)
         if self.settings.default_model not in names:
             names.insert(0, self.settings.default_model)
@@ -172,6 +216,44 @@ class StudioSwitcher:
 
     def info(self, model: str) -> ModelInfo:
         return model_info(self.models_dir, model)
+
+    def engines(self, model: str | None = None) -> list[str]:
+        """The engines a model offers (built and installed), in the registry's order. A model
+        not built yet offers WHISPER_ENGINES (built on first use)."""
+        model = model or self.settings.default_model
+        return self._engines_of([model])[model]
+
+    def all_engines(self) -> list[str]:
+        """Every engine any built model offers (what an API caller may name)."""
+        offered = set(self.settings.engines)
+        for names in self._engines_of(self.models()).values():
+            offered.update(names)
+        return [name for name in ENGINES if name in offered]
+
+    def _engines_of(self, models: Sequence[str]) -> dict[str, list[str]]:
+        def stamp(folder: Path) -> float | None:
+            try:
+                return (folder / "manifest.json").stat().st_mtime
+            except OSError:
+                return None
+
+        folders = {model: self.models_dir / model for model in models}
+        stale = [
+            folder
+            for folder in folders.values()
+            if stamp(folder) is not None
+            and self._available.get(str(folder), (None,))[0] != stamp(folder)
+        ]
+        for folder, names in available_engines_of(stale).items():
+            self._available[folder] = (stamp(Path(folder)), names)
+        offered = {}
+        for model, folder in folders.items():
+            if stamp(folder) is None:  # not built yet: what it will be started with
+                offered[model] = list(self.settings.engines)
+                continue
+            available = set(self._available[str(folder)][1])
+            offered[model] = [name for name in ENGINES if name in available]
+        return offered
 
     def all_languages(self) -> list[str]:
         """Every language code of every built model (what an API caller may name)."""
@@ -183,9 +265,29 @@ class StudioSwitcher:
         return self._studio.model if self._studio is not None else None
 
     def ensure_ready(self, on_progress: Progress | None = None) -> Studio:
-        """Build the default model if nothing is built, then load and warm up its engines."""
+        """Fetch WHISPER_MODELS' missing Hub entries, build the default model if nothing is
+        built, then load and warm up its engines."""
         with self._lock:
+            self.fetch_missing(on_progress)
             return self._studio_for(self.settings.default_model, on_progress)
+
+    def fetch_missing(self, on_progress: Progress | None = None) -> list[str]:
+        """Fetch every WHISPER_MODELS entry `name=owner/repo` whose folder is missing; return
+        the names fetched. A failure is logged (the model's requests then say what is
+        wrong), except for the default model's, which is raised."""
+        progress = on_progress or (lambda fraction, message: None)
+        fetched = []
+        for entry in missing_entries(self.settings.models, self.models_dir):
+            progress(0.0, f"Fetching {entry.name} from {entry.repo_id} (first start only)")
+            try:
+                fetch_model(entry.name, entry.repo_id, self.models_dir)
+            except ModelFetchError as e:
+                if entry.name == self.settings.default_model:
+                    raise
+                logger.error("%s is not available: %s", entry.name, e)
+                continue
+            fetched.append(entry.name)
+        return fetched
 
     def studio(self, model: str, on_progress: Progress | None = None) -> Studio:
         with self._lock:
@@ -238,18 +340,23 @@ class StudioSwitcher:
         model: str | None = None,
         reference: str = "",
         options: TranscribeOptions | None = None,
+        engines: Sequence[str] | None = None,
         on_progress: Progress | None = None,
     ) -> Comparison:
         """Decode the clip, then compare the model's engines on it.
 
-        Raises AudioError for an unusable file, ValueError for options the model does not
-        offer, ModelIntegrityError, BuildError or EngineError (crashed, timed out) otherwise.
-        An empty or silent clip runs no engine: it gives a comparison without results whose
-        notice says why.
+        `engines` chooses which (by default WHISPER_ENGINES, the ones started with the
+        model); the original must be among them, and one not loaded yet is loaded first.
+        Raises AudioError for an unusable file, ValueError for options or engines the model
+        does not offer, ModelIntegrityError, BuildError or EngineError (crashed, timed out)
+        otherwise. An empty or silent clip runs no engine: it gives a comparison without
+        results whose notice says why.
         """
         model = self._known(model)
         progress = on_progress or (lambda fraction, message: None)
         options = options or self.options(model)
+        if engines is not None:  # refused before the audio is decoded
+            engines = check_selection(self.models_dir / model, engines, self.settings.engines)
         try:
             audio = decode_audio(audio_path, max_seconds=self.settings.max_seconds)
         except EmptyAudioError:
@@ -259,12 +366,21 @@ class StudioSwitcher:
 
         with self._lock:
             studio = self._studio_for(model, progress)
-            labels = {name: engine_class(name).label for name in studio.engines}
 
             def on_engine(name: str, i: int, n: int) -> None:
-                progress(i / n, f"Transcribing with {labels[name]} ({i + 1}/{n})")
+                progress(i / n, f"Transcribing with {engine_class(name).label} ({i + 1}/{n})")
 
-            return studio.compare(audio, options, reference=reference or "", on_engine=on_engine)
+            def on_load(name: str) -> None:
+                progress(0.0, f"Loading {engine_class(name).label} (first use only)")
+
+            return studio.compare(
+                audio,
+                options,
+                reference=reference or "",
+                engines=engines,
+                on_engine=on_engine,
+                on_load=on_load,
+            )
 
     def compare_batch(
         self,
@@ -295,9 +411,7 @@ class StudioSwitcher:
                 progress(i / len(clips), f"Clip {i + 1}/{len(clips)}: {clip.name}")
                 comparison = None
                 if runnable(clip):
-                    comparison = studio.compare(
-                        clip.audio, options, reference=clip.reference or ""
-                    )
+                    comparison = studio.compare(clip.audio, options, reference=clip.reference or "")
                 results.append(ClipResult(clip, comparison))
         return summarize_batch(model, results)
 
@@ -316,6 +430,11 @@ class StudioSwitcher:
             threads=self.settings.threads,
             request_timeout_s=self.settings.request_timeout_s,
         )
+        # Memory budget (budget.py): refuse, in plain words, engines that would not fit.
+        budget = check_memory(
+            studio.model_dir, studio.engines, budget_mib=self.settings.memory_budget_mib
+        )
+        logger.info("memory: %s", budget.message())
         logger.info("starting %s (%s)", model, ", ".join(studio.engines))
 
         def on_engine(name: str) -> None:
@@ -331,6 +450,11 @@ class StudioSwitcher:
 
     def _ensure_built(self, model: str, progress: Progress) -> None:
         if model in built_models(self.models_dir):
+            return
+        repo_id = self.settings.model_repos.get(model)
+        if repo_id is not None:  # WHISPER_MODELS: fetched, never built here
+            progress(0.0, f"Fetching {model} from {repo_id}")
+            fetch_model(model, repo_id, self.models_dir)
             return
         if model != self.settings.default_model:
             raise ModelNotBuiltError(

@@ -10,6 +10,7 @@ from pathlib import Path
 from .audio import DEFAULT_MAX_SECONDS
 from .batch import DEFAULT_MAX_FILES, DEFAULT_MAX_TOTAL_SECONDS
 from .engines import DEFAULT_ENGINES, DEFAULT_THREADS, engine_class
+from .fetch import ModelEntry, parse_models
 from .layout import DEFAULT_MODELS_DIR
 from .models import DEFAULT_MODEL
 from .workers import DEFAULT_REQUEST_TIMEOUT_S
@@ -40,6 +41,11 @@ class Settings:
     # The batch tab: clips per batch, and their total length.
     max_batch_files: int = DEFAULT_MAX_FILES
     max_batch_seconds: float = DEFAULT_MAX_TOTAL_SECONDS
+    # WHISPER_MODELS: the models offered (empty: every built one and the default); an entry
+    # with a Hub repository is fetched at start when its folder is missing (fetch.py).
+    models: tuple[ModelEntry, ...] = ()
+    # WHISPER_MEMORY_BUDGET_MIB: the memory the engines may use (None: what is available).
+    memory_budget_mib: float | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -48,9 +54,12 @@ class Settings:
             return value or None
 
         engines = _engines(get("WHISPER_ENGINES"))
+        models = _models(get("WHISPER_MODELS"))
+        default_model = _default_model(get("WHISPER_DEFAULT_MODEL"), models)
+        budget = get("WHISPER_MEMORY_BUDGET_MIB")
         return cls(
             models_dir=Path(get("WHISPER_MODELS_DIR") or DEFAULT_MODELS_DIR).expanduser(),
-            default_model=get("WHISPER_DEFAULT_MODEL") or DEFAULT_MODEL,
+            default_model=default_model,
             max_seconds=_number(environ, "WHISPER_MAX_SECONDS", DEFAULT_MAX_SECONDS),
             max_file_size=get("WHISPER_MAX_FILE_SIZE") or DEFAULT_MAX_FILE_SIZE,
             request_timeout_s=_timeout(get("WHISPER_REQUEST_TIMEOUT_S")),
@@ -64,7 +73,18 @@ class Settings:
             max_batch_seconds=_number(
                 environ, "WHISPER_MAX_BATCH_SECONDS", DEFAULT_MAX_TOTAL_SECONDS
             ),
+            models=models,
+            memory_budget_mib=(
+                None
+                if budget is None
+                else _number({"WHISPER_MEMORY_BUDGET_MIB": budget}, "WHISPER_MEMORY_BUDGET_MIB", 0)
+            ),
         )
+
+    @property
+    def model_repos(self) -> dict[str, str]:
+        """WHISPER_MODELS' entries fetched from a Hub repository: name -> owner/repo."""
+        return {e.name: e.repo_id for e in self.models if e.repo_id is not None}
 
 
 def _number(environ: Mapping[str, str], name: str, default: float, *, integer=False) -> float:
@@ -105,6 +125,27 @@ def _engines(text: str | None) -> tuple[str, ...]:
             f"compares); missing: {', '.join(missing)}"
         )
     return names
+
+
+def _models(text: str | None) -> tuple[ModelEntry, ...]:
+    if text is None:
+        return ()
+    try:
+        return parse_models(text)
+    except ValueError as e:
+        raise SettingsError(f"WHISPER_MODELS: {e}") from None
+
+
+def _default_model(configured: str | None, models: tuple[ModelEntry, ...]) -> str:
+    """WHISPER_DEFAULT_MODEL, else WHISPER_MODELS' first entry, else tiny.en."""
+    names = [e.name for e in models]
+    if configured is None:
+        return names[0] if names else DEFAULT_MODEL
+    if names and configured not in names:
+        raise SettingsError(
+            f"WHISPER_DEFAULT_MODEL={configured} is not among WHISPER_MODELS ({', '.join(names)})"
+        )
+    return configured
 
 
 def _readme_url(configured: str | None, space_id: str | None) -> str | None:

@@ -42,6 +42,10 @@ START_TIMEOUT_S = 300.0
 DEFAULT_REQUEST_TIMEOUT_S = 600.0
 # A warm-up clip shipped with the package: 2.8 s of read English speech (pocketsphinx, BSD).
 WARMUP_CLIP = "warmup.wav"
+# The warm-up decodes at temperature 0 and at most this many tokens per window. A real model
+# says the clip's dozen tokens and stops, unaffected; random weights (synthetic builds) would
+# decode 448 tokens at each of six temperatures, minutes at large sizes, past START_TIMEOUT_S.
+WARMUP_MAX_TOKENS = 64
 
 
 class EngineCrashedError(EngineError):
@@ -167,7 +171,7 @@ def _serve(conn, cls: type[Engine], model_dir: str, threads: int) -> None:
         started = time.perf_counter()
         engine.load()
         loaded = time.perf_counter()
-        engine.transcribe(audio)
+        engine.transcribe(audio, temperatures=(0.0,), max_new_tokens=WARMUP_MAX_TOKENS)
         warmed = time.perf_counter()
         report = LoadReport(
             engine=engine_name,

@@ -58,6 +58,9 @@ class Transcription:
     fallback_windows: int = 0  # windows decoded again at a higher temperature
     skipped_windows: int = 0  # windows skipped as silence (no-speech rule)
     tokens_decoded: int = 0  # tokens the decoder produced, fallback attempts included
+    # Decoder calls after each decoding's prompt step (one token per row each); 0 where a
+    # runtime's own loop does not time its steps apart.
+    next_steps: int = 0
     notice: str = ""
     # Filled in by the worker process that ran the engine (see workers.py).
     peak_memory_bytes: int | None = None
@@ -86,6 +89,9 @@ class Engine(ABC):
     # and generation config it reads (the same, unless its runtime keeps its own format).
     subfolder: ClassVar[str]
     metadata_subfolder: ClassVar[str | None] = None
+    # Whether it can decode `TranscribeOptions.fixed_tokens` (forced tokens through the shared
+    # loop); engines that only run a library's own loop cannot.
+    supports_fixed_tokens: ClassVar[bool] = True
 
     def __init__(self, model_dir: Path | str, *, threads: int = DEFAULT_THREADS):
         self.model_dir = Path(model_dir)
@@ -255,6 +261,7 @@ class Engine(ABC):
             fallback_windows=result.fallback_windows,
             skipped_windows=result.skipped_windows,
             tokens_decoded=result.timings.tokens_decoded,
+            next_steps=result.timings.next_steps if result.timings.first_step_s else 0,
         )
 
     def disk_bytes(self) -> int:

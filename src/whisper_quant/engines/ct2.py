@@ -24,6 +24,7 @@ class FasterWhisperEngine(Engine):
     label = "faster-whisper (CTranslate2 int8)"
     subfolder = CT2_DIR
     metadata_subfolder = ORIGINAL_DIR
+    supports_fixed_tokens = False  # its own loop cannot force tokens
 
     @classmethod
     def preload(cls) -> None:
@@ -83,6 +84,7 @@ class FasterWhisperEngine(Engine):
             prompt_reset_on_temperature=options.prompt_reset_on_temperature,
             without_timestamps=not options.timestamps,
             max_initial_timestamp=options.max_initial_timestamp or 0.0,
+            max_new_tokens=options.max_new_tokens,
             multilingual=options.language_per_window,
             vad_filter=False,
         )

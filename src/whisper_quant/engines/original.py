@@ -3,9 +3,9 @@
 By default a clip goes through transformers' own long-form `generate` (whole-clip features
 with their attention mask, `return_timestamps=True, return_segments=True`, the options'
 temperatures and thresholds). transformers detects the language on the first window only,
-so for `language_per_window` (and for `fixed_tokens`, which generate has no notion of) the
-original follows the shared long-form loop instead, with the same PyTorch model computing
-each window (torch_window.py).
+so for `language_per_window` (and for `fixed_tokens`: generate cannot force the token
+sequence every other engine decodes) the original follows the shared long-form loop instead,
+with the same PyTorch model computing each window (torch_window.py).
 
 What generate decided per window (temperature, average log-probability, no-speech
 probability, skip) and how long its encoder and decoder calls took are read by wrappers
@@ -320,6 +320,7 @@ class OptimumEngine(OriginalEngine):
     name = "optimum"
     label = "Article's recipe via Optimum's generate"
     subfolder = SEED_DIR
+    supports_fixed_tokens = False  # only Optimum's generate, which cannot force tokens
 
     @classmethod
     def preload(cls) -> None:

@@ -1,0 +1,154 @@
+"""Will a model's engines fit in memory? Checked before the app loads them.
+
+Each engine holds its model in its own worker process. What it holds is estimated from the
+weight files it loads (the size on disk of its subfolder) times HELD_PER_WEIGHT_BYTE, plus
+the worker's own baseline; one transcription runs at a time, and PEAK_RESERVE_MIB is kept
+for it. The sum is compared with the memory available (psutil's `available`: free memory
+plus what the kernel can reclaim) or with WHISPER_MEMORY_BUDGET_MIB when it is set.
+
+The factors come from the load reports in docs/benchmark-*.json (tiny.en and base, this
+machine): memory held over size on disk was 1.07-1.13 for the original (PyTorch fp32),
+1.02 for onnx-fp32, 1.08-1.11 for quantized and 0.78-1.14 for faster-whisper, so 1.15
+covers every engine measured (the fixed part of it, 6-19 MiB, shrinks relative to the
+weights as models grow). The workers' baselines (libraries and runtime, before the model)
+were 347-384 MiB; the largest peak extra during a transcription was 681 MiB (the original
+on long recordings, tiny.en).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .engines import EngineError, engine_class
+from .layout import weight_bytes
+
+HELD_PER_WEIGHT_BYTE = 1.15
+WORKER_BASELINE_MIB = 400
+PEAK_RESERVE_MIB = 700
+REQUIRED_ENGINES = ("original", "quantized")
+MIB = 2**20
+
+
+class MemoryBudgetError(EngineError):
+    """A model's engines would not fit in the memory available; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class EngineNeed:
+    """One engine's estimated memory: its weights, what it will hold, and its worker's total."""
+
+    engine: str
+    weights_bytes: int
+
+    @property
+    def held_bytes(self) -> int:
+        return round(self.weights_bytes * HELD_PER_WEIGHT_BYTE)
+
+    @property
+    def needs_bytes(self) -> int:
+        return self.held_bytes + WORKER_BASELINE_MIB * MIB
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """A model's engines against the memory available to them."""
+
+    model: str
+    needs: tuple[EngineNeed, ...]
+    available_bytes: int
+    # Where `available_bytes` comes from: "WHISPER_MEMORY_BUDGET_MIB" or "available memory".
+    source: str
+    reserve_bytes: int = PEAK_RESERVE_MIB * MIB
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(n.needs_bytes for n in self.needs) + self.reserve_bytes
+
+    @property
+    def fits(self) -> bool:
+        return self.total_bytes <= self.available_bytes
+
+    def need_of(self, engines) -> int:
+        """What these engines alone would need, with the reserve."""
+        return sum(n.needs_bytes for n in self.needs if n.engine in engines) + self.reserve_bytes
+
+    def message(self) -> str:
+        """Plain words: which engines, how much each needs, what is available, what to do."""
+        each = ", ".join(f"{n.engine} {n.needs_bytes / MIB:,.0f} MiB" for n in self.needs)
+        head = (
+            f"{self.model}'s engines need about {self.total_bytes / MIB:,.0f} MiB ({each}; "
+            f"each is its weights × {HELD_PER_WEIGHT_BYTE} plus a {WORKER_BASELINE_MIB} MiB "
+            f"worker, and {self.reserve_bytes / MIB:,.0f} MiB is kept for the running "
+            f"transcription); {self.available_bytes / MIB:,.0f} MiB is available "
+            f"({self.source})."
+        )
+        if self.fits:
+            return head
+        names = [n.engine for n in self.needs]
+        required = [e for e in REQUIRED_ENGINES if e in names]
+        optional = [e for e in names if e not in REQUIRED_ENGINES]
+        advice = []
+        if optional and required:
+            smallest = self.need_of(required)
+            if smallest <= self.available_bytes:
+                advice.append(
+                    f"set WHISPER_ENGINES={','.join(required)} (about "
+                    f"{smallest / MIB:,.0f} MiB without {', '.join(optional)})"
+                )
+            else:
+                advice.append(
+                    f"even {' and '.join(required)} alone need about {smallest / MIB:,.0f} MiB"
+                )
+        advice += [
+            "choose a smaller model",
+            "run the app on a machine with more memory",
+            "or set WHISPER_MEMORY_BUDGET_MIB if this estimate is wrong for this machine",
+        ]
+        return (
+            f"Not loading {self.model}: it would not fit in memory. {head} To run it: "
+            + "; ".join(advice)
+            + "."
+        )
+
+
+def available_memory_bytes() -> int:
+    """Memory the system can give without swapping (psutil's `available`)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def estimate(
+    model_dir: Path | str,
+    engines,
+    *,
+    budget_mib: float | None = None,
+    available_bytes: int | None = None,
+) -> MemoryBudget:
+    """The engines' needs from their weight files, against `budget_mib` if given, else
+    `available_bytes` (default: the system's available memory)."""
+    model_dir = Path(model_dir)
+    needs = tuple(
+        EngineNeed(name, weight_bytes(model_dir / engine_class(name).subfolder)) for name in engines
+    )
+    if budget_mib is not None:
+        available, source = round(budget_mib * MIB), "WHISPER_MEMORY_BUDGET_MIB"
+    else:
+        available = available_memory_bytes() if available_bytes is None else available_bytes
+        source = "available memory"
+    return MemoryBudget(model_dir.name, needs, int(available), source)
+
+
+def check_memory(
+    model_dir: Path | str,
+    engines,
+    *,
+    budget_mib: float | None = None,
+    available_bytes: int | None = None,
+) -> MemoryBudget:
+    """The estimate, or MemoryBudgetError when the engines would not fit."""
+    budget = estimate(model_dir, engines, budget_mib=budget_mib, available_bytes=available_bytes)
+    if not budget.fits:
+        raise MemoryBudgetError(budget.message())
+    return budget

@@ -1,0 +1,126 @@
+"""The memory budget (budget.py) on fake numbers: estimates from weight files, the refusal's
+words, and the app refusing to start engines that would not fit (no worker is started)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from whisper_quant import budget
+from whisper_quant.budget import (
+    HELD_PER_WEIGHT_BYTE,
+    PEAK_RESERVE_MIB,
+    WORKER_BASELINE_MIB,
+    EngineNeed,
+    MemoryBudget,
+    MemoryBudgetError,
+    check_memory,
+    estimate,
+)
+from whisper_quant.engines import EngineError
+from whisper_quant.service import StudioSwitcher
+from whisper_quant.settings import Settings, SettingsError
+
+MIB = 2**20
+GIB = 2**30
+
+
+def fake_model(folder: Path, sizes: dict[str, int]) -> Path:
+    """A built-looking folder whose weight files have these sizes (sparse: no disk used)."""
+    names = {"original": "model.safetensors", "ct2": "model.bin"}
+    for sub, size in sizes.items():
+        (folder / sub).mkdir(parents=True)
+        with open(folder / sub / names.get(sub, "encoder_model.onnx"), "wb") as f:
+            f.truncate(size)
+        (folder / sub / "config.json").write_text("{}")  # not a weight file
+    (folder / "manifest.json").write_text(json.dumps({"format": 1, "files": {}}))
+    return folder
+
+
+# large-v3's sizes, near enough: 6.2 GB fp32 twice, int8 a quarter of it.
+LARGE = {"original": 6 * GIB, "onnx-fp32": 6 * GIB, "quantized": 3 * GIB // 2}
+
+
+def test_each_engine_needs_its_weights_times_the_factor_plus_a_worker(tmp_path):
+    model = fake_model(tmp_path / "large-v3", LARGE)
+    result = estimate(model, ["original", "onnx-fp32", "quantized"], available_bytes=64 * GIB)
+    assert [n.engine for n in result.needs] == ["original", "onnx-fp32", "quantized"]
+    assert [n.weights_bytes for n in result.needs] == list(LARGE.values())
+    original = result.needs[0]
+    assert original.held_bytes == round(6 * GIB * HELD_PER_WEIGHT_BYTE)
+    assert original.needs_bytes == original.held_bytes + WORKER_BASELINE_MIB * MIB
+    assert result.total_bytes == sum(n.needs_bytes for n in result.needs) + PEAK_RESERVE_MIB * MIB
+    assert result.fits and result.source == "available memory"
+    assert check_memory(model, ["quantized"], available_bytes=64 * GIB).fits
+
+
+def test_engines_that_do_not_fit_are_refused_in_plain_words(tmp_path):
+    model = fake_model(tmp_path / "large-v3", LARGE)
+    with pytest.raises(MemoryBudgetError) as caught:
+        check_memory(model, ["original", "onnx-fp32", "quantized"], budget_mib=16_000)
+    message = str(caught.value)
+    assert isinstance(caught.value, EngineError)  # the page shows it as written
+    assert message.startswith("Not loading large-v3: it would not fit in memory.")
+    # Which engines, how much each, what is available and from where, what to do.
+    assert "original 7,466 MiB, onnx-fp32 7,466 MiB, quantized 2,166 MiB" in message
+    assert "about 17,798 MiB" in message
+    assert "16,000 MiB is available (WHISPER_MEMORY_BUDGET_MIB)" in message
+    assert "set WHISPER_ENGINES=original,quantized (about 10,332 MiB without onnx-fp32)" in message
+    assert "choose a smaller model" in message and "more memory" in message
+
+
+def test_when_even_the_required_engines_do_not_fit_it_says_so(tmp_path):
+    model = fake_model(tmp_path / "large-v3", LARGE)
+    with pytest.raises(MemoryBudgetError) as caught:
+        check_memory(model, ["original", "onnx-fp32", "quantized"], available_bytes=8 * GIB)
+    message = str(caught.value)
+    assert "8,192 MiB is available (available memory)" in message
+    assert "even original and quantized alone need about 10,332 MiB" in message
+    assert "WHISPER_ENGINES=" not in message
+
+
+def test_the_system_figure_comes_from_psutil(tmp_path, monkeypatch):
+    import psutil
+
+    class Memory:
+        available = 3 * GIB
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Memory())
+    assert budget.available_memory_bytes() == 3 * GIB
+    model = fake_model(tmp_path / "small", {"original": GIB, "quantized": GIB // 4})
+    result = estimate(model, ["original", "quantized"])
+    assert result.available_bytes == 3 * GIB and result.fits
+
+
+def test_the_result_is_a_frozen_value():
+    result = MemoryBudget("m", (EngineNeed("quantized", 100 * MIB),), 2 * GIB, "available memory")
+    with pytest.raises(AttributeError):
+        result.available_bytes = 0  # type: ignore[misc]
+    assert result.fits and result.message().startswith("m's engines need about")
+
+
+def test_budget_setting():
+    assert Settings.from_env({}).memory_budget_mib is None
+    assert Settings.from_env({"WHISPER_MEMORY_BUDGET_MIB": "16000"}).memory_budget_mib == 16000
+    with pytest.raises(SettingsError, match="WHISPER_MEMORY_BUDGET_MIB must be positive"):
+        Settings.from_env({"WHISPER_MEMORY_BUDGET_MIB": "0"})
+
+
+def test_the_app_refuses_before_starting_any_worker(tmp_path, monkeypatch):
+    fake_model(tmp_path / "large-v3", LARGE)
+    settings = Settings.from_env(
+        {
+            "WHISPER_MODELS_DIR": str(tmp_path),
+            "WHISPER_MODELS": "large-v3",
+            "WHISPER_MEMORY_BUDGET_MIB": "16000",
+        }
+    )
+    from whisper_quant import workers
+
+    monkeypatch.setattr(workers.EngineWorker, "start", lambda self: pytest.fail("started"))
+    pool = StudioSwitcher(settings)
+    with pytest.raises(MemoryBudgetError, match="WHISPER_ENGINES=original,quantized"):
+        pool.ensure_ready()
+    assert pool.current_model is None
