@@ -194,9 +194,12 @@ def test_a_dataset_benchmark_reports_intervals_and_paired_differences(
             str(out),
             "--markdown",
             str(tmp_path / "report.md"),
+            "--tradeoff-plot",
+            str(tmp_path / "tradeoff.png"),
         ]
     )
     assert code == 0
+    assert (tmp_path / "tradeoff.png").stat().st_size > 0
     data = json.loads(out.read_text())
     for engine in data["engines"].values():
         low, high = engine["wer_interval"]
@@ -263,3 +266,42 @@ def test_fixed_tokens_out_of_range_is_a_usage_error(value, capsys):
         benchmark_main(["--fixed-tokens", value])
     assert exit_info.value.code == 2
     assert "from 1 to 444" in capsys.readouterr().err
+
+
+def test_scaling_script_tabulates_every_model_on_equal_work(built_tiny, tmp_path):
+    """scripts/scaling.py on the tiny random model: one row per engine, the figures the
+    README's scaling table needs, a plot."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from fixed_tokens import write_noise
+
+    root = Path(__file__).resolve().parent.parent
+    clip = write_noise(tmp_path / "noise.wav", 3.0)
+    subprocess.run(
+        [
+            sys.executable,
+            str(root / "scripts" / "scaling.py"),
+            str(built_tiny.folder),
+            "--clip",
+            str(clip),
+            "--fixed-tokens",
+            "8",
+            "--output-dir",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    data = json.loads((tmp_path / "scaling.json").read_text())
+    (row,) = data["rows"]
+    assert set(row["engines"]) == {"original", "onnx-fp32", "quantized"}
+    assert row["engines"]["original"]["speedup"] == pytest.approx(1.0)
+    for figures in row["engines"].values():
+        assert figures["latency_s"] > 0 and figures["encoder_ms_per_window"] > 0
+        assert figures["ms_per_step"] > 0 and figures["disk_mib"] > 0
+    assert row["build_s"] > 0
+    markdown = (tmp_path / "scaling.md").read_text()
+    assert "8 forced tokens per window" in markdown and markdown.count("| quantized |") == 1
+    assert (tmp_path / "scaling.png").stat().st_size > 0
