@@ -212,14 +212,15 @@ def render(results: dict[str, dict]) -> str:
         "# Builds of the bigger shapes (synthetic weights)",
         "",
         "Measured by `scripts/measure_builds.py`: `build_model.py --model NAME --random-weights",
-        "--force` under `/usr/bin/time -v` on 2 shared CPU cores (another developer's tests ran",
-        "at the same time, so times are upper bounds). Peak RSS is time's \"Maximum resident set",
+        "--force` under `/usr/bin/time -v` on 2 CPU cores that other work sometimes shared (large-v2's",
+        "run overlapped another developer's tests, large-v3's export a two-minute test run), so",
+        "times are upper bounds. Peak RSS is time's \"Maximum resident set",
         'size": the largest single process of the build (heavy stages run in their own',
         "processes). The budget is 16 GiB. Synthetic weights: speed and memory only.",
         "",
         "| shape | parameters | fp32 weights | build time | peak RSS | peak / fp32 | int8 / fp32 "
-        "| stage peaks (MiB) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| stage peaks (MiB) | measured |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     tail = ["", "## Where the memory went", "", *BEFORE]
     for name, r in results.items():
@@ -228,7 +229,7 @@ def render(results: dict[str, dict]) -> str:
             f"| {name} | {r['parameters'] / 1e6:,.0f} M | {r['fp32_weight_bytes'] / GIB:.2f} GiB "
             f"| {r['build_seconds']:.0f} s | {r['peak_rss_bytes'] / GIB:.2f} GiB "
             f"| {r['peak_rss_bytes'] / r['fp32_weight_bytes']:.2f} | {r['int8_to_fp32']:.1%} "
-            f"| {peaks} |"
+            f"| {peaks} | {r['measured_at'][:10]} |"
         )
     lines.extend(tail)
     lines.append("")

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The README's benchmark runs, one after another, each writing docs/benchmark-<set>-<model>.*
 # Run on a quiet machine: every figure is wall-clock time on this machine's cores.
-#   bash scripts/run_benchmarks.sh [models dir] [set ...]   (sets: tuning eval long recipes)
+#   bash scripts/run_benchmarks.sh [models dir] [set ...]   (sets: tuning eval long mixed recipes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 models=${1:-models}
 shift || true
-sets=${*:-tuning eval long recipes}
+sets=${*:-tuning eval long mixed recipes}
 long=$(mktemp -d)
 trap 'rm -rf "$long"' EXIT
 
@@ -38,9 +38,12 @@ for set in $sets; do
             --engines original,onnx-fp32,quantized --repeat 1
         # base: the 1-minute clip (its longer runs take longer than this script should)
         run long base "$long"/english-1min.flac --references "$long/refs.tsv" \
-            --engines original,onnx-fp32,quantized --repeat 1
+            --engines original,onnx-fp32,quantized --repeat 1 ;;
+    mixed)  # English then German on base, language per window, every recipe; one timed pass
+        python scripts/long_clips.py "$long"
         run mixed base "$long/english-then-german.flac" --references "$long/refs.tsv" \
-            --engines original,onnx-fp32,quantized --repeat 1 --language-per-window ;;
+            --engines original,onnx-fp32,int8-seed,quantized,int8-encoder,int8-decoder,int4-weights,int8-static \
+            --repeat 1 --language-per-window ;;
     recipes)  # every recipe and runtime on the evaluation set (int8-static is calibrated on
               # the tuning clips, so it is judged on clips it never saw); one timed pass
         for model in tiny.en base; do
