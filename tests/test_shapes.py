@@ -321,3 +321,33 @@ def test_shape_names_are_listed(capsys):
     for name in SHAPES:
         assert name in out
     assert shapes.shape_names().startswith("small")
+
+
+def test_the_app_runs_a_synthetic_model_on_equal_work_without_wer(built_tiny_v3):
+    """The app's comparison on a synthetic (128-mel) model: every engine decodes the same
+    forced tokens, the summary says the weights are synthetic, and no WER is computed."""
+    from whisper_quant.service import SYNTHETIC_FIXED_TOKENS, StudioSwitcher, summary
+    from whisper_quant.settings import Settings
+
+    name = built_tiny_v3.name
+    pool = StudioSwitcher(
+        Settings(
+            models_dir=built_tiny_v3.parent,
+            default_model=name,
+            engines=("original", "onnx-fp32", "quantized"),
+        )
+    )
+    try:
+        assert pool.info(name).synthetic
+        options = pool.options(name)
+        assert options.fixed_tokens == SYNTHETIC_FIXED_TOKENS and options.temperatures == (0.0,)
+        clip = Path(__file__).parent / "data" / "goforward.wav"
+        comparison = pool.compare(clip, model=name, reference="go forward ten meters")
+    finally:
+        pool.close()
+    tokens = {r.engine: r.transcription.segments[0].tokens for r in comparison.results}
+    assert len(tokens) == 3
+    assert all(len(t) == SYNTHETIC_FIXED_TOKENS for t in tokens.values()), tokens
+    assert len(set(map(tuple, tokens.values()))) == 1
+    assert all(r.error_rate is None for r in comparison.results)
+    assert SYNTHETIC_NOTE[1:] in summary(comparison)

@@ -39,6 +39,7 @@ from .layout import GENERATION_CONFIG_FILE, ORIGINAL_DIR, build_command, built_m
 from .longform import DEFAULT_TEMPERATURES
 from .manifest import ModelIntegrityError, read_manifest
 from .measure import mib
+from .models import SYNTHETIC_NOTE
 from .settings import Settings
 from .tokens import TASKS
 
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 AUTO_DETECT = "auto-detect"
 AUTO_DETECT_PER_WINDOW = "auto-detect per window"
+# Tokens every engine decodes per window on a synthetic model (the scaling benchmark's N).
+SYNTHETIC_FIXED_TOKENS = 64
 README_SECTION = "how-the-figures-are-measured"
 
 # Whisper's languages (openai/whisper, tokenizer.py), for labels in the language menu: the
@@ -86,6 +89,8 @@ class ModelInfo:
     multilingual: bool
     languages: tuple[str, ...]  # codes; ("en",) for English-only models
     built: bool
+    # Seeded random weights (build_model.py --random-weights): speed and memory only.
+    synthetic: bool = False
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -104,10 +109,11 @@ def model_info(models_dir: Path, name: str) -> ModelInfo:
         # Whisper's English-only checkpoints are the ones named *.en.
         multilingual = not name.endswith(".en")
         return ModelInfo(name, multilingual, () if multilingual else ("en",), built=False)
+    synthetic = bool(manifest.get("synthetic"))
     if not manifest.get("multilingual"):
-        return ModelInfo(name, False, ("en",), built=True)
+        return ModelInfo(name, False, ("en",), built=True, synthetic=synthetic)
     codes = sorted(token.strip("<|>") for token in generation.get("lang_to_id", {}))
-    return ModelInfo(name, True, tuple(codes), built=True)
+    return ModelInfo(name, True, tuple(codes), built=True, synthetic=synthetic)
 
 
 def hardware_panel(settings: Settings, model: str) -> str:
@@ -317,6 +323,16 @@ class StudioSwitcher:
                 "or turn language per window off to fix a language."
             )
         code = check_options(info, None if per_window else language, task)
+        if info.synthetic:
+            # Random weights never say the end token: they would decode 448 tokens at each of
+            # six temperatures per window (minutes at large sizes). Every engine decodes the
+            # same forced tokens instead, the benchmark's --fixed-tokens: equal work.
+            return TranscribeOptions(
+                language=code,
+                task=task,
+                temperatures=(0.0,),
+                fixed_tokens=SYNTHETIC_FIXED_TOKENS,
+            )
         return TranscribeOptions(
             language=code,
             task=task,
@@ -355,6 +371,8 @@ class StudioSwitcher:
         model = self._known(model)
         progress = on_progress or (lambda fraction, message: None)
         options = options or self.options(model)
+        if self.info(model).synthetic:
+            reference = ""  # a synthetic model's words are meaningless: no WER
         if engines is not None:  # refused before the audio is decoded
             engines = check_selection(self.models_dir / model, engines, self.settings.engines)
         try:
@@ -508,6 +526,12 @@ def summary(comparison: Comparison) -> str:
         + f" (shuffled, seed {comparison.order_seed})"
     )
     line = " · ".join(parts)
+    if comparison.options.fixed_tokens:
+        line = (
+            f"**{SYNTHETIC_NOTE[0].upper() + SYNTHETIC_NOTE[1:]}.** Every engine decoded the "
+            f"same {comparison.options.fixed_tokens} forced tokens per window (equal work); "
+            "no WER.\n\n" + line
+        )
     line += "\n\n" + windows_line(comparison)
     line += "\n\n" + speedup_split(comparison)
     line += "\n\n" + memory_parts(comparison)
