@@ -371,8 +371,8 @@ class StudioSwitcher:
         model = self._known(model)
         progress = on_progress or (lambda fraction, message: None)
         options = options or self.options(model)
-        if self.info(model).synthetic:
-            reference = ""  # a synthetic model's words are meaningless: no WER
+        if options.fixed_tokens:
+            reference = ""  # forced tokens are not the model's words: no WER
         if engines is not None:  # refused before the audio is decoded
             engines = check_selection(self.models_dir / model, engines, self.settings.engines)
         try:
