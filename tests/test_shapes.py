@@ -306,10 +306,16 @@ def test_a_build_that_cannot_fit_fails_before_starting(tmp_path, monkeypatch):
     class Scarce:
         available = 2 * 2**30
 
+    class Usage:
+        free = 2**40  # plenty, so that the memory check is the one that speaks
+
+    # The machine's own disk may be short of large-v2's ~21 GiB too (seen in CI), and the
+    # disk is checked first: fake it as plentiful, then as scarce.
+    monkeypatch.setattr(build.shutil, "disk_usage", lambda _: Usage())
     monkeypatch.setattr(psutil, "virtual_memory", lambda: Scarce())
     with pytest.raises(build.BuildError, match="memory"):
         build_model("large-v2", tmp_path, BuildOptions(random_weights=True))
-    monkeypatch.setattr(build.shutil, "disk_usage", lambda _: type("U", (), {"free": 2**30}))
+    Usage.free = 2**30
     with pytest.raises(build.BuildError, match="disk"):
         build_model("large-v2", tmp_path, BuildOptions(random_weights=True))
     assert not any(Path(tmp_path).iterdir())
