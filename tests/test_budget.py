@@ -16,6 +16,7 @@ from whisper_quant.budget import (
     EngineNeed,
     MemoryBudget,
     MemoryBudgetError,
+    check_addition,
     check_memory,
     estimate,
 )
@@ -124,3 +125,44 @@ def test_the_app_refuses_before_starting_any_worker(tmp_path, monkeypatch):
     with pytest.raises(MemoryBudgetError, match="WHISPER_ENGINES=original,quantized"):
         pool.ensure_ready()
     assert pool.current_model is None
+
+
+def test_an_engine_added_later_needs_only_its_own_room_in_available_memory(tmp_path):
+    model = fake_model(tmp_path / "large-v3", LARGE)
+    # What the running engines hold is resident already, so not in `available`.
+    added = check_addition(model, ["original", "quantized"], "onnx-fp32", available_bytes=8 * GIB)
+    assert [n.engine for n in added.needs] == ["onnx-fp32"] and added.fits
+    with pytest.raises(MemoryBudgetError) as caught:
+        check_addition(model, ["original", "quantized"], "onnx-fp32", available_bytes=6 * GIB)
+    message = str(caught.value)
+    assert message.startswith(
+        "Not loading onnx-fp32 for large-v3 beside original, quantized: it would not fit"
+    )
+    assert "about 7,466 MiB" in message and "6,144 MiB is available (available memory)" in message
+    assert "Compare without onnx-fp32" in message
+
+
+def test_against_the_budget_setting_the_running_engines_count_too(tmp_path):
+    model = fake_model(tmp_path / "large-v3", LARGE)
+    with pytest.raises(MemoryBudgetError) as caught:
+        check_addition(model, ["original", "quantized"], "onnx-fp32", budget_mib=16_000)
+    message = str(caught.value)
+    assert "17,798 MiB in all" in message
+    assert "16,000 MiB is available (WHISPER_MEMORY_BUDGET_MIB)" in message
+    assert check_addition(model, ["original"], "quantized", budget_mib=16_000).fits
+
+
+def test_a_variant_chosen_on_the_page_is_refused_before_its_worker_starts(tmp_path, monkeypatch):
+    import numpy as np
+
+    from whisper_quant import workers
+    from whisper_quant.compare import Studio
+
+    model = fake_model(tmp_path / "large-v3", LARGE)
+    monkeypatch.setattr(workers.EngineWorker, "start", lambda self: pytest.fail("started"))
+    studio = Studio(model, ("original", "quantized"), memory_budget_mib=16_000)
+    with pytest.raises(MemoryBudgetError, match="Not loading onnx-fp32 for large-v3"):
+        studio.compare(
+            np.zeros(16_000, dtype=np.float32), engines=["original", "onnx-fp32", "quantized"]
+        )
+    assert list(studio.workers) == ["original", "quantized"]

@@ -152,3 +152,40 @@ def check_memory(
     if not budget.fits:
         raise MemoryBudgetError(budget.message())
     return budget
+
+
+def check_addition(
+    model_dir: Path | str,
+    running,
+    engine: str,
+    *,
+    budget_mib: float | None = None,
+    available_bytes: int | None = None,
+) -> MemoryBudget:
+    """Before one more engine of a model starts beside the engines already `running`.
+
+    Against WHISPER_MEMORY_BUDGET_MIB the running engines count, since the budget is the
+    whole app's; against the system's available memory they do not, since what they hold is
+    resident already and so no longer available. Raises MemoryBudgetError when it would not
+    fit, naming the engine, its need and what to do.
+    """
+    counted = [*running, engine] if budget_mib is not None else [engine]
+    budget = estimate(model_dir, counted, budget_mib=budget_mib, available_bytes=available_bytes)
+    if budget.fits:
+        return budget
+    need = budget.needs[-1]
+    beside = f" beside {', '.join(running)}" if running else ""
+    counted_too = (
+        f"; with the running engines, {budget.total_bytes / MIB:,.0f} MiB in all"
+        if budget_mib is not None and running
+        else ""
+    )
+    raise MemoryBudgetError(
+        f"Not loading {engine} for {budget.model}{beside}: it would not fit in memory. It needs "
+        f"about {need.needs_bytes / MIB:,.0f} MiB (its weights × {HELD_PER_WEIGHT_BYTE} plus a "
+        f"{WORKER_BASELINE_MIB} MiB worker) and {budget.reserve_bytes / MIB:,.0f} MiB is kept "
+        f"for the running transcription{counted_too}; "
+        f"{budget.available_bytes / MIB:,.0f} MiB is available ({budget.source}). Compare "
+        f"without {engine}, choose a smaller model, or run the app on a machine with more "
+        "memory."
+    )

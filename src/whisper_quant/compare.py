@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import SAMPLE_RATE
+from .budget import check_addition
 from .engines import (
     DEFAULT_ENGINES,
     DEFAULT_THREADS,
@@ -129,8 +130,11 @@ class Studio:
         threads: int = DEFAULT_THREADS,
         request_timeout_s: float | None = DEFAULT_REQUEST_TIMEOUT_S,
         verify_checksums: bool = True,
+        memory_budget_mib: float | None = None,
     ):
         self.model_dir = Path(model_dir)
+        # An engine started on first use is checked against it (budget.check_addition).
+        self.memory_budget_mib = memory_budget_mib
         self.model = self.model_dir.name
         self.engines = tuple(engines)
         self.threads = threads
@@ -160,7 +164,12 @@ class Studio:
         return self.manifest
 
     def _add_worker(self, name: str, on_load: Callable[[str], None] | None) -> None:
-        """Verify one more engine's files, then load and warm up its worker."""
+        """Check one more engine fits in memory, verify its files, then load and warm up its
+        worker."""
+        budget = check_addition(
+            self.model_dir, list(self.workers), name, budget_mib=self.memory_budget_mib
+        )
+        logger.info("memory for %s: %s", name, budget.message())
         try:
             verify_folder(
                 self.model_dir,

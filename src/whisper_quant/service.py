@@ -447,6 +447,7 @@ class StudioSwitcher:
             self.settings.engines,
             threads=self.settings.threads,
             request_timeout_s=self.settings.request_timeout_s,
+            memory_budget_mib=self.settings.memory_budget_mib,
         )
         # Memory budget (budget.py): refuse, in plain words, engines that would not fit.
         budget = check_memory(
