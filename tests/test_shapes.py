@@ -356,4 +356,5 @@ def test_the_app_runs_a_synthetic_model_on_equal_work_without_wer(built_tiny_v3)
     assert all(len(t) == SYNTHETIC_FIXED_TOKENS for t in tokens.values()), tokens
     assert len(set(map(tuple, tokens.values()))) == 1
     assert all(r.error_rate is None for r in comparison.results)
+    assert comparison.synthetic  # from the manifest, not from the forced tokens
     assert SYNTHETIC_NOTE[1:] in summary(comparison)

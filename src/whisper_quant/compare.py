@@ -60,6 +60,9 @@ class Comparison:
     # in `results`).
     order_seed: int | None = None
     options: TranscribeOptions = TranscribeOptions()
+    # The model's manifest marks it synthetic (seeded random weights): its transcripts are
+    # meaningless, only speed and memory count.
+    synthetic: bool = False
 
     def get(self, engine: str) -> EngineResult | None:
         return next((r for r in self.results if r.engine == engine), None)
@@ -303,6 +306,7 @@ class Studio:
             notice=" ".join(sorted(notices)),
             order_seed=order_seed,
             options=options,
+            synthetic=bool(self.manifest.get("synthetic")),
         )
 
     def close(self) -> None:

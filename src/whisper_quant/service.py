@@ -529,10 +529,11 @@ def summary(comparison: Comparison) -> str:
     line = " · ".join(parts)
     if comparison.options.fixed_tokens:
         line = (
-            f"**{SYNTHETIC_NOTE[0].upper() + SYNTHETIC_NOTE[1:]}.** Every engine decoded the "
-            f"same {comparison.options.fixed_tokens} forced tokens per window (equal work); "
-            "no WER.\n\n" + line
+            f"Every engine decoded the same {comparison.options.fixed_tokens} forced tokens "
+            "per window (equal work); no WER.\n\n" + line
         )
+    if comparison.synthetic:
+        line = f"**{SYNTHETIC_NOTE[0].upper() + SYNTHETIC_NOTE[1:]}.** " + line
     line += "\n\n" + windows_line(comparison)
     line += "\n\n" + speedup_split(comparison)
     line += "\n\n" + memory_parts(comparison)
