@@ -264,9 +264,11 @@ def compare_batch(
     model=None,
     language=AUTO_DETECT,
     task="transcribe",
+    engines=None,
     progress=gr.Progress(),  # noqa: B008
 ):
-    """Compare the engines on several clips: WER with intervals, per-clip diffs, downloads."""
+    """Compare the chosen engines on several clips: WER with intervals, per-clip diffs,
+    downloads."""
     if not files:
         raise gr.Error("Upload clips (audio files or a zip) first.", print_exception=False)
     work = Path(tempfile.mkdtemp(prefix="whisper-quant-batch-"))
@@ -280,6 +282,7 @@ def compare_batch(
             options=POOL.options(model, language, task or "transcribe"),
             work_dir=work,
             on_progress=lambda fraction, message: progress(fraction, desc=message),
+            engines=None if engines is None else list(engines),
         )
     except Exception as e:
         raise user_error(e, "batch", "batch") from e
@@ -628,6 +631,13 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
                 label="Language",
             )
             batch_task = gr.Radio(["transcribe", "translate"], label="Task", **TASK_STATE)
+        batch_variants = gr.CheckboxGroup(
+            _engine_choices(POOL.all_engines()),
+            value=list(SETTINGS.engines),
+            label="Engines / variants",
+            info="The variants of this model to run on every clip; the original always runs.",
+            elem_id="batch-variants",
+        )
         batch_run = gr.Button("Run batch", variant="primary", elem_id="run-batch")
         batch_summary = gr.Markdown(elem_id="batch-summary")
         batch_engines = gr.Dataframe(
@@ -669,7 +679,14 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
     )
     batch_run.click(
         compare_batch,
-        inputs=[batch_files, batch_references, batch_model, batch_language, batch_task],
+        inputs=[
+            batch_files,
+            batch_references,
+            batch_model,
+            batch_language,
+            batch_task,
+            batch_variants,
+        ],
         outputs=[batch_engines, batch_clips, batch_downloads, batch_summary],
         api_name="compare_batch",
     )
@@ -681,8 +698,14 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
     batch_model.change(
         model_options, batch_model, [batch_language, batch_task], api_visibility="private"
     )
+    batch_model.change(
+        refresh_engines, [batch_model, batch_variants], batch_variants, api_visibility="private"
+    )
     demo.load(refresh_models, outputs=model, api_visibility="private")
     demo.load(refresh_engines, [model, engines], engines, api_visibility="private")
+    demo.load(
+        refresh_engines, [batch_model, batch_variants], batch_variants, api_visibility="private"
+    )
 
 # One comparison at a time: the engines share the CPU, and a second request running beside
 # the first would distort both timings; waiting users see their place in the queue.

@@ -79,23 +79,24 @@ def click_example(page: Page, label: str) -> None:
     _wait_for_clip(page, None)
 
 
-def choose_engines(page: Page, labels: list[str]) -> None:
-    """Tick exactly the variants labelled `labels` in "Engines / variants"."""
-    choices = _engine_choices(page)
+def choose_engines(page: Page, labels: list[str], group: str = "#engines") -> None:
+    """Tick exactly the variants labelled `labels` in the "Engines / variants" group
+    `group` (the single-clip tab's, or "#batch-variants")."""
+    choices = _engine_choices(page, group)
     for _ in range(3):
         for i in range(choices.count()):
             choice = choices.nth(i)
             choice.locator("input").set_checked(choice.inner_text().strip() in labels)
         # Ticked once the page's own load event (which refreshes the choices) has run.
         page.wait_for_timeout(CHOICES_SETTLE_MS)
-        if sorted(checked_engines(page)) == sorted(labels):
+        if sorted(checked_engines(page, group)) == sorted(labels):
             return
-    raise StudioPageError(f"could not tick {labels}; ticked: {checked_engines(page)}")
+    raise StudioPageError(f"could not tick {labels}; ticked: {checked_engines(page, group)}")
 
 
-def checked_engines(page: Page) -> list[str]:
+def checked_engines(page: Page, group: str = "#engines") -> list[str]:
     """The labels of the ticked variants."""
-    choices = _engine_choices(page)
+    choices = _engine_choices(page, group)
     return [
         choices.nth(i).inner_text().strip()
         for i in range(choices.count())
@@ -103,9 +104,9 @@ def checked_engines(page: Page) -> list[str]:
     ]
 
 
-def _engine_choices(page: Page):
-    """One label (holding its checkbox) per variant in "Engines / variants"."""
-    return page.locator("#engines label").filter(has=page.locator("input[type=checkbox]"))
+def _engine_choices(page: Page, group: str):
+    """One label (holding its checkbox) per variant in an "Engines / variants" group."""
+    return page.locator(f"{group} label").filter(has=page.locator("input[type=checkbox]"))
 
 
 def run(page: Page) -> Transcripts:
@@ -128,15 +129,20 @@ def run(page: Page) -> Transcripts:
     return transcripts(page)
 
 
-def run_batch(page: Page, clips: list[Path], references: Path) -> str:
-    """Open the Batch tab, upload `clips` and `references`, press Run batch and wait for
-    the results; return the per-clip table's visible text, whitespace folded.
+def run_batch(
+    page: Page, clips: list[Path], references: Path, variants: list[str] | None = None
+) -> str:
+    """Open the Batch tab, tick `variants` (labels; by default leave the app's choice),
+    upload `clips` and `references`, press Run batch and wait for the results; return the
+    per-clip table's visible text, whitespace folded.
 
     Raises StudioPageError with the page's message when the app answers with an error.
     """
     from playwright.sync_api import expect
 
     page.get_by_role("tab", name="Batch").click()
+    if variants is not None:
+        choose_engines(page, variants, group="#batch-variants")
     page.set_input_files("#batch-files input[type=file]", [str(c) for c in clips])
     page.set_input_files("#batch-references input[type=file]", str(references))
     for clip in clips:  # each upload shows its name (apart from its extension) once done

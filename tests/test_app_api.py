@@ -88,7 +88,10 @@ def test_compare_and_compare_batch_are_the_public_endpoints_with_documented_inpu
         "model",
         "language",
         "task",
+        "engines",
     ]
+    batch_defaults = {p["parameter_name"]: p.get("parameter_default") for p in batch["parameters"]}
+    assert batch_defaults["engines"] == list(Settings().engines)
     compare_api = api["named_endpoints"]["/compare"]
     names = [p["parameter_name"] for p in compare_api["parameters"]]
     # The first five are the contract's original inputs, in their order; new ones follow.
@@ -416,6 +419,33 @@ def test_compare_batch_scores_several_clips_with_intervals(client, clip, tmp_pat
     assert "13 reference words" in summary  # normalised: "go forward 10 meters" + 9
     assert "broken.wav" in summary
     assert sorted(Path(f).name for f in downloads) == ["batch.csv", "batch.json"]
+
+
+def test_compare_batch_runs_the_chosen_variants_only(client, clip):
+    engines, clips, _, _ = client.predict(
+        [handle_file(str(clip("goforward.wav")))],
+        None,
+        "tiny.en",
+        "auto-detect",
+        "transcribe",
+        engines=["quantized", "original"],
+        api_name="/compare_batch",
+    )
+    assert [row[0] for row in engines["data"]] == [
+        "Original (PyTorch fp32)",
+        "Quantized (ONNX int8)",
+    ]
+    assert not any(h.startswith("onnx-fp32") for h in clips["headers"])
+    with pytest.raises(AppError, match="Keep 'original' among the engines"):
+        client.predict(
+            [handle_file(str(clip("goforward.wav")))],
+            None,
+            "tiny.en",
+            "auto-detect",
+            "transcribe",
+            engines=["quantized"],
+            api_name="/compare_batch",
+        )
 
 
 def test_compare_batch_without_files_says_what_to_upload(client):

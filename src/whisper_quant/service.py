@@ -409,16 +409,20 @@ class StudioSwitcher:
         options: TranscribeOptions | None = None,
         work_dir: Path,
         on_progress: Progress | None = None,
+        engines: Sequence[str] | None = None,
     ) -> BatchResult:
         """Compare the model's engines on every clip of a batch, one clip after the other.
 
-        Raises BatchError for a batch over the limits or with nothing to decode; a clip that
-        cannot be decoded is reported in its row, and the others still run.
+        `engines` chooses which, as in `compare`. Raises BatchError for a batch over the
+        limits or with nothing to decode, ValueError for engines the model does not offer; a
+        clip that cannot be decoded is reported in its row, and the others still run.
         """
         model = self._known(model)
         progress = on_progress or (lambda fraction, message: None)
         options = options or self.options(model)
         settings = self.settings
+        if engines is not None:  # refused before any clip is decoded
+            engines = check_selection(self.models_dir / model, engines, settings.engines)
         paths = gather_files(files or [], Path(work_dir), settings.max_batch_files)
         references = read_reference_file(references_file)
         clips = load_batch(paths, references, max_total_seconds=settings.max_batch_seconds)
@@ -429,7 +433,9 @@ class StudioSwitcher:
                 progress(i / len(clips), f"Clip {i + 1}/{len(clips)}: {clip.name}")
                 comparison = None
                 if runnable(clip):
-                    comparison = studio.compare(clip.audio, options, reference=clip.reference or "")
+                    comparison = studio.compare(
+                        clip.audio, options, reference=clip.reference or "", engines=engines
+                    )
                 results.append(ClipResult(clip, comparison))
         return summarize_batch(model, results)
 
