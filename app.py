@@ -27,6 +27,7 @@ from whisper_quant.engines import EngineError, engine_class  # noqa: E402
 from whisper_quant.manifest import ModelIntegrityError, read_manifest  # noqa: E402
 from whisper_quant.measure import MEMORY_METHOD, timing_method  # noqa: E402
 from whisper_quant.metrics import DIFF_ADDED, DIFF_CHANGED, DIFF_MISSING, word_diff  # noqa: E402
+from whisper_quant.models import SYNTHETIC_NOTE  # noqa: E402
 from whisper_quant.report import (  # noqa: E402
     LATENCY_METRIC,
     MEMORY_METRIC,
@@ -315,6 +316,12 @@ def compare_batch(
         f"{result.reference_words} reference words (95% bootstrap intervals over clips; the "
         "difference from the original is paired)."
     ]
+    if result.synthetic:
+        lines.insert(
+            0,
+            f"**{SYNTHETIC_NOTE[0].upper() + SYNTHETIC_NOTE[1:]}.** Every engine decoded the same "
+            "forced tokens per window (equal work); references are not scored.",
+        )
     if failed:
         lines.append("Not decoded: " + "; ".join(f"{c.name}: {c.error}" for c in failed))
     return (
@@ -635,7 +642,8 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
             _engine_choices(POOL.all_engines()),
             value=list(SETTINGS.engines),
             label="Engines / variants",
-            info="The variants of this model to run on every clip; the original always runs.",
+            info="The variants of this model to run on every clip. The original is the "
+            "reference every variant is measured against, so a run without it is refused.",
             elem_id="batch-variants",
         )
         batch_run = gr.Button("Run batch", variant="primary", elem_id="run-batch")

@@ -159,9 +159,13 @@ def test_a_variant_chosen_on_the_page_is_refused_before_its_worker_starts(tmp_pa
     from whisper_quant.compare import Studio
 
     model = fake_model(tmp_path / "large-v3", LARGE)
-    monkeypatch.setattr(workers.EngineWorker, "start", lambda self: pytest.fail("started"))
+    # The original and quantized run already (pretended); nothing may start a process.
+    monkeypatch.setattr(workers.EngineWorker, "alive", property(lambda self: True))
+    monkeypatch.setattr(workers.EngineWorker, "_start", lambda self: pytest.fail("started"))
     studio = Studio(model, ("original", "quantized"), memory_budget_mib=16_000)
-    with pytest.raises(MemoryBudgetError, match="Not loading onnx-fp32 for large-v3"):
+    with pytest.raises(
+        MemoryBudgetError, match="Not loading onnx-fp32 for large-v3 beside original, quantized"
+    ):
         studio.compare(
             np.zeros(16_000, dtype=np.float32), engines=["original", "onnx-fp32", "quantized"]
         )

@@ -59,6 +59,10 @@ class FakeWorker:
         self.report = LoadReport(self.engine, ENGINES[self.engine].label, "", 2, 1, 0, 0, 0, 0, 0)
         return self.report
 
+    @property
+    def alive(self):
+        return self.report is not None
+
     def ensure_alive(self):
         pass
 

@@ -31,6 +31,7 @@ class _Recorder:
 
 def test_the_engines_of_one_request_share_one_deadline(tmp_path):
     studio = Studio(tmp_path, ("original", "quantized"), request_timeout_s=30.0)
+    studio.manifest = {"format": 1, "files": {}}  # verified, as start() would have
     seen: list = []
     studio.workers = {
         "original": _Recorder("original", seen, fail=False),
@@ -51,6 +52,7 @@ def test_the_engines_of_one_request_share_one_deadline(tmp_path):
 
 def test_without_a_limit_no_deadline_is_set(tmp_path):
     studio = Studio(tmp_path, ("original", "quantized"), request_timeout_s=None)
+    studio.manifest = {"format": 1, "files": {}}  # verified, as start() would have
     seen: list = []
     studio.workers = {
         "original": _Recorder("original", seen, fail=True),

@@ -329,7 +329,7 @@ def test_shape_names_are_listed(capsys):
     assert shapes.shape_names().startswith("small")
 
 
-def test_the_app_runs_a_synthetic_model_on_equal_work_without_wer(built_tiny_v3):
+def test_the_app_runs_a_synthetic_model_on_equal_work_without_wer(built_tiny_v3, tmp_path):
     """The app's comparison on a synthetic (128-mel) model: every engine decodes the same
     forced tokens, the summary says the weights are synthetic, and no WER is computed."""
     from whisper_quant.service import SYNTHETIC_FIXED_TOKENS, StudioSwitcher, summary
@@ -349,8 +349,16 @@ def test_the_app_runs_a_synthetic_model_on_equal_work_without_wer(built_tiny_v3)
         assert options.fixed_tokens == SYNTHETIC_FIXED_TOKENS and options.temperatures == (0.0,)
         clip = Path(__file__).parent / "data" / "goforward.wav"
         comparison = pool.compare(clip, model=name, reference="go forward ten meters")
+        # The batch alike: references given, none scored.
+        refs = tmp_path / "refs.csv"
+        refs.write_text("file_name,transcription\ngoforward.wav,go forward ten meters\n")
+        batch = pool.compare_batch(
+            [clip], references_file=refs, model=name, work_dir=tmp_path / "batch"
+        )
     finally:
         pool.close()
+    assert batch.synthetic and batch.reference_words == 0
+    assert all(e.wer == "" for e in batch.engines)
     tokens = {r.engine: r.transcription.segments[0].tokens for r in comparison.results}
     assert len(tokens) == 3
     assert all(len(t) == SYNTHETIC_FIXED_TOKENS for t in tokens.values()), tokens

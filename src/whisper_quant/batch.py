@@ -73,11 +73,14 @@ class BatchResult:
     clips: tuple[ClipResult, ...]
     engines: tuple[EngineSummary, ...]
     reference_words: int  # normalised reference words the WERs rest on
+    # The model's manifest marks it synthetic: speed and memory only, no WER.
+    synthetic: bool = False
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "model": self.model,
+                "synthetic": self.synthetic,
                 "reference_words": self.reference_words,
                 "engines": [e.__dict__ for e in self.engines],
                 "clips": per_clip_records(self),
@@ -223,7 +226,8 @@ def summarize_batch(model: str, results: Sequence[ClipResult]) -> BatchResult:
                 empty=flags.empty_outputs,
             )
         )
-    return BatchResult(model, tuple(results), tuple(summaries), words)
+    synthetic = any(r.comparison.synthetic for r in done)
+    return BatchResult(model, tuple(results), tuple(summaries), words, synthetic)
 
 
 def per_clip_records(result: BatchResult) -> list[dict]:

@@ -169,9 +169,8 @@ class Studio:
     def _add_worker(self, name: str, on_load: Callable[[str], None] | None) -> None:
         """Check one more engine fits in memory, verify its files, then load and warm up its
         worker."""
-        budget = check_addition(
-            self.model_dir, list(self.workers), name, budget_mib=self.memory_budget_mib
-        )
+        running = [n for n, worker in self.workers.items() if worker.alive]
+        budget = check_addition(self.model_dir, running, name, budget_mib=self.memory_budget_mib)
         logger.info("memory for %s: %s", name, budget.message())
         try:
             verify_folder(
@@ -244,13 +243,17 @@ class Studio:
                 if engines is None
                 else check_selection(self.model_dir, engines, self.engines)
             )
+            if not self.manifest:  # compared without start(): verify as start() would
+                self.verify()
+            # A worker stopped by an earlier request's time limit restarts before the clock
+            # starts (its start-up is not this request's work), and before a new engine's
+            # memory check, which counts the running ones.
+            for name in chosen:
+                if name in self.workers:
+                    self.workers[name].ensure_alive()
             for name in chosen:
                 if name not in self.workers:
                     self._add_worker(name, on_load)
-            # A worker stopped by an earlier request's time limit restarts before the clock
-            # starts: its start-up is not this request's work.
-            for name in chosen:
-                self.workers[name].ensure_alive()
             if order_seed is None:
                 order_seed = self._seeds.randrange(2**31)
             # One time limit for the whole request, shared by its engines.

@@ -425,6 +425,8 @@ class StudioSwitcher:
             engines = check_selection(self.models_dir / model, engines, settings.engines)
         paths = gather_files(files or [], Path(work_dir), settings.max_batch_files)
         references = read_reference_file(references_file)
+        if options.fixed_tokens:
+            references = {}  # forced tokens are not the model's words: no WER, as in compare
         clips = load_batch(paths, references, max_total_seconds=settings.max_batch_seconds)
         results = []
         with self._lock:
