@@ -605,7 +605,7 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
         with gr.Accordion("This machine", open=False, elem_id="hardware"):
             hardware = gr.Markdown(hardware_panel(SETTINGS, SETTINGS.default_model))
 
-    with gr.Tab("Batch", id="batch", elem_id="batch"):
+    with gr.Tab("Batch", id="batch", elem_id="batch") as batch_tab:
         gr.Markdown(
             "Compare the engines on several clips at once: upload audio files (or a zip of "
             "them) and, to score WER, a references file: CSV with `file_name` and "
@@ -706,14 +706,19 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
     batch_model.change(
         model_options, batch_model, [batch_language, batch_task], api_visibility="private"
     )
-    batch_model.change(
-        refresh_engines, [batch_model, batch_variants], batch_variants, api_visibility="private"
-    )
+    # The batch's variants refresh when its tab opens, not on page load: an update sent to a
+    # tab not yet shown left its progress overlay pending over the checkboxes (Gradio 6.17).
+    for batch_event in (batch_model.change, batch_tab.select):
+        batch_event(
+            refresh_engines,
+            [batch_model, batch_variants],
+            batch_variants,
+            api_visibility="private",
+            show_progress="hidden",
+        )
     demo.load(refresh_models, outputs=model, api_visibility="private")
     demo.load(refresh_engines, [model, engines], engines, api_visibility="private")
-    demo.load(
-        refresh_engines, [batch_model, batch_variants], batch_variants, api_visibility="private"
-    )
+
 
 # One comparison at a time: the engines share the CPU, and a second request running beside
 # the first would distort both timings; waiting users see their place in the queue.
