@@ -27,7 +27,6 @@ from whisper_quant.engines import EngineError, engine_class  # noqa: E402
 from whisper_quant.manifest import ModelIntegrityError, read_manifest  # noqa: E402
 from whisper_quant.measure import MEMORY_METHOD, timing_method  # noqa: E402
 from whisper_quant.metrics import DIFF_ADDED, DIFF_CHANGED, DIFF_MISSING, word_diff  # noqa: E402
-from whisper_quant.models import SYNTHETIC_NOTE  # noqa: E402
 from whisper_quant.report import (  # noqa: E402
     LATENCY_METRIC,
     MEMORY_METRIC,
@@ -40,6 +39,7 @@ from whisper_quant.service import (  # noqa: E402
     AUTO_DETECT,
     AUTO_DETECT_PER_WINDOW,
     README_SECTION,
+    SYNTHETIC_HEADING,
     StudioSwitcher,
     hardware_panel,
     language_label,
@@ -319,8 +319,8 @@ def compare_batch(
     if result.synthetic:
         lines.insert(
             0,
-            f"**{SYNTHETIC_NOTE[0].upper() + SYNTHETIC_NOTE[1:]}.** Every engine decoded the same "
-            "forced tokens per window (equal work); references are not scored.",
+            f"{SYNTHETIC_HEADING} Every engine decoded the same forced tokens per window "
+            "(equal work); references are not scored.",
         )
     if failed:
         lines.append("Not decoded: " + "; ".join(f"{c.name}: {c.error}" for c in failed))

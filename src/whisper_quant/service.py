@@ -49,6 +49,8 @@ AUTO_DETECT = "auto-detect"
 AUTO_DETECT_PER_WINDOW = "auto-detect per window"
 # Tokens every engine decodes per window on a synthetic model (the scaling benchmark's N).
 SYNTHETIC_FIXED_TOKENS = 64
+# The bold sentence a synthetic model's results open with, on the page and in the batch.
+SYNTHETIC_HEADING = f"**{SYNTHETIC_NOTE[0].upper() + SYNTHETIC_NOTE[1:]}.**"
 README_SECTION = "how-the-figures-are-measured"
 
 # Whisper's languages (openai/whisper, tokenizer.py), for labels in the language menu: the
@@ -373,8 +375,7 @@ class StudioSwitcher:
         options = options or self.options(model)
         if options.fixed_tokens:
             reference = ""  # forced tokens are not the model's words: no WER
-        if engines is not None:  # refused before the audio is decoded
-            engines = check_selection(self.models_dir / model, engines, self.settings.engines)
+        engines = self._selection(model, engines)  # refused before the audio is decoded
         try:
             audio = decode_audio(audio_path, max_seconds=self.settings.max_seconds)
         except EmptyAudioError:
@@ -421,8 +422,7 @@ class StudioSwitcher:
         progress = on_progress or (lambda fraction, message: None)
         options = options or self.options(model)
         settings = self.settings
-        if engines is not None:  # refused before any clip is decoded
-            engines = check_selection(self.models_dir / model, engines, settings.engines)
+        engines = self._selection(model, engines)  # refused before any clip is decoded
         paths = gather_files(files or [], Path(work_dir), settings.max_batch_files)
         references = read_reference_file(references_file)
         if options.fixed_tokens:
@@ -440,6 +440,13 @@ class StudioSwitcher:
                     )
                 results.append(ClipResult(clip, comparison))
         return summarize_batch(model, results)
+
+    def _selection(self, model: str, engines: Sequence[str] | None) -> tuple[str, ...] | None:
+        """The chosen engines checked against the model (`check_selection`), or None for the
+        studio's own."""
+        if engines is None:
+            return None
+        return check_selection(self.models_dir / model, engines, self.settings.engines)
 
     def _studio_for(self, model: str, progress: Progress | None) -> Studio:
         if self._studio is not None and self._studio.model == model:
@@ -541,7 +548,7 @@ def summary(comparison: Comparison) -> str:
             "per window (equal work); no WER.\n\n" + line
         )
     if comparison.synthetic:
-        line = f"**{SYNTHETIC_NOTE[0].upper() + SYNTHETIC_NOTE[1:]}.** " + line
+        line = f"{SYNTHETIC_HEADING} " + line
     line += "\n\n" + windows_line(comparison)
     line += "\n\n" + speedup_split(comparison)
     line += "\n\n" + memory_parts(comparison)
