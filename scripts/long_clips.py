@@ -1,6 +1,6 @@
 """Write long recordings for the long-form benchmark: 1, 3 and 10 minutes, and EN -> DE.
 
-The English clips join the real read speech of the shipped evaluation set (eval/: LibriVox
+The English clips (language `en`) join the real read speech of the shipped evaluation set (eval/: LibriVox
 sonnets and novel excerpts, telephony prompts, CMU Arctic) in the order of its
 metadata.csv, with 0.6 s pauses, starting over from the first clip when a length needs more
 than the set holds. The mixed clip is a real English sonnet followed by German espeak-ng
@@ -29,9 +29,14 @@ PAUSE_S = 0.6
 LENGTHS_MIN = (1, 3, 10)
 
 
-def read_set(folder: Path) -> list[tuple[Path, str]]:
+def read_set(folder: Path, language: str) -> list[tuple[Path, str]]:
+    """(audio file, transcription) of the set's clips in `language`, in metadata order."""
     with open(folder / "metadata.csv", encoding="utf-8", newline="") as f:
-        return [(folder / row["file_name"], row["transcription"]) for row in csv.DictReader(f)]
+        return [
+            (folder / row["file_name"], row["transcription"])
+            for row in csv.DictReader(f)
+            if row["language"] == language
+        ]
 
 
 def join(items: list[tuple[Path, str]], seconds: float | None) -> tuple[np.ndarray, str]:
@@ -74,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    english = read_set(EVAL)
+    english = read_set(EVAL, "en")
     refs = []
     for minutes in LENGTHS_MIN:
         audio, text = join(english, minutes * 60.0)
@@ -83,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         refs.append((name, text))
         print(f"{name}: {len(audio) / SAMPLE_RATE:.0f} s, {len(text.split())} reference words")
     sonnet = [item for item in english if "sonnet-001" in item[0].name]
-    german = [item for item in read_set(EVAL / "synthetic") if "-de-" in item[0].name]
+    german = read_set(EVAL / "synthetic", "de")
     audio, text = join(sonnet + german, None)
     write_flac(args.out / "english-then-german.flac", audio)
     refs.append(("english-then-german.flac", text))

