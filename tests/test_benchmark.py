@@ -290,7 +290,7 @@ def test_fixed_tokens_out_of_range_is_a_usage_error(value, capsys):
 
 def test_scaling_script_tabulates_every_model_on_equal_work(built_tiny, tmp_path):
     """scripts/scaling.py on the tiny random model: one row per engine, the figures the
-    README's scaling table needs, a plot."""
+    README's scaling table needs as medians of 3 passes with their spread, a plot."""
     import subprocess
     import sys
     from pathlib import Path
@@ -316,12 +316,37 @@ def test_scaling_script_tabulates_every_model_on_equal_work(built_tiny, tmp_path
     )
     data = json.loads((tmp_path / "scaling.json").read_text())
     (row,) = data["rows"]
+    assert data["passes"] == row["passes"] == 3  # the default
     assert set(row["engines"]) == {"original", "onnx-fp32", "quantized"}
     assert row["engines"]["original"]["speedup"] == pytest.approx(1.0)
     for figures in row["engines"].values():
         assert figures["latency_s"] > 0 and figures["encoder_ms_per_window"] > 0
         assert figures["ms_per_step"] > 0 and figures["disk_mib"] > 0
+        for key in ("latency_s", "speedup", "encoder_ms_per_window", "ms_per_step"):
+            low, high = figures[f"{key}_range"]
+            assert low <= figures[key] <= high, key
+    low, high = row["engines"]["quantized"]["latency_s_range"]
+    assert low < high  # three separate runs do not time alike to the nanosecond
     assert row["build_s"] > 0
     markdown = (tmp_path / "scaling.md").read_text()
     assert "8 forced tokens per window" in markdown and markdown.count("| quantized |") == 1
+    assert "median of 3 passes" in markdown
+    latency = row["engines"]["quantized"]["latency_s"]
+    assert f"| {latency * 1000:,.0f} ({low * 1000:,.0f}-{high * 1000:,.0f}) |" in markdown
     assert (tmp_path / "scaling.png").stat().st_size > 0
+
+
+def test_scaling_script_refuses_fewer_than_three_passes(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(root / "scripts" / "scaling.py"), str(tmp_path), "--clip", "x.wav"]
+        + ["--passes", "2"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert "--passes must be at least 3" in done.stderr
