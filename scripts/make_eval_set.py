@@ -428,9 +428,10 @@ def fetch_sources(work: Path) -> Sources:
 
 
 def word_count(text: str, language: str = "en") -> int:
-    """Reference words as the project's WER counts them (Whisper's normaliser for the language:
-    English rules for English, basic rules otherwise)."""
-    return len(normalize_text(text, language).split())
+    """Reference words after Whisper's normaliser for the language (English rules for English,
+    basic rules otherwise) with the extra rules, as the WER counted them when the set was
+    made: the same count keeps the same selection."""
+    return len(normalize_text(text, language, extra_rules=True).split())
 
 
 def asterisk_prompts(tree: Path) -> list[tuple[str, str]]:

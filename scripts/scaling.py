@@ -7,8 +7,13 @@ encoder time per window, the decoder's cost per step, latency, memory held, peak
 with the model's build time and build peak from its manifest (and docs/builds.json's
 /usr/bin/time figure where it has the shape). Writes docs/scaling.json, .md and .png.
 
-    python scripts/scaling.py /work/models/tiny.en /work/models-big/large-v2-random \\
-        --clip tests/data/goforward.wav --fixed-tokens 64
+The benchmark runs `--passes` times per model (at least MIN_PASSES, each a fresh set of
+workers, models taken in turn so a slow spell of the machine does not fall on one model);
+every figure is the median over the passes, with its spread (lowest and highest pass) beside
+it as `<figure>_range`. A pass's speed-up is against the original of the same pass.
+
+    python scripts/scaling.py models/tiny.en models-big/large-v2-random \\
+        --clip tests/data/goforward.wav --fixed-tokens 64 --passes 3
 
 Run on a quiet machine: every figure is wall-clock time on this machine's cores.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +33,9 @@ DOCS = ROOT / "docs"
 # The article: whisper-large-v2, Optimum dynamic int8 (avx512_vnni, per-tensor), CPU.
 ARTICLE = {"model": "large-v2", "speedup": 1.43, "memory_saving": 0.64}
 ENGINES = ("original", "onnx-fp32", "quantized")
+# One pass is one sample of a machine whose speed drifts; the median needs three.
+MIN_PASSES = 3
+DEFAULT_PASSES = 3
 
 
 def run(folder: Path, clips: list[Path], tokens: int, engines: tuple[str, ...], repeat: int):
@@ -93,6 +102,33 @@ def row(report: dict, builds: dict) -> dict:
     return result
 
 
+def combine(passes: list[dict]) -> dict:
+    """One model's rows from several passes as one: every engine figure is the median over
+    the passes, with `<figure>_range` [lowest, highest] and `passes` the count."""
+    first = passes[0]
+    result = {**first, "passes": len(passes), "engines": {}}
+    for name in first["engines"]:
+        figures: dict = {}
+        for key in first["engines"][name]:
+            values = [p["engines"][name][key] for p in passes]
+            if any(v is None for v in values):
+                figures[key], figures[f"{key}_range"] = None, None
+                continue
+            figures[key] = statistics.median(values)
+            figures[f"{key}_range"] = [min(values), max(values)]
+        result["engines"][name] = figures
+    return result
+
+
+def _spread(e: dict, key: str, scale: float, fmt: str, unit: str = "") -> str:
+    """'1,234 (1,200-1,300)': the median, and the lowest and highest pass."""
+    low, high = e[f"{key}_range"]
+    return (
+        f"{format(e[key] * scale, fmt)}{unit} "
+        f"({format(low * scale, fmt)}-{format(high * scale, fmt)}{unit})"
+    )
+
+
 def markdown(rows: list[dict], tokens: int, machine: dict) -> str:
     lines = [
         f"# Scaling: every size on equal work ({tokens} forced tokens per window)",
@@ -100,7 +136,10 @@ def markdown(rows: list[dict], tokens: int, machine: dict) -> str:
         f"Measured by `scripts/scaling.py` on {machine['cpu']}, {machine['threads']} threads per "
         "engine, each engine in its own worker process. `--fixed-tokens` makes every engine "
         "decode the same token ids, so the work is equal whatever the weights; models marked "
-        "synthetic have random weights (speed and memory only, transcripts are meaningless).",
+        "synthetic have random weights (speed and memory only, transcripts are meaningless). "
+        f"Each figure is the median of {rows[0]['passes']} passes, each a fresh run of the "
+        "benchmark; latency, speed-up, encoder and decoder show the lowest and highest pass in "
+        "brackets.",
         "",
         "| model | weights | engine | latency (ms) | speed-up | encoder (ms / window) | "
         "decoder (ms / step) | memory held (MiB) | less memory | peak extra (MiB) | disk (MiB) "
@@ -111,8 +150,9 @@ def markdown(rows: list[dict], tokens: int, machine: dict) -> str:
         for name, e in r["engines"].items():
             lines.append(
                 f"| {r['model']} | {'synthetic' if r['synthetic'] else 'real'} | {name} | "
-                f"{e['latency_s'] * 1000:,.0f} | {e['speedup']:.2f}x | "
-                f"{e['encoder_ms_per_window']:,.0f} | {e['ms_per_step']:.1f} | "
+                f"{_spread(e, 'latency_s', 1000, ',.0f')} | {_spread(e, 'speedup', 1, '.2f', 'x')} | "
+                f"{_spread(e, 'encoder_ms_per_window', 1, ',.0f')} | "
+                f"{_spread(e, 'ms_per_step', 1, '.1f')} | "
                 f"{e['memory_mib']:,.0f} | {e['memory_saving']:.0%} | "
                 f"{e['peak_mib']:,.0f} | {e['disk_mib']:,.0f} | "
                 + (f"{r['build_s']:,.0f}" if r["build_s"] else "")
@@ -129,8 +169,10 @@ def markdown(rows: list[dict], tokens: int, machine: dict) -> str:
             f"{ARTICLE['speedup']:.2f}x faster (about 30% less time) and "
             f"{ARTICLE['memory_saving']:.0%} less memory for Optimum's dynamic int8 of "
             f"whisper-large-v2 on CPU. Here, on the same shape with synthetic weights and equal "
-            f"work: **{q['speedup']:.2f}x** faster and **{q['memory_saving']:.0%}** less memory "
-            "held than the original, in one run.",
+            f"work: **{q['speedup']:.2f}x** faster ({q['speedup_range'][0]:.2f}-"
+            f"{q['speedup_range'][1]:.2f}x over {article['passes']} passes) and "
+            f"**{q['memory_saving']:.0%}** less memory held than the original, medians of "
+            f"{article['passes']} passes.",
         ]
     return "\n".join(lines) + "\n"
 
@@ -171,7 +213,13 @@ def main() -> int:
     parser.add_argument("folders", nargs="+", type=Path, help="built model folders, small first")
     parser.add_argument("--clip", type=Path, action="append", required=True)
     parser.add_argument("--fixed-tokens", type=int, default=64)
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=1, help="timed runs per clip in a pass")
+    parser.add_argument(
+        "--passes",
+        type=int,
+        default=DEFAULT_PASSES,
+        help=f"benchmark runs per model, medians and spread over them (at least {MIN_PASSES})",
+    )
     parser.add_argument("--output-dir", type=Path, default=DOCS, help="default: docs/")
     parser.add_argument(
         "--no-fp32-from-gib",
@@ -180,20 +228,32 @@ def main() -> int:
         help="leave onnx-fp32 out for models whose fp32 weights exceed this many GiB",
     )
     args = parser.parse_args()
+    if args.passes < MIN_PASSES:
+        parser.error(f"--passes must be at least {MIN_PASSES}: one pass has no median or spread")
     builds_path = DOCS / "builds.json"
     # docs/builds.json (scripts/measure_builds.py): /usr/bin/time -v figures per shape.
     builds = json.loads(builds_path.read_text())["builds"] if builds_path.is_file() else {}
-    rows, machine = [], None
-    for folder in args.folders:
-        engines = ENGINES
-        weights = sum(p.stat().st_size for p in (folder / "original").glob("*.safetensors"))
-        if args.no_fp32_from_gib is not None and weights > args.no_fp32_from_gib * 2**30:
-            engines = ("original", "quantized")
-        report = run(folder, args.clip, args.fixed_tokens, engines, args.repeat)
-        machine = report["machine"]
-        rows.append(row(report, builds))
-        print(f"{folder.name}: done", file=sys.stderr)
-    data = {"fixed_tokens": args.fixed_tokens, "machine": machine, "article": ARTICLE, "rows": rows}
+    passes: dict[Path, list[dict]] = {folder: [] for folder in args.folders}
+    machine = None
+    for index in range(args.passes):
+        for folder in args.folders:
+            engines = ENGINES
+            weights = sum(p.stat().st_size for p in (folder / "original").glob("*.safetensors"))
+            if args.no_fp32_from_gib is not None and weights > args.no_fp32_from_gib * 2**30:
+                engines = ("original", "quantized")
+            report = run(folder, args.clip, args.fixed_tokens, engines, args.repeat)
+            machine = report["machine"]
+            passes[folder].append(row(report, builds))
+            print(f"{folder.name}: pass {index + 1}/{args.passes} done", file=sys.stderr)
+    rows = [combine(passes[folder]) for folder in args.folders]
+    data = {
+        "fixed_tokens": args.fixed_tokens,
+        "passes": args.passes,
+        "spread": "each figure's *_range: the lowest and highest of the passes",
+        "machine": machine,
+        "article": ARTICLE,
+        "rows": rows,
+    }
     out = args.output_dir
     (out / "scaling.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     text = markdown(rows, args.fixed_tokens, machine)

@@ -67,3 +67,43 @@ def test_the_total_length_is_capped_and_broken_clips_keep_their_reason(tmp_path,
     with pytest.raises(BatchError, match="None of the files"):
         load_batch([broken], {}, max_total_seconds=5)
     assert np.isfinite(clips[0].audio).all()
+
+
+def _results(count: int):
+    """`count` scored clips, each transcribed by the original (right) and quantized (one word
+    wrong in every third clip), as the batch tab's summary receives them."""
+    from types import SimpleNamespace
+
+    from whisper_quant.batch import BatchClip, ClipResult
+    from whisper_quant.compare import Comparison, EngineResult
+
+    reference = "red green blue white"
+    results = []
+    for i in range(count):
+        texts = {"original": reference, "quantized": reference if i % 3 else "red green blue"}
+        engines = tuple(
+            EngineResult(
+                engine=name,
+                label=name,
+                transcription=SimpleNamespace(text=text, latency_s=0.1),
+                load=SimpleNamespace(held_bytes=2**20),
+                error_rate=None,
+                agreement=None,
+            )
+            for name, text in texts.items()
+        )
+        comparison = Comparison("m", 1.0, "en", reference, engines, tuple(texts))
+        clip = BatchClip(f"clip-{i}.wav", np.zeros(16000, dtype=np.float32), reference)
+        results.append(ClipResult(clip, comparison))
+    return results
+
+
+def test_the_summary_shows_intervals_from_ten_clips_and_n_below():
+    from whisper_quant.batch import summarize_batch
+
+    original, quantized = summarize_batch("m", _results(12)).engines
+    assert original.wer == "0.0% [0.0%, 0.0%]" and original.difference == ""
+    assert quantized.wer.startswith("8.3% [") and quantized.difference.startswith("+8.3% [")
+    original, quantized = summarize_batch("m", _results(3)).engines
+    assert original.wer == "0.0% (n=3)"
+    assert (quantized.wer, quantized.difference) == ("8.3% (n=3)", "+8.3% (n=3)")

@@ -101,6 +101,24 @@ def test_reports_what_ran_and_every_part_of_the_memory_figure(report):
     assert isinstance(machine["cpu_flags"], list)
 
 
+def test_two_scored_clips_give_no_interval_but_their_count(report):
+    _, data, work = report
+    assert data["settings"]["bootstrap"]["unit"] == "clip"
+    assert data["settings"]["bootstrap"]["units"] == 2
+    for name, engine in data["engines"].items():
+        assert engine["wer_interval"] is None and engine["interval_n"] == 2, name
+        assert engine["wer_difference_interval"] is None, name
+        # Both ways: as Whisper's normaliser leaves it, and with the extra rules.
+        assert engine["wer_extra_rules"] == pytest.approx(1 / 13), name
+    assert data["settings"]["wer_extra_rules"] == [
+        "symbol-only tokens dropped",
+        "single digits joined (English)",
+    ]
+    assert "EnglishTextNormalizer" in data["methods"]["normalisation"]
+    markdown = (work / "report.md").read_text()
+    assert "7.7% (n=2)" in markdown and "n=2 is shown instead" in markdown
+
+
 def test_fp32_onnx_agrees_with_the_original_word_for_word(report):
     _, data, _ = report
     assert data["engines"]["onnx-fp32"]["agreement_wer_vs_original"] == 0.0
@@ -165,17 +183,17 @@ def test_a_dataset_benchmark_reports_intervals_and_paired_differences(
     built_tiny_en, models_dir, clip, tmp_path
 ):
     """--dataset on an audiofolder the test writes: WER with its interval for every engine,
-    and each engine's paired difference from the original."""
+    and each engine's paired difference from the original. An interval needs 10 clips: the
+    six shipped clips and copies of four of them."""
     folder = tmp_path / "folder"
     folder.mkdir()
     rows = ["file_name,transcription"]
-    for name, text in (
-        ("goforward.wav", "go forward ten meters"),
-        ("cards-005.wav", "eight of spades four of clubs seven of hearts"),
-        ("cards-002.wav", "four queen of clubs"),
-    ):
-        shutil.copy(clip(name), folder / name)
-        rows.append(f"{name},{text}")
+    references = read_references(clip("refs.tsv"))
+    names = sorted(references) + ["goforward.wav", *sorted(references)[:3]]
+    for i, name in enumerate(names):
+        copy = name if i < len(references) else f"copy-{name}"
+        shutil.copy(clip(name), folder / copy)
+        rows.append(f"{copy},{references[name]}")
     (folder / "metadata.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "report.json"
     code = benchmark_main(
@@ -204,12 +222,14 @@ def test_a_dataset_benchmark_reports_intervals_and_paired_differences(
     for engine in data["engines"].values():
         low, high = engine["wer_interval"]
         assert low <= engine["wer"] <= high
-        assert engine["reference_words"] == 17  # normalised: 4 + 9 + 4
+        assert engine["interval_n"] == 10
+        # normalised: cards 3 + 4 + 3 + 1 ("55") + 9, goforward 4, copies 4 + 3 + 4 + 3
+        assert engine["reference_words"] == 38
     quantized = data["engines"]["quantized"]
     low, high = quantized["wer_difference_interval"]
     assert low <= quantized["wer_difference"] <= high
     assert data["engines"]["original"]["wer_difference"] is None
-    assert [u["clip"] for u in data["utterances"]] and len(data["utterances"]) == 3
+    assert [u["clip"] for u in data["utterances"]] and len(data["utterances"]) == 10
     assert "95% bootstrap" in (tmp_path / "report.md").read_text()
 
 
@@ -270,7 +290,7 @@ def test_fixed_tokens_out_of_range_is_a_usage_error(value, capsys):
 
 def test_scaling_script_tabulates_every_model_on_equal_work(built_tiny, tmp_path):
     """scripts/scaling.py on the tiny random model: one row per engine, the figures the
-    README's scaling table needs, a plot."""
+    README's scaling table needs as medians of 3 passes with their spread, a plot."""
     import subprocess
     import sys
     from pathlib import Path
@@ -296,12 +316,37 @@ def test_scaling_script_tabulates_every_model_on_equal_work(built_tiny, tmp_path
     )
     data = json.loads((tmp_path / "scaling.json").read_text())
     (row,) = data["rows"]
+    assert data["passes"] == row["passes"] == 3  # the default
     assert set(row["engines"]) == {"original", "onnx-fp32", "quantized"}
     assert row["engines"]["original"]["speedup"] == pytest.approx(1.0)
     for figures in row["engines"].values():
         assert figures["latency_s"] > 0 and figures["encoder_ms_per_window"] > 0
         assert figures["ms_per_step"] > 0 and figures["disk_mib"] > 0
+        for key in ("latency_s", "speedup", "encoder_ms_per_window", "ms_per_step"):
+            low, high = figures[f"{key}_range"]
+            assert low <= figures[key] <= high, key
+    low, high = row["engines"]["quantized"]["latency_s_range"]
+    assert low < high  # three separate runs do not time alike to the nanosecond
     assert row["build_s"] > 0
     markdown = (tmp_path / "scaling.md").read_text()
     assert "8 forced tokens per window" in markdown and markdown.count("| quantized |") == 1
+    assert "median of 3 passes" in markdown
+    latency = row["engines"]["quantized"]["latency_s"]
+    assert f"| {latency * 1000:,.0f} ({low * 1000:,.0f}-{high * 1000:,.0f}) |" in markdown
     assert (tmp_path / "scaling.png").stat().st_size > 0
+
+
+def test_scaling_script_refuses_fewer_than_three_passes(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(root / "scripts" / "scaling.py"), str(tmp_path), "--clip", "x.wav"]
+        + ["--passes", "2"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert "--passes must be at least 3" in done.stderr

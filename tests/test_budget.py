@@ -10,6 +10,7 @@ import pytest
 
 from whisper_quant import budget
 from whisper_quant.budget import (
+    ENGINE_HELD_PER_WEIGHT_BYTE,
     HELD_PER_WEIGHT_BYTE,
     PEAK_RESERVE_MIB,
     WORKER_BASELINE_MIB,
@@ -50,7 +51,7 @@ def test_each_engine_needs_its_weights_times_the_factor_plus_a_worker(tmp_path):
     assert [n.engine for n in result.needs] == ["original", "onnx-fp32", "quantized"]
     assert [n.weights_bytes for n in result.needs] == list(LARGE.values())
     original = result.needs[0]
-    assert original.held_bytes == round(6 * GIB * HELD_PER_WEIGHT_BYTE)
+    assert original.held_bytes == round(6 * GIB * ENGINE_HELD_PER_WEIGHT_BYTE["original"])
     assert original.needs_bytes == original.held_bytes + WORKER_BASELINE_MIB * MIB
     assert result.total_bytes == sum(n.needs_bytes for n in result.needs) + PEAK_RESERVE_MIB * MIB
     assert result.fits and result.source == "available memory"
@@ -65,10 +66,11 @@ def test_engines_that_do_not_fit_are_refused_in_plain_words(tmp_path):
     assert isinstance(caught.value, EngineError)  # the page shows it as written
     assert message.startswith("Not loading large-v3: it would not fit in memory.")
     # Which engines, how much each, what is available and from where, what to do.
-    assert "original 7,466 MiB, onnx-fp32 7,466 MiB, quantized 2,166 MiB" in message
-    assert "about 17,798 MiB" in message
+    assert "original 7,997 MiB, onnx-fp32 7,076 MiB, quantized 2,268 MiB" in message
+    assert "about 18,080 MiB" in message
+    assert "factor (original 1.23, onnx-fp32 1.08, quantized 1.19) plus a 440 MiB" in message
     assert "16,000 MiB is available (WHISPER_MEMORY_BUDGET_MIB)" in message
-    assert "set WHISPER_ENGINES=original,quantized (about 10,332 MiB without onnx-fp32)" in message
+    assert "set WHISPER_ENGINES=original,quantized (about 11,005 MiB without onnx-fp32)" in message
     assert "choose a smaller model" in message and "more memory" in message
 
 
@@ -78,7 +80,7 @@ def test_when_even_the_required_engines_do_not_fit_it_says_so(tmp_path):
         check_memory(model, ["original", "onnx-fp32", "quantized"], available_bytes=8 * GIB)
     message = str(caught.value)
     assert "8,192 MiB is available (available memory)" in message
-    assert "even original and quantized alone need about 10,332 MiB" in message
+    assert "even original and quantized alone need about 11,005 MiB" in message
     assert "WHISPER_ENGINES=" not in message
 
 
@@ -90,7 +92,7 @@ def test_the_system_figure_comes_from_psutil(tmp_path, monkeypatch):
 
     monkeypatch.setattr(psutil, "virtual_memory", lambda: Memory())
     assert budget.available_memory_bytes() == 3 * GIB
-    model = fake_model(tmp_path / "small", {"original": GIB, "quantized": GIB // 4})
+    model = fake_model(tmp_path / "small", {"original": GIB // 2, "quantized": GIB // 8})
     result = estimate(model, ["original", "quantized"])
     assert result.available_bytes == 3 * GIB and result.fits
 
@@ -138,7 +140,7 @@ def test_an_engine_added_later_needs_only_its_own_room_in_available_memory(tmp_p
     assert message.startswith(
         "Not loading onnx-fp32 for large-v3 beside original, quantized: it would not fit"
     )
-    assert "about 7,466 MiB" in message and "6,144 MiB is available (available memory)" in message
+    assert "about 7,076 MiB" in message and "6,144 MiB is available (available memory)" in message
     assert "Compare without onnx-fp32" in message
 
 
@@ -147,7 +149,7 @@ def test_against_the_budget_setting_the_running_engines_count_too(tmp_path):
     with pytest.raises(MemoryBudgetError) as caught:
         check_addition(model, ["original", "quantized"], "onnx-fp32", budget_mib=16_000)
     message = str(caught.value)
-    assert "17,798 MiB in all" in message
+    assert "18,080 MiB in all" in message
     assert "16,000 MiB is available (WHISPER_MEMORY_BUDGET_MIB)" in message
     assert check_addition(model, ["original"], "quantized", budget_mib=16_000).fits
 
@@ -170,3 +172,74 @@ def test_a_variant_chosen_on_the_page_is_refused_before_its_worker_starts(tmp_pa
             np.zeros(16_000, dtype=np.float32), engines=["original", "onnx-fp32", "quantized"]
         )
     assert list(studio.workers) == ["original", "quantized"]
+
+
+# --- the constants against the committed load reports ---------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def committed_reports() -> dict[str, dict]:
+    paths = sorted(DOCS.glob("benchmark-*.json"))
+    assert paths, "no docs/benchmark-*.json"
+    return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in paths}
+
+
+def test_the_constants_are_derived_from_the_committed_reports():
+    """budget.py holds what scripts/budget_constants.py prints for docs/benchmark-*.json."""
+    derived = budget.derive_constants(committed_reports().values())
+    assert derived.engine_held_per_weight_byte == ENGINE_HELD_PER_WEIGHT_BYTE
+    assert derived.held_per_weight_byte == HELD_PER_WEIGHT_BYTE
+    assert derived.worker_baseline_mib == WORKER_BASELINE_MIB
+    assert derived.peak_reserve_mib == PEAK_RESERVE_MIB
+
+
+def test_the_constants_cover_every_engine_in_every_committed_report():
+    for file, report in committed_reports().items():
+        for name, engine in report["engines"].items():
+            where = f"{file}: {name}"
+            held = EngineNeed(name, round(engine["disk_mib"] * MIB)).held_bytes
+            assert held >= engine["memory_mib"] * MIB, where
+            assert WORKER_BASELINE_MIB >= engine["memory_baseline_mib"], where
+            if engine["peak_memory_mib"] is not None:
+                assert PEAK_RESERVE_MIB >= engine["peak_memory_mib"], where
+    # An engine that no report measured gets the largest factor.
+    assert budget.held_per_weight_byte("not-measured") == max(ENGINE_HELD_PER_WEIGHT_BYTE.values())
+
+
+def test_the_derivation_takes_the_largest_figure_with_its_margin():
+    reports = [
+        {
+            "engines": {
+                "a": {
+                    "memory_mib": 110,
+                    "disk_mib": 100,
+                    "memory_baseline_mib": 300,
+                    "peak_memory_mib": 500,
+                },
+                "b": {
+                    "memory_mib": 40,
+                    "disk_mib": 10,
+                    "memory_baseline_mib": 351,
+                    "peak_memory_mib": None,
+                },
+            }
+        },
+        {
+            "engines": {
+                "a": {
+                    "memory_mib": 120,
+                    "disk_mib": 100,
+                    "memory_baseline_mib": 320,
+                    "peak_memory_mib": 601,
+                }
+            }
+        },
+    ]
+    derived = budget.derive_constants(reports, margin=1.05)
+    # a: 1.2 x 1.05 = 1.26; b: 4 x 1.05 = 4.2; 351 x 1.05 = 368.55 -> 370; 601 x 1.05 -> 640
+    assert derived.engine_held_per_weight_byte == {"a": 1.26, "b": 4.2}
+    assert derived.held_per_weight_byte == 4.2
+    assert (derived.worker_baseline_mib, derived.peak_reserve_mib) == (370, 640)
+    with pytest.raises(ValueError, match="no engine"):
+        budget.derive_constants([{"engines": {}}])

@@ -23,7 +23,7 @@ def test_point_estimate_is_the_project_corpus_wer():
         "please press pound key",  # 1 deletion
         "she sells sea shells today",  # 1 insertion
     ]
-    result = stats.corpus_wer(REFERENCES, hypotheses, resamples=200)
+    result = stats.corpus_wer(REFERENCES, hypotheses, resamples=200, min_units=1)
     assert (result.errors, result.reference_length) == (3, 19)
     assert result.rate == pytest.approx(3 / 19)
     assert result.rate == pytest.approx(
@@ -38,7 +38,7 @@ def test_point_estimate_is_the_project_corpus_wer():
 def test_same_rate_in_every_utterance_gives_a_zero_width_interval():
     references = ["red green blue white"] * 5
     hypotheses = ["red green blue black"] * 5  # 1 error in 4 words everywhere
-    result = stats.corpus_wer(references, hypotheses, resamples=100)
+    result = stats.corpus_wer(references, hypotheses, resamples=100, min_units=1)
     assert result.rate == 0.25
     assert (result.interval.low, result.interval.high) == (0.25, 0.25)
 
@@ -48,7 +48,7 @@ def test_two_utterances_interval_spans_the_possible_resamples():
     # 1/4, 1/2, 1/4, so the 2.5th and 97.5th percentiles are 0 and 1.
     references = ["red green", "blue yellow"]
     hypotheses = ["red green", "black white"]
-    result = stats.corpus_wer(references, hypotheses, resamples=2000)
+    result = stats.corpus_wer(references, hypotheses, resamples=2000, min_units=1)
     assert result.rate == 0.5
     assert (result.interval.low, result.interval.high) == (0.0, 1.0)
 
@@ -66,15 +66,16 @@ def test_bootstrap_is_reproducible_with_a_seed():
 
 
 def test_default_settings():
-    result = stats.corpus_wer(REFERENCES, REFERENCES)
+    result = stats.corpus_wer(REFERENCES * 3, REFERENCES * 3)
     assert result.resamples == stats.DEFAULT_RESAMPLES == 2000
+    assert stats.MIN_INTERVAL_UNITS == 10 and result.clusters is None
     assert result.interval.confidence == 0.95
     assert result.seed == 0
 
 
 def test_identical_transcripts_give_a_difference_of_exactly_zero():
     engine = ["the cat sat on a mat", "go forward ten metres", "press the pound key", "she"]
-    result = stats.paired_difference(REFERENCES, engine, list(engine))
+    result = stats.paired_difference(REFERENCES, engine, list(engine), min_units=1)
     assert result.difference == 0.0
     assert (result.interval.low, result.interval.high) == (0.0, 0.0)
     assert not result.significant
@@ -83,7 +84,7 @@ def test_identical_transcripts_give_a_difference_of_exactly_zero():
 def test_paired_difference_counts_the_engine_extra_errors():
     original = list(REFERENCES)  # perfect
     engine = ["the cat sat on the hat", *REFERENCES[1:]]  # 1 substitution in 19 words
-    result = stats.paired_difference(REFERENCES, engine, original, resamples=500)
+    result = stats.paired_difference(REFERENCES, engine, original, resamples=500, min_units=1)
     assert result.original_rate == 0.0
     assert result.engine_rate == pytest.approx(1 / 19)
     assert result.difference == pytest.approx(1 / 19)
@@ -105,7 +106,7 @@ def test_paired_difference_uses_the_same_resamples_for_both():
     # If the two engines were resampled independently the interval of two identical but
     # imperfect engines would not collapse to a point.
     hypotheses = ["the cat", "go", "please press the pound key", "she sells sea shells"]
-    result = stats.paired_difference(REFERENCES, hypotheses, hypotheses, resamples=300)
+    result = stats.paired_difference(REFERENCES, hypotheses, hypotheses, resamples=300, min_units=1)
     assert result.engine_rate > 0
     assert result.interval.width == 0.0
 
@@ -114,6 +115,81 @@ def test_non_english_is_scored_by_characters():
     result = stats.corpus_wer(["hallo welt"], ["hallo welt"], language="de", resamples=10)
     assert result.kind == "CER"
     assert result.reference_length == len("hallowelt")
+
+
+def _dominant_speaker_set() -> tuple[list[str], list[str], list[str]]:
+    """20 clips of one voice, 3 errors in 10 words each, and 10 other voices with one clean
+    10-word clip each: most of the words, and every error, come from one speaker."""
+    words = "red green blue white black brown pink grey gold teal".split()
+    reference = " ".join(words)
+    misheard = " ".join(["bed", "screen", "glue", *words[3:]])
+    references = [reference] * 30
+    hypotheses = [misheard] * 20 + [reference] * 10
+    speakers = ["dominant"] * 20 + [f"voice-{i}" for i in range(10)]
+    return references, hypotheses, speakers
+
+
+def test_a_dominant_speaker_widens_the_cluster_interval():
+    references, hypotheses, speakers = _dominant_speaker_set()
+    clips = stats.corpus_wer(references, hypotheses)
+    clustered = stats.corpus_wer(references, hypotheses, clusters=speakers)
+    assert clips.rate == clustered.rate == pytest.approx(60 / 300)
+    assert (clips.clusters, clustered.clusters, clustered.units) == (None, 11, 11)
+    # Drawing clips mixes the voice's 20 clips with the others' 10 in about those shares;
+    # drawing speakers draws the voice itself 0, 1, 2 ... times in 11.
+    assert clustered.interval.width > 2 * clips.interval.width
+    assert clustered.rate in clustered.interval
+    paired_clips = stats.paired_difference(references, hypotheses, references)
+    paired = stats.paired_difference(references, hypotheses, references, clusters=speakers)
+    assert paired.difference == pytest.approx(0.2)
+    assert paired.interval.width > 2 * paired_clips.interval.width
+
+
+def test_singleton_clusters_give_the_clip_bootstrap_draw_for_draw():
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
+    references = [" ".join(words[: 3 + i % 7]) for i in range(40)]
+    hypotheses = [" ".join(words[: 3 + i % 7][i % 3 :]) for i in range(40)]
+    originals = [" ".join(words[: 3 + i % 7][i % 2 :]) for i in range(40)]
+    names = [f"clip-{i}" for i in range(40)]
+    for seed in (0, 7):
+        clips = stats.corpus_wer(references, hypotheses, seed=seed)
+        singletons = stats.corpus_wer(references, hypotheses, seed=seed, clusters=names)
+        assert singletons.interval == clips.interval and singletons.clusters == 40
+        paired = stats.paired_difference(references, hypotheses, originals, seed=seed)
+        paired_singletons = stats.paired_difference(
+            references, hypotheses, originals, seed=seed, clusters=names
+        )
+        assert paired_singletons.interval == paired.interval
+
+
+def test_no_interval_below_ten_clips_or_ten_clusters():
+    references = ["red green blue white"] * 12
+    hypotheses = ["red green blue black"] * 12
+    nine = stats.corpus_wer(references[:9], hypotheses[:9])
+    assert nine.interval is None and nine.units == 9
+    assert str(nine) == "WER 25.0% (9/36), n=9"
+    ten = stats.corpus_wer(references[:10], hypotheses[:10])
+    assert ten.interval is not None and ten.units == 10
+    # 12 clips from 9 speakers: too few clusters.
+    speakers = [f"s{i % 9}" for i in range(12)]
+    clustered = stats.corpus_wer(references, hypotheses, clusters=speakers)
+    assert clustered.interval is None and (clustered.utterances, clustered.units) == (12, 9)
+    paired = stats.paired_difference(references, hypotheses, references, clusters=speakers)
+    assert paired.interval is None and not paired.significant
+    assert str(paired).endswith(", n=9")
+
+
+def test_cluster_labels_must_match_the_utterances():
+    with pytest.raises(ValueError, match="2 cluster labels for 3 utterances"):
+        stats.corpus_wer(["a", "b", "c"], ["a", "b", "c"], clusters=["x", "y"])
+
+
+def test_the_extra_normalisation_rules_are_passed_on():
+    references, hypotheses = ["five five"] * 10, ["5 5"] * 10
+    assert stats.corpus_wer(references, hypotheses).errors == 20
+    assert stats.corpus_wer(references, hypotheses, extra_rules=True).errors == 0
+    result = stats.paired_difference(references, hypotheses, references, extra_rules=True)
+    assert result.difference == 0.0
 
 
 def test_bad_inputs_are_rejected():

@@ -21,7 +21,7 @@ from .audio import SAMPLE_RATE, AudioError, decode_audio, is_silent
 from .compare import ORIGINAL, QUANTIZED, Comparison
 from .measure import mib, speedup
 from .metrics import word_diff
-from .stats import corpus_wer, count_flags, paired_difference
+from .stats import Interval, corpus_wer, count_flags, paired_difference
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".webm", ".mp4", ".aac")
 TEXT_COLUMNS = ("transcription", "text", "sentence", "reference")
@@ -57,8 +57,10 @@ class ClipResult:
 class EngineSummary:
     engine: str
     label: str
-    wer: str  # "4.1% [1.9%, 6.4%]", or "" without references
-    difference: str  # engine minus original, paired interval; "" for the original
+    # "4.1% [1.9%, 6.4%]"; "4.1% (n=3)" below stats.MIN_INTERVAL_UNITS clips (no interval);
+    # "" without references.
+    wer: str
+    difference: str  # engine minus original, paired interval as `wer`; "" for the original
     median_latency_ms: float
     total_latency_s: float
     speedup: float | None  # total original time over total engine time
@@ -203,13 +205,11 @@ def summarize_batch(model: str, results: Sequence[ClipResult]) -> BatchResult:
             hyps = [r.comparison.get(engine).transcription.text for r in scored]
             cw = corpus_wer(refs, hyps)
             words = cw.reference_length
-            wer = f"{cw.rate:.1%} [{cw.interval.low:.1%}, {cw.interval.high:.1%}]"
+            wer = with_interval(cw.rate, cw.interval, cw.units)
             if engine != ORIGINAL and ORIGINAL in engines:
                 originals = [r.comparison.get(ORIGINAL).transcription.text for r in scored]
                 pd_ = paired_difference(refs, hyps, originals)
-                difference = (
-                    f"{pd_.difference:+.1%} [{pd_.interval.low:+.1%}, {pd_.interval.high:+.1%}]"
-                )
+                difference = with_interval(pd_.difference, pd_.interval, pd_.units, signed=True)
         flags = count_flags([r.clip.reference for r in done], texts)
         latencies = [r.comparison.get(engine).transcription.latency_s for r in done]
         summaries.append(
@@ -228,6 +228,14 @@ def summarize_batch(model: str, results: Sequence[ClipResult]) -> BatchResult:
         )
     synthetic = any(r.comparison.synthetic for r in done)
     return BatchResult(model, tuple(results), tuple(summaries), words, synthetic)
+
+
+def with_interval(value: float, interval: Interval | None, units: int, signed: bool = False) -> str:
+    """ "4.1% [1.9%, 6.4%]", or "4.1% (n=3)" when too few clips gave no interval."""
+    fmt = "+.1%" if signed else ".1%"
+    if interval is None:
+        return f"{value:{fmt}} (n={units})"
+    return f"{value:{fmt}} [{interval.low:{fmt}}, {interval.high:{fmt}}]"
 
 
 def per_clip_records(result: BatchResult) -> list[dict]:

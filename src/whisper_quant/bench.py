@@ -25,8 +25,17 @@ from .engines import DEFAULT_THREADS, ENGINES, TranscribeOptions
 from .hardware import cpu_info
 from .manifest import ModelIntegrityError, read_manifest
 from .measure import KERNEL_METHOD, MEMORY_METHOD, mib, speedup, timing_method
-from .metrics import corpus_error_rate, normalize_text
-from .stats import corpus_wer, count_flags, longest_ngram_run, paired_difference, utterance_table
+from .metrics import EXTRA_RULES, corpus_error_rate, normalize_text
+from .stats import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_RESAMPLES,
+    MIN_INTERVAL_UNITS,
+    corpus_wer,
+    count_flags,
+    longest_ngram_run,
+    paired_difference,
+    utterance_table,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +63,14 @@ FIXED_TOKENS_METHOD = (
     "the same work on the same tokens for every engine, with real or random weights. "
     "Transcripts are those forced tokens: WER and agreement mean nothing in this mode."
 )
+NORMALISATION_NOTE = (
+    "WER (CER for other languages) after Whisper's normalisers as they are: whisper-normalizer's "
+    "EnglishTextNormalizer, or BasicTextNormalizer keeping marks. wer_extra_rules adds "
+    + " and ".join(f"'{rule}'" for rule in EXTRA_RULES)
+    + " (metrics.EXTRA_RULES); loop and empty-output flags always use them."
+)
+# Clip attributes that name a clip's cluster for the bootstrap, tried in this order.
+CLUSTER_ATTRIBUTES = ("speaker", "source")
 BUILD_NOTE = (
     "The model's build, from its manifest: seconds per stage and the peak resident memory "
     "of each stage (MiB)."
@@ -76,8 +93,12 @@ class EngineStats:
     label: str
     wer: float | None
     wer_detail: str | None
+    wer_extra_rules: float | None  # the WER with metrics.EXTRA_RULES on top (NORMALISATION_NOTE)
     reference_words: int | None  # how many reference words the WER rests on
-    wer_interval: tuple[float, float] | None  # 95% bootstrap interval over clips
+    # Clips, or clusters (settings["bootstrap"]), the intervals resample; below
+    # MIN_INTERVAL_UNITS both intervals are None.
+    interval_n: int | None
+    wer_interval: tuple[float, float] | None  # 95% bootstrap interval over clips or clusters
     # Engine minus original WER on the same clips, and its paired 95% bootstrap interval.
     wer_difference: float | None
     wer_difference_interval: tuple[float, float] | None
@@ -214,6 +235,20 @@ def split_fixed_token_engines(engines: Sequence[str]) -> tuple[list[str], dict[s
     return kept, skipped
 
 
+def bootstrap_clusters(clips: Sequence[Clip]) -> tuple[str, list[str] | None]:
+    """The bootstrap's unit and each clip's cluster label: "speaker" or "source" when the
+    clips carry one (the first of CLUSTER_ATTRIBUTES any clip has), else "clip" and None
+    (clips are resampled). A clip without a label is a cluster of its own."""
+    for attribute in CLUSTER_ATTRIBUTES:
+        labels = [getattr(clip, attribute, None) for clip in clips]
+        if any(labels):
+            return attribute, [
+                str(label) if label else f"clip:{clip.name}"
+                for label, clip in zip(labels, clips, strict=True)
+            ]
+    return "clip", None
+
+
 def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float] | None:
     """Least-squares slope and intercept of ys against xs; None when xs do not vary."""
     if len(xs) < 2:
@@ -303,6 +338,7 @@ def run_benchmark(
 
     audio_total = sum(duration_s(c.audio) for c in usable)
     scored = [c for c in usable if c.reference]
+    unit, clusters = bootstrap_clusters(scored)
     stats = {
         name: _engine_stats(
             name, runs[name], runs.get(ORIGINAL), reports[name], usable, scored, audio_total
@@ -322,6 +358,7 @@ def run_benchmark(
         "encoder": ENCODER_METHOD,
         "features": FEATURES_NOTE,
         "build": BUILD_NOTE,
+        "normalisation": NORMALISATION_NOTE,
     }
     if options.fixed_tokens is not None:
         methods["fixed_tokens"] = FIXED_TOKENS_METHOD
@@ -336,6 +373,14 @@ def run_benchmark(
             "options": asdict(options),
             "engine_order": "shuffled per clip and pass, seeds recorded in 'orders'",
             "seed": seed,
+            "bootstrap": {
+                "unit": unit,
+                "units": len(set(clusters)) if clusters is not None else len(scored),
+                "min_units": MIN_INTERVAL_UNITS,
+                "resamples": DEFAULT_RESAMPLES,
+                "confidence": DEFAULT_CONFIDENCE,
+            },
+            "wer_extra_rules": list(EXTRA_RULES),
         },
         methods=methods,
         clips=[
@@ -417,13 +462,25 @@ def _engine_stats(
         if scored
         else None
     )
+    wer_extra = (
+        corpus_error_rate(
+            [(c.reference, runs.transcripts[c.name]) for c in scored], extra_rules=True
+        )
+        if scored
+        else None
+    )
     references = [c.reference for c in scored]
     hypotheses = [runs.transcripts[c.name] for c in scored]
-    interval = corpus_wer(references, hypotheses).interval if scored else None
+    _, clusters = bootstrap_clusters(scored)
+    corpus = corpus_wer(references, hypotheses, clusters=clusters) if scored else None
+    interval = None if corpus is None else corpus.interval
     difference = None
     if scored and original is not None and name != ORIGINAL:
         difference = paired_difference(
-            references, hypotheses, [original.transcripts[c.name] for c in scored]
+            references,
+            hypotheses,
+            [original.transcripts[c.name] for c in scored],
+            clusters=clusters,
         )
     # A clip without a reference is not silence: its text-on-silence flag is not judged.
     flags = count_flags([c.reference for c in usable], [runs.transcripts[c.name] for c in usable])
@@ -451,16 +508,23 @@ def _engine_stats(
         label=ENGINES[name].label,
         wer=None if wer is None else wer.rate,
         wer_detail=None if wer is None else str(wer),
+        wer_extra_rules=None if wer_extra is None else wer_extra.rate,
         reference_words=None if wer is None else wer.reference_length,
+        interval_n=None if corpus is None else corpus.units,
         wer_interval=None if interval is None else (interval.low, interval.high),
         wer_difference=None if difference is None else difference.difference,
         wer_difference_interval=(
-            None if difference is None else (difference.interval.low, difference.interval.high)
+            None
+            if difference is None or difference.interval is None
+            else (difference.interval.low, difference.interval.high)
         ),
         empty_outputs=flags.empty_outputs,
         flagged_outputs=flags.flagged,
         longest_4gram_run=max(
-            (longest_ngram_run(normalize_text(t).split()) for t in runs.transcripts.values()),
+            (
+                longest_ngram_run(normalize_text(t, extra_rules=True).split())
+                for t in runs.transcripts.values()
+            ),
             default=0,
         ),
         agreement_wer_vs_original=None if agree is None else agree.rate,

@@ -1,33 +1,102 @@
 """Will a model's engines fit in memory? Checked before the app loads them.
 
 Each engine holds its model in its own worker process. What it holds is estimated from the
-weight files it loads (the size on disk of its subfolder) times HELD_PER_WEIGHT_BYTE, plus
-the worker's own baseline; one transcription runs at a time, and PEAK_RESERVE_MIB is kept
-for it. The sum is compared with the memory available (psutil's `available`: free memory
-plus what the kernel can reclaim) or with WHISPER_MEMORY_BUDGET_MIB when it is set.
+weight files it loads (the size on disk of its subfolder) times its engine's factor in
+ENGINE_HELD_PER_WEIGHT_BYTE (HELD_PER_WEIGHT_BYTE for an engine never measured), plus the
+worker's own baseline WORKER_BASELINE_MIB; one transcription runs at a time, and
+PEAK_RESERVE_MIB is kept for it. The sum is compared with the memory available (psutil's
+`available`: free memory plus what the kernel can reclaim) or with WHISPER_MEMORY_BUDGET_MIB
+when it is set.
 
-The factors come from the load reports in docs/benchmark-*.json (tiny.en and base, this
-machine): memory held over size on disk was 1.07-1.13 for the original (PyTorch fp32),
-1.02 for onnx-fp32, 1.08-1.11 for quantized and 0.78-1.14 for faster-whisper, so 1.15
-covers every engine measured (the fixed part of it, 6-19 MiB, shrinks relative to the
-weights as models grow). The workers' baselines (libraries and runtime, before the model)
-were 347-384 MiB; the largest peak extra during a transcription was 681 MiB (the original
-on long recordings, tiny.en).
+The constants are `derive_constants` of the committed load reports, docs/benchmark-*.json
+(tiny.en and base, this machine), printed by scripts/budget_constants.py; a test recomputes
+them. Each is the largest figure measured times BUDGET_MARGIN (5%), rounded up (factors to
+0.01, MiB to 10):
+- held over size on disk, per engine, over every report: 1.16 for the original (tiny.en),
+  1.03 for onnx-fp32, 1.32 for int4-weights, 1.42 for faster-whisper and 4.05 for optimum,
+  whose ONNX Runtime sessions hold about four times its int8 files. The fixed part of what
+  an engine holds shrinks relative to the weights as models grow, so the factors over-
+  estimate larger models a little. An engine not in the reports gets the largest factor.
+- the workers' baselines (libraries and runtime, before the model): 345-412 MiB.
+- the largest peak extra during a transcription: 701 MiB (the original on long recordings,
+  tiny.en).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .engines import EngineError, engine_class
 from .layout import weight_bytes
 
-HELD_PER_WEIGHT_BYTE = 1.15
-WORKER_BASELINE_MIB = 400
-PEAK_RESERVE_MIB = 700
+# Held over size on disk per engine, and the largest for an engine never measured.
+ENGINE_HELD_PER_WEIGHT_BYTE = {
+    "faster-whisper": 1.5,
+    "int4-weights": 1.39,
+    "int8-decoder": 1.15,
+    "int8-encoder": 1.09,
+    "int8-seed": 1.2,
+    "int8-static": 1.19,
+    "onnx-fp32": 1.08,
+    "optimum": 4.26,
+    "original": 1.23,
+    "quantized": 1.19,
+}
+HELD_PER_WEIGHT_BYTE = 4.26
+WORKER_BASELINE_MIB = 440
+PEAK_RESERVE_MIB = 740
+# Every constant is the largest figure measured times this, rounded up.
+BUDGET_MARGIN = 1.05
 REQUIRED_ENGINES = ("original", "quantized")
 MIB = 2**20
+
+
+@dataclass(frozen=True)
+class BudgetConstants:
+    """The budget's constants as derived from load reports (see `derive_constants`)."""
+
+    engine_held_per_weight_byte: dict[str, float]
+    held_per_weight_byte: float  # for an engine not in the reports: the largest factor
+    worker_baseline_mib: int
+    peak_reserve_mib: int
+
+
+def derive_constants(reports: Iterable[dict], margin: float = BUDGET_MARGIN) -> BudgetConstants:
+    """The constants from benchmark reports (docs/benchmark-*.json, as loaded): per engine
+    the largest memory held over size on disk, the largest worker baseline and the largest
+    peak extra of any engine, each times `margin`, factors rounded up to 0.01 and MiB to 10."""
+    ratios: dict[str, float] = {}
+    baselines, peaks = [], []
+    for report in reports:
+        for name, engine in report["engines"].items():
+            if engine.get("disk_mib"):
+                ratio = engine["memory_mib"] / engine["disk_mib"]
+                ratios[name] = max(ratios.get(name, 0.0), ratio)
+            baselines.append(engine["memory_baseline_mib"])
+            if engine.get("peak_memory_mib") is not None:
+                peaks.append(engine["peak_memory_mib"])
+    if not ratios:
+        raise ValueError("no engine with a size on disk in the reports")
+    factors = {name: _round_up(ratio * margin, 0.01) for name, ratio in sorted(ratios.items())}
+    return BudgetConstants(
+        engine_held_per_weight_byte=factors,
+        held_per_weight_byte=max(factors.values()),
+        worker_baseline_mib=int(_round_up(max(baselines) * margin, 10)),
+        peak_reserve_mib=int(_round_up(max(peaks, default=0.0) * margin, 10)),
+    )
+
+
+def _round_up(value: float, step: float) -> float:
+    # round() first: 1.15 / 0.01 is 114.99999999999999 in binary floating point.
+    return round(math.ceil(round(value / step, 9)) * step, 9)
+
+
+def held_per_weight_byte(engine: str) -> float:
+    """The engine's measured factor, or the largest one for an engine never measured."""
+    return ENGINE_HELD_PER_WEIGHT_BYTE.get(engine, HELD_PER_WEIGHT_BYTE)
 
 
 class MemoryBudgetError(EngineError):
@@ -42,8 +111,12 @@ class EngineNeed:
     weights_bytes: int
 
     @property
+    def factor(self) -> float:
+        return held_per_weight_byte(self.engine)
+
+    @property
     def held_bytes(self) -> int:
-        return round(self.weights_bytes * HELD_PER_WEIGHT_BYTE)
+        return round(self.weights_bytes * self.factor)
 
     @property
     def needs_bytes(self) -> int:
@@ -76,12 +149,13 @@ class MemoryBudget:
     def message(self) -> str:
         """Plain words: which engines, how much each needs, what is available, what to do."""
         each = ", ".join(f"{n.engine} {n.needs_bytes / MIB:,.0f} MiB" for n in self.needs)
+        factors = ", ".join(f"{n.engine} {n.factor:g}" for n in self.needs)
         head = (
             f"{self.model}'s engines need about {self.total_bytes / MIB:,.0f} MiB ({each}; "
-            f"each is its weights × {HELD_PER_WEIGHT_BYTE} plus a {WORKER_BASELINE_MIB} MiB "
-            f"worker, and {self.reserve_bytes / MIB:,.0f} MiB is kept for the running "
-            f"transcription); {self.available_bytes / MIB:,.0f} MiB is available "
-            f"({self.source})."
+            f"each is its weights × its engine's factor ({factors}) plus a "
+            f"{WORKER_BASELINE_MIB} MiB worker, and {self.reserve_bytes / MIB:,.0f} MiB is kept "
+            f"for the running transcription); {self.available_bytes / MIB:,.0f} MiB is "
+            f"available ({self.source})."
         )
         if self.fits:
             return head
@@ -182,7 +256,7 @@ def check_addition(
     )
     raise MemoryBudgetError(
         f"Not loading {engine} for {budget.model}{beside}: it would not fit in memory. It needs "
-        f"about {need.needs_bytes / MIB:,.0f} MiB (its weights × {HELD_PER_WEIGHT_BYTE} plus a "
+        f"about {need.needs_bytes / MIB:,.0f} MiB (its weights × {need.factor:g} plus a "
         f"{WORKER_BASELINE_MIB} MiB worker) and {budget.reserve_bytes / MIB:,.0f} MiB is kept "
         f"for the running transcription{counted_too}; "
         f"{budget.available_bytes / MIB:,.0f} MiB is available ({budget.source}). Compare "

@@ -4,6 +4,15 @@ English is scored by word error rate (WER) after OpenAI's English normaliser, so
 clubs." and "10 of clubs" count as the same words; every other language is scored by
 character error rate (CER) after the basic normaliser, because many scripts do not separate
 words with spaces and a word count would be meaningless there.
+
+By default the normalisers are used as they are (whisper-normalizer's EnglishTextNormalizer,
+and BasicTextNormalizer with its marks kept). ``extra_rules=True`` adds EXTRA_RULES on top:
+- DROP_SYMBOL_TOKENS: a token without any letter or digit is dropped. The English normaliser
+  only removes a period followed by a character, so "Wait..." becomes "wait ." and "okay…"
+  "okay .."; without the rule the stray "." counts as a word.
+- JOIN_SINGLE_DIGITS (English only): runs of single-digit words are joined, "5 5" -> "55".
+  The English normaliser turns spelled digits "five five" into "55" but leaves written
+  "5 5" apart; without the rule a correct "5 5" scores two errors against "five five".
 """
 
 from __future__ import annotations
@@ -54,6 +63,11 @@ DIFF_ADDED = "added"
 DIFF_MISSING = "missing"
 
 DiffToken = tuple[str, str | None]
+
+# The rules that extra_rules=True adds to Whisper's normalisers, by name.
+DROP_SYMBOL_TOKENS = "symbol-only tokens dropped"
+JOIN_SINGLE_DIGITS = "single digits joined (English)"
+EXTRA_RULES = (DROP_SYMBOL_TOKENS, JOIN_SINGLE_DIGITS)
 
 _SPACED_PIECES = re.compile(r"\s+|\S+")
 _UNSPACED_PIECES = re.compile(r"\s+|\S")
@@ -118,16 +132,20 @@ def uses_cer(language: str | None) -> bool:
     return not is_english(language)
 
 
-def normalize_text(text: str, language: str | None = "en") -> str:
-    """Whisper-style normalisation: English rules for English, basic rules otherwise."""
-    normalized = _normalizer(is_english(language))(text)
-    # The English normaliser only removes a period followed by a character, so an ellipsis
-    # ("Wait..." -> "wait .", "okay…" -> "okay ..") leaves a stray "word" that the WER would
-    # count. Its kept symbols (. % $ ...) only mean something attached to a number, so a
-    # token without any letter or digit is dropped. Same code upstream:
+def normalize_text(text: str, language: str | None = "en", *, extra_rules: bool = False) -> str:
+    """Whisper's normalisation: English rules for English, basic rules otherwise; with
+    ``extra_rules``, EXTRA_RULES on top (see the module docstring)."""
+    english = is_english(language)
+    normalized = _normalizer(english)(text)
+    if not extra_rules:
+        # Only whitespace is collapsed: the basic normaliser leaves a space where it removed
+        # punctuation ("wait..." -> "wait "), which is no word.
+        return " ".join(normalized.split())
+    # The English normaliser's kept symbols (. % $ ...) only mean something attached to a
+    # number. Same code upstream:
     # https://github.com/openai/whisper/blob/main/whisper/normalizers/english.py
     tokens = [token for token in normalized.split() if any(c.isalnum() for c in token)]
-    if is_english(language):
+    if english:
         tokens = _join_single_digits(tokens)
     return " ".join(tokens)
 
@@ -151,51 +169,64 @@ def _join_single_digits(tokens: list[str]) -> list[str]:
     return joined
 
 
-def word_error_rate(reference: str, hypothesis: str, language: str | None = "en") -> ErrorRate:
+def word_error_rate(
+    reference: str, hypothesis: str, language: str | None = "en", *, extra_rules: bool = False
+) -> ErrorRate:
     """WER on normalised text."""
-    ref = normalize_text(reference, language)
-    hyp = normalize_text(hypothesis, language)
+    ref = normalize_text(reference, language, extra_rules=extra_rules)
+    hyp = normalize_text(hypothesis, language, extra_rules=extra_rules)
     return _count(WER, ref, hyp)
 
 
-def character_error_rate(reference: str, hypothesis: str, language: str | None = "en") -> ErrorRate:
+def character_error_rate(
+    reference: str, hypothesis: str, language: str | None = "en", *, extra_rules: bool = False
+) -> ErrorRate:
     """CER on normalised text, ignoring whitespace.
 
     Whitespace is dropped because for languages written without spaces the normaliser's
     spaces are artefacts of removed punctuation; for spaced languages it means a wrongly
     split or joined word costs nothing, which is the usual CER convention.
     """
-    ref = _spaced_characters(normalize_text(reference, language))
-    hyp = _spaced_characters(normalize_text(hypothesis, language))
+    ref = _spaced_characters(normalize_text(reference, language, extra_rules=extra_rules))
+    hyp = _spaced_characters(normalize_text(hypothesis, language, extra_rules=extra_rules))
     return _count(CER, ref, hyp)
 
 
-def error_rate(reference: str, hypothesis: str, language: str | None = "en") -> ErrorRate:
+def error_rate(
+    reference: str, hypothesis: str, language: str | None = "en", *, extra_rules: bool = False
+) -> ErrorRate:
     """WER for English, CER for any other language."""
     if uses_cer(language):
-        return character_error_rate(reference, hypothesis, language)
-    return word_error_rate(reference, hypothesis, language)
+        return character_error_rate(reference, hypothesis, language, extra_rules=extra_rules)
+    return word_error_rate(reference, hypothesis, language, extra_rules=extra_rules)
 
 
-def corpus_error_rate(pairs: Iterable[tuple[str, str]], language: str | None = "en") -> ErrorRate:
+def corpus_error_rate(
+    pairs: Iterable[tuple[str, str]], language: str | None = "en", *, extra_rules: bool = False
+) -> ErrorRate:
     """Corpus rate over (reference, hypothesis) pairs: total errors / total reference length.
 
     This is the standard corpus WER, so long clips weigh more than short ones, unlike a mean
     of per-clip rates.
     """
-    rates = [error_rate(reference, hypothesis, language) for reference, hypothesis in pairs]
+    rates = [
+        error_rate(reference, hypothesis, language, extra_rules=extra_rules)
+        for reference, hypothesis in pairs
+    ]
     if not rates:
         raise ValueError("corpus_error_rate needs at least one (reference, hypothesis) pair")
     return sum(rates[1:], start=rates[0])
 
 
-def agreement(original_text: str, other_text: str, language: str | None = "en") -> ErrorRate:
+def agreement(
+    original_text: str, other_text: str, language: str | None = "en", *, extra_rules: bool = False
+) -> ErrorRate:
     """How far another engine's transcript moved from the original model's transcript.
 
     The original's transcript is the reference, so this measures what quantization changed,
     independently of whether either transcript is right.
     """
-    return error_rate(original_text, other_text, language)
+    return error_rate(original_text, other_text, language, extra_rules=extra_rules)
 
 
 def word_diff(
@@ -204,6 +235,7 @@ def word_diff(
     language: str | None = "en",
     *,
     show_missing: bool = False,
+    extra_rules: bool = False,
 ) -> list[DiffToken]:
     """Tokens of ``other_text`` labelled for Gradio's HighlightedText.
 
@@ -216,15 +248,18 @@ def word_diff(
     spelled over several words, which the WER normalises as one, may still show). With
     ``show_missing``, reference words that ``other_text`` dropped are inserted where they
     were lost, labelled ``"missing"``; the joined tokens then no longer equal ``other_text``.
-    Languages written without spaces are compared character by character.
+    Languages written without spaces are compared character by character. ``extra_rules``
+    normalises as the error rate with the same flag does.
     """
     other_pieces = _pieces(other_text, language)
-    other_keys = [_compare_key(piece, language) for piece in other_pieces]
+    other_keys = [_compare_key(piece, language, extra_rules) for piece in other_pieces]
     other_word_index = [i for i, key in enumerate(other_keys) if key]
     reference_words = [
-        piece for piece in _pieces(reference_text, language) if _compare_key(piece, language)
+        piece
+        for piece in _pieces(reference_text, language)
+        if _compare_key(piece, language, extra_rules)
     ]
-    reference_keys = [_compare_key(word, language) for word in reference_words]
+    reference_keys = [_compare_key(word, language, extra_rules) for word in reference_words]
 
     labels: dict[int, str | None] = dict.fromkeys(other_word_index)
     missing_before: dict[int, list[str]] = {}
@@ -332,8 +367,8 @@ def _pieces(text: str, language: str | None) -> list[str]:
     return pattern.findall(text)
 
 
-def _compare_key(piece: str, language: str | None) -> str:
+def _compare_key(piece: str, language: str | None, extra_rules: bool = False) -> str:
     # Whitespace and pieces the normaliser erases (punctuation, "um") are not words to diff.
     if piece.isspace():
         return ""
-    return normalize_text(piece, language).replace(" ", "")
+    return normalize_text(piece, language, extra_rules=extra_rules).replace(" ", "")

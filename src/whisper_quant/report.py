@@ -109,13 +109,17 @@ BENCH_HEADERS = (
 )
 
 
-def _interval(value: float | None, bounds, signed: bool = False) -> str:
+def _interval(value: float | None, bounds, signed: bool = False, n: int | None = None) -> str:
+    """The value with its interval, or with "(n=K)" where too few clips or clusters (K) gave
+    none."""
     if value is None:
         return ""
     fmt = "+.1%" if signed else ".1%"
     text = format(value, fmt)
     if bounds is not None:
         text += f" [{format(bounds[0], fmt)}, {format(bounds[1], fmt)}]"
+    elif n is not None:
+        text += f" (n={n})"
     return text
 
 
@@ -145,8 +149,8 @@ def bench_rows(report: BenchReport) -> list[list]:
                 f"{e.memory_baseline_mib:.0f} / {e.memory_total_mib:.0f}",
                 f"{e.peak_memory_mib:.0f}" if e.peak_memory_mib is not None else "",
                 f"{e.disk_mib:.0f}",
-                _interval(e.wer, e.wer_interval) or "n/a",
-                _interval(e.wer_difference, e.wer_difference_interval, signed=True),
+                _interval(e.wer, e.wer_interval, n=e.interval_n) or "n/a",
+                _interval(e.wer_difference, e.wer_difference_interval, signed=True, n=e.interval_n),
                 f"{e.agreement_wer_vs_original:.1%} ({e.agreement_clips})"
                 if e.agreement_wer_vs_original is not None
                 else "",
@@ -272,10 +276,20 @@ def markdown_report(report: BenchReport) -> str:
     if words:
         scored = usable - len(report.unscored_clips)
         lines.append(
-            f"WER rests on {words} reference words in {scored} clips; intervals are 95% "
-            "bootstrap intervals over clips (2000 resamples), the difference's paired (the "
-            "same clips drawn for both engines)."
+            f"WER rests on {words} reference words in {scored} clips; "
+            + bootstrap_note(report.settings.get("bootstrap"))
         )
+        extra = [
+            f"{e.label} {e.wer_extra_rules:.1%}"
+            for e in report.engines.values()
+            if e.wer_extra_rules is not None
+        ]
+        if extra:
+            rules = " and ".join(report.settings.get("wer_extra_rules", []))
+            lines.append(
+                "WER after Whisper's normalisers as they are; with the extra rules "
+                f"({rules}): " + ", ".join(extra) + "."
+            )
     if report.utterances:
         worst = [u for u in report.utterances if u["disagreement"]][:10]
         if worst:
@@ -311,6 +325,25 @@ def markdown_report(report: BenchReport) -> str:
         + "."
     )
     return "\n".join(lines) + "\n"
+
+
+def bootstrap_note(bootstrap: dict | None) -> str:
+    """How the intervals were drawn, from the report's settings["bootstrap"]."""
+    bootstrap = bootstrap or {"unit": "clip", "units": None, "min_units": 10, "resamples": 2000}
+    unit, units, least = bootstrap["unit"], bootstrap["units"], bootstrap["min_units"]
+    if units is not None and units < least:
+        return (
+            f"no 95% bootstrap interval: {units} {unit}s are fewer than the {least} an "
+            f"interval needs, so n={units} is shown instead."
+        )
+    if unit == "clip":
+        over = "95% bootstrap intervals over clips"
+    else:
+        over = f"95% cluster-bootstrap intervals over the {units} {unit}s, each with all its clips"
+    return (
+        f"intervals are {over} ({bootstrap['resamples']} resamples), the difference's paired "
+        f"(the same {unit}s drawn for both engines)."
+    )
 
 
 def plot_report(report: BenchReport, path) -> None:
@@ -365,8 +398,8 @@ def recipe_rows(report: BenchReport) -> list[list]:
                 f"{e.memory_mib:.0f}",
                 _number(e.peak_memory_mib, ".0f"),
                 f"{e.disk_mib:.0f}",
-                _interval(e.wer, e.wer_interval) or "n/a",
-                _interval(e.wer_difference, e.wer_difference_interval, signed=True),
+                _interval(e.wer, e.wer_interval, n=e.interval_n) or "n/a",
+                _interval(e.wer_difference, e.wer_difference_interval, signed=True, n=e.interval_n),
                 f"{e.agreement_wer_vs_original:.1%} ({e.agreement_clips} clips)"
                 if e.agreement_wer_vs_original is not None
                 else "",

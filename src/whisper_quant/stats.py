@@ -7,13 +7,25 @@ interval is the 2.5th to 97.5th percentile of those rates. The paired difference
 engine and the original draws the same utterances for both in each resample, so what the two
 have in common (hard clips, easy clips) cancels out and only the engine's change is left.
 
-Errors are counted by `metrics.error_rate` (Whisper's normalisers; WER for English, CER for
-other languages), so the figures match the rest of the project.
+Utterances of one speaker (or one source) are not independent: a voice the model mishears
+is misheard in all its clips. Given cluster labels, the bootstrap draws clusters instead (a
+cluster bootstrap): as many clusters as there are, with replacement, each with all its
+utterances. When one speaker holds most of the words the interval widens to show it; with
+every utterance its own cluster it is the utterance bootstrap, draw for draw.
+
+Below MIN_INTERVAL_UNITS units (utterances, or clusters when clustered) the resamples are
+too few and too alike to bound anything ([14.0, 14.0] from one clip), so no interval is
+given: ``interval`` is None and renderers show the unit count ("n=3") instead.
+
+Errors are counted by `metrics.error_rate` (Whisper's normalisers as they are by default, or
+with `metrics.EXTRA_RULES` on request; WER for English, CER for other languages), so the
+figures match the rest of the project. Loop and empty-output flags count words, so they use
+the extra rules: a token without a letter or digit is no word.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +36,8 @@ from .metrics import DiffToken, agreement, error_rate, normalize_text, word_diff
 DEFAULT_RESAMPLES = 2000
 DEFAULT_CONFIDENCE = 0.95
 DEFAULT_SEED = 0
+# Fewer utterances (or clusters) than this give no interval.
+MIN_INTERVAL_UNITS = 10
 
 # openai-whisper's transcribe() retries a window whose text compresses better than this
 # (len(text) / len(zlib.compress(text)), UTF-8 bytes): such text repeats itself.
@@ -63,15 +77,24 @@ class CorpusWer:
     errors: int
     reference_length: int
     rate: float
-    interval: Interval
+    interval: Interval | None  # None below MIN_INTERVAL_UNITS units
     utterances: int
     resamples: int
     seed: int | None
+    clusters: int | None = None  # clusters resampled; None: utterances were
+
+    @property
+    def units(self) -> int:
+        """How many units each resample draws: clusters when clustered, else utterances."""
+        return self.utterances if self.clusters is None else self.clusters
 
     def __str__(self) -> str:
+        head = f"{self.kind} {self.rate:.1%} ({self.errors}/{self.reference_length})"
+        if self.interval is None:
+            return f"{head}, n={self.units}"
         return (
-            f"{self.kind} {self.rate:.1%} ({self.errors}/{self.reference_length}), "
-            f"{self.interval.confidence:.0%} CI [{self.interval.low:.1%}, {self.interval.high:.1%}]"
+            f"{head}, {self.interval.confidence:.0%} CI "
+            f"[{self.interval.low:.1%}, {self.interval.high:.1%}]"
         )
 
 
@@ -87,19 +110,31 @@ class PairedDifference:
     engine_rate: float
     original_rate: float
     difference: float
-    interval: Interval
+    interval: Interval | None  # None below MIN_INTERVAL_UNITS units
     utterances: int
     resamples: int
     seed: int | None
+    clusters: int | None = None  # clusters resampled; None: utterances were
+
+    @property
+    def units(self) -> int:
+        """How many units each resample draws: clusters when clustered, else utterances."""
+        return self.utterances if self.clusters is None else self.clusters
 
     @property
     def significant(self) -> bool:
-        return 0.0 not in self.interval
+        """The interval excludes zero; False without an interval (too few units to tell)."""
+        return self.interval is not None and 0.0 not in self.interval
 
     def __str__(self) -> str:
-        return (
+        head = (
             f"{self.kind} {self.difference:+.1%} ({self.engine_rate:.1%} vs "
-            f"{self.original_rate:.1%}), {self.interval.confidence:.0%} CI "
+            f"{self.original_rate:.1%})"
+        )
+        if self.interval is None:
+            return f"{head}, n={self.units}"
+        return (
+            f"{head}, {self.interval.confidence:.0%} CI "
             f"[{self.interval.low:+.1%}, {self.interval.high:+.1%}]"
         )
 
@@ -158,16 +193,33 @@ class UtteranceRow:
 
 
 def utterance_counts(
-    references: Sequence[str], hypotheses: Sequence[str], language: str | None = "en"
+    references: Sequence[str],
+    hypotheses: Sequence[str],
+    language: str | None = "en",
+    *,
+    extra_rules: bool = False,
 ) -> tuple[str, np.ndarray, np.ndarray]:
     """(kind, errors per utterance, reference length per utterance), as int64 arrays."""
     _check_pairs(references, hypotheses)
     rates = [
-        error_rate(ref, hyp, language) for ref, hyp in zip(references, hypotheses, strict=True)
+        error_rate(ref, hyp, language, extra_rules=extra_rules)
+        for ref, hyp in zip(references, hypotheses, strict=True)
     ]
     errors = np.array([r.errors for r in rates], dtype=np.int64)
     lengths = np.array([r.reference_length for r in rates], dtype=np.int64)
     return rates[0].kind, errors, lengths
+
+
+def cluster_sums(
+    clusters: Sequence[Hashable], *columns: np.ndarray
+) -> tuple[int, list[np.ndarray]]:
+    """(number of clusters, each column summed per cluster), clusters in order of first
+    appearance, so singleton clusters keep the utterances' order."""
+    index: dict[Hashable, int] = {}
+    ids = np.array([index.setdefault(c, len(index)) for c in clusters], dtype=np.int64)
+    return len(index), [
+        np.bincount(ids, weights=col, minlength=len(index)).astype(np.int64) for col in columns
+    ]
 
 
 def corpus_wer(
@@ -175,28 +227,43 @@ def corpus_wer(
     hypotheses: Sequence[str],
     language: str | None = "en",
     *,
+    clusters: Sequence[Hashable] | None = None,
     resamples: int = DEFAULT_RESAMPLES,
     confidence: float = DEFAULT_CONFIDENCE,
     seed: int | None = DEFAULT_SEED,
+    min_units: int = MIN_INTERVAL_UNITS,
+    extra_rules: bool = False,
 ) -> CorpusWer:
-    """Corpus WER (CER for non-English) with a percentile bootstrap interval over utterances."""
-    kind, errors, lengths = utterance_counts(references, hypotheses, language)
-    _check_reference_words(lengths)
-    rates = np.concatenate(
-        [
-            _ratio(errors[idx].sum(axis=1), lengths[idx].sum(axis=1))
-            for idx in _resample_indices(len(errors), resamples, seed)
-        ]
+    """Corpus WER (CER for non-English) with a percentile bootstrap interval.
+
+    The bootstrap draws utterances, or the clusters given (one label per utterance: its
+    speaker or source). No interval below `min_units` utterances or clusters.
+    """
+    _check_settings(resamples, confidence)
+    kind, errors, lengths = utterance_counts(
+        references, hypotheses, language, extra_rules=extra_rules
     )
+    _check_reference_words(lengths)
+    units, (unit_errors, unit_lengths) = _units(clusters, errors, lengths)
+    interval = None
+    if units >= min_units:
+        rates = np.concatenate(
+            [
+                _ratio(unit_errors[idx].sum(axis=1), unit_lengths[idx].sum(axis=1))
+                for idx in _resample_indices(units, resamples, seed)
+            ]
+        )
+        interval = percentile_interval(rates, confidence)
     return CorpusWer(
         kind=kind,
         errors=int(errors.sum()),
         reference_length=int(lengths.sum()),
         rate=float(errors.sum() / lengths.sum()),
-        interval=percentile_interval(rates, confidence),
+        interval=interval,
         utterances=len(errors),
         resamples=resamples,
         seed=seed,
+        clusters=None if clusters is None else units,
     )
 
 
@@ -206,33 +273,47 @@ def paired_difference(
     original: Sequence[str],
     language: str | None = "en",
     *,
+    clusters: Sequence[Hashable] | None = None,
     resamples: int = DEFAULT_RESAMPLES,
     confidence: float = DEFAULT_CONFIDENCE,
     seed: int | None = DEFAULT_SEED,
+    min_units: int = MIN_INTERVAL_UNITS,
+    extra_rules: bool = False,
 ) -> PairedDifference:
-    """Engine minus original corpus rate, resampling the same utterances for both."""
-    kind, engine_errors, lengths = utterance_counts(references, engine, language)
-    _, original_errors, _ = utterance_counts(references, original, language)
+    """Engine minus original corpus rate, resampling the same utterances (or clusters) for
+    both. No interval below `min_units` utterances or clusters."""
+    _check_settings(resamples, confidence)
+    kind, engine_errors, lengths = utterance_counts(
+        references, engine, language, extra_rules=extra_rules
+    )
+    _, original_errors, _ = utterance_counts(
+        references, original, language, extra_rules=extra_rules
+    )
     _check_reference_words(lengths)
     # Both rates share the denominator (the reference words of the drawn utterances), so the
     # difference of rates is the difference of errors over it.
     delta = engine_errors - original_errors
-    differences = np.concatenate(
-        [
-            _ratio(delta[idx].sum(axis=1), lengths[idx].sum(axis=1), signed=True)
-            for idx in _resample_indices(len(delta), resamples, seed)
-        ]
-    )
+    units, (unit_delta, unit_lengths) = _units(clusters, delta, lengths)
+    interval = None
+    if units >= min_units:
+        differences = np.concatenate(
+            [
+                _ratio(unit_delta[idx].sum(axis=1), unit_lengths[idx].sum(axis=1), signed=True)
+                for idx in _resample_indices(units, resamples, seed)
+            ]
+        )
+        interval = percentile_interval(differences, confidence)
     total = lengths.sum()
     return PairedDifference(
         kind=kind,
         engine_rate=float(engine_errors.sum() / total),
         original_rate=float(original_errors.sum() / total),
         difference=float(delta.sum() / total),
-        interval=percentile_interval(differences, confidence),
+        interval=interval,
         utterances=len(delta),
         resamples=resamples,
         seed=seed,
+        clusters=None if clusters is None else units,
     )
 
 
@@ -282,9 +363,11 @@ def loop_flags(text: str, reference: str | None = None, language: str | None = "
 
     ``reference`` None means unknown: then text on silence is not judged.
     """
-    words = normalize_text(text, language).split()
+    words = normalize_text(text, language, extra_rules=True).split()
     ratio = compression_ratio(text)
-    silent_reference = reference is not None and not normalize_text(reference, language)
+    silent_reference = reference is not None and not normalize_text(
+        reference, language, extra_rules=True
+    )
     return LoopFlags(
         compression_ratio=ratio,
         high_compression=ratio > COMPRESSION_RATIO_THRESHOLD,
@@ -295,7 +378,7 @@ def loop_flags(text: str, reference: str | None = None, language: str | None = "
 
 def is_empty_output(text: str, language: str | None = "en") -> bool:
     """True when nothing of the transcript survives normalisation (no words at all)."""
-    return not normalize_text(text, language)
+    return not normalize_text(text, language, extra_rules=True)
 
 
 def count_empty_outputs(hypotheses: Sequence[str], language: str | None = "en") -> int:
@@ -369,10 +452,27 @@ def _row(
     )
 
 
-def _resample_indices(n: int, resamples: int, seed: int | None) -> Iterator[np.ndarray]:
-    """Index matrices (chunk x n) of utterances drawn with replacement, `resamples` rows in all."""
+def _units(
+    clusters: Sequence[Hashable] | None, *columns: np.ndarray
+) -> tuple[int, list[np.ndarray]]:
+    """The bootstrap's units: the utterances themselves, or their clusters' sums."""
+    if clusters is None:
+        return len(columns[0]), list(columns)
+    if len(clusters) != len(columns[0]):
+        raise ValueError(f"{len(clusters)} cluster labels for {len(columns[0])} utterances")
+    return cluster_sums(clusters, *columns)
+
+
+def _check_settings(resamples: int, confidence: float) -> None:
     if resamples < 1:
         raise ValueError(f"resamples must be at least 1, got {resamples}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+
+
+def _resample_indices(n: int, resamples: int, seed: int | None) -> Iterator[np.ndarray]:
+    """Index matrices (chunk x n) of units drawn with replacement, `resamples` rows in all."""
+    _check_settings(resamples, DEFAULT_CONFIDENCE)
     rng = np.random.default_rng(seed)
     for start in range(0, resamples, _RESAMPLE_CHUNK):
         yield rng.integers(0, n, size=(min(_RESAMPLE_CHUNK, resamples - start), n))
