@@ -54,6 +54,8 @@ GROUPS: dict[str, tuple[str, str]] = {
     "enc.conv": (ENCODER_FILE, r"^/conv\d/Conv$"),
     "enc.attn": (ENCODER_FILE, r"^/layers\.\d+/self_attn/" + PROJ),
     "enc.ffn": (ENCODER_FILE, r"^/layers\.\d+/fc[12]/MatMul$"),
+    "enc.fc1": (ENCODER_FILE, r"^/layers\.\d+/fc1/MatMul$"),
+    "enc.fc2": (ENCODER_FILE, r"^/layers\.\d+/fc2/MatMul$"),
     "enc": (ENCODER_FILE, r"."),
     "dec.self": (DECODER_FILE, r"/decoder/layers\.\d+/self_attn/" + PROJ),
     "dec.cross": (DECODER_FILE, r"/decoder/layers\.\d+/encoder_attn/" + PROJ),
