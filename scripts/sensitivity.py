@@ -1,0 +1,302 @@
+"""Which part of the int8 model moves Whisper's language probabilities: one group at a time.
+
+Each variant quantizes, with the `quantized` recipe's settings (Optimum's ORTQuantizer, the
+given preset, per-channel weights, attention's activation MatMuls and the convolutions in
+fp32), either ONLY one group of operators (`only:<group>`, the rest of the model fp32) or
+everything BUT one group (`but:<group>`). Groups are selected by node-name patterns of
+Optimum's export, the same for every Whisper size (GROUPS). A variant is written as a
+subfolder of the built model, so scripts/language_windows.py can also run it end to end
+(`--engines <variant>`).
+
+For every variant it runs Whisper's language detection (one decoder step after
+<|startoftranscript|>, the engines' own sessions and graph changes) on fixed 30 s windows of
+two-language recordings, and compares the distribution over languages with onnx-fp32's:
+mean and largest KL(fp32 || variant), windows whose top language differs, and the mean
+change of the probability of fp32's top language.
+
+    python scripts/sensitivity.py models/base clips/*.flac --preset avx2 \
+        --variants only:enc.attn,only:enc.ffn,but:dec.out --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from language_windows import engine_for  # noqa: E402
+
+from whisper_quant.audio import SAMPLE_RATE, decode_audio  # noqa: E402
+from whisper_quant.build import quantization_config  # noqa: E402
+from whisper_quant.decoding import detect_language  # noqa: E402
+from whisper_quant.graphs import activation_matmuls, walk  # noqa: E402
+from whisper_quant.layout import DECODER_FILE, ENCODER_FILE  # noqa: E402
+from whisper_quant.longform import N_FRAMES, window_features  # noqa: E402
+from whisper_quant.measure import Stopwatch  # noqa: E402
+from whisper_quant.weights import copy_preprocessing_files  # noqa: E402
+
+# Node-name patterns of Optimum's Whisper export (encoder: `/layers.N/...`, merged decoder:
+# `/model/decoder/layers.N/...` in both branches of its `If`, `/proj_out/MatMul`).
+PROJ = r"(q|k|v|out)_proj/MatMul$"
+GROUPS: dict[str, tuple[str, str]] = {
+    # group: (file, regular expression over node names)
+    "enc.conv": (ENCODER_FILE, r"^/conv\d/Conv$"),
+    "enc.attn": (ENCODER_FILE, r"^/layers\.\d+/self_attn/" + PROJ),
+    "enc.ffn": (ENCODER_FILE, r"^/layers\.\d+/fc[12]/MatMul$"),
+    "enc.fc1": (ENCODER_FILE, r"^/layers\.\d+/fc1/MatMul$"),
+    "enc.fc2": (ENCODER_FILE, r"^/layers\.\d+/fc2/MatMul$"),
+    "enc": (ENCODER_FILE, r"."),
+    "dec.self": (DECODER_FILE, r"/decoder/layers\.\d+/self_attn/" + PROJ),
+    "dec.cross": (DECODER_FILE, r"/decoder/layers\.\d+/encoder_attn/" + PROJ),
+    "dec.ffn": (DECODER_FILE, r"/decoder/layers\.\d+/fc[12]/MatMul$"),
+    "dec.out": (DECODER_FILE, r"^/proj_out/MatMul$"),
+    "dec.embed": (DECODER_FILE, r"embed_tokens/Gather$"),
+    "dec": (DECODER_FILE, r"."),
+}
+# Per layer: `enc.L3` is every weight MatMul of encoder layer 3, `dec.L0` of decoder layer 0,
+# `enc.L3.ffn` / `enc.L3.attn` that layer's feed-forward or attention projections.
+LAYER = re.compile(r"^(enc|dec)\.L(\d+)(?:\.(attn|ffn))?$")
+OPERATORS = ("MatMul", "Conv", "Gather")
+
+
+def group_pattern(group: str) -> tuple[str, re.Pattern]:
+    match = LAYER.match(group)
+    if match:
+        side, layer, part = match.groups()
+        file = ENCODER_FILE if side == "enc" else DECODER_FILE
+        prefix = (r"^/layers\." if side == "enc" else r"/decoder/layers\.") + layer + "/"
+        body = {
+            None: r".*MatMul$",
+            "attn": r"(self|encoder)_attn/" + PROJ,
+            "ffn": r"fc[12]/MatMul$",
+        }
+        return file, re.compile(prefix + body[part])
+    if group not in GROUPS:
+        raise SystemExit(f"unknown group {group!r}: {', '.join(GROUPS)} or enc.L<n>[.attn|.ffn]")
+    file, pattern = GROUPS[group]
+    return file, re.compile(pattern)
+
+
+def quantizable(path: Path, default_fp32: set[str]) -> list[str]:
+    """Names of the nodes the recipe quantizes in one graph (weights only)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return sorted(
+        {
+            node.name
+            for node, constants in walk(graph)
+            if node.op_type in OPERATORS
+            and node.name not in default_fp32
+            and any(i in constants for i in node.input)
+        }
+    )
+
+
+def build_variant(fp32_dir: Path, model_dir: Path, variant: str, preset: str) -> Path:
+    """Write `<model_dir>/<variant folder>`: the quantized recipe restricted as `variant` says."""
+    from optimum.onnxruntime import ORTQuantizer
+
+    mode, _, group = variant.partition(":")
+    out = model_dir / folder_name(variant)
+    if (out / DECODER_FILE).is_file():
+        return out
+    file, pattern = group_pattern(group)
+    convolutions = {"/conv1/Conv", "/conv2/Conv"}
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (ENCODER_FILE, DECODER_FILE):
+        default_fp32 = set(activation_matmuls(fp32_dir / name))
+        if name == ENCODER_FILE and group != "enc.conv":
+            default_fp32 |= convolutions
+        nodes = quantizable(fp32_dir / name, default_fp32)
+        chosen = [n for n in nodes if pattern.search(n)] if name == file else []
+        if mode == "only":
+            selected = chosen
+        elif mode == "but":
+            selected = [n for n in nodes if n not in chosen]
+        else:
+            raise SystemExit(f"variant {variant!r}: write only:<group> or but:<group>")
+        if not selected:
+            os.link(fp32_dir / name, out / name)
+            continue
+        config = quantization_config(preset, True)
+        config.nodes_to_quantize = selected
+        ORTQuantizer.from_pretrained(fp32_dir, file_name=name).quantize(
+            save_dir=out, quantization_config=config
+        )
+        (out / name.replace(".onnx", "_quantized.onnx")).rename(out / name)
+    copy_preprocessing_files(fp32_dir, out)
+    return out
+
+
+def folder_name(variant: str) -> str:
+    return "var-" + variant.replace(":", "-")
+
+
+def windows_of(clips: list[Path], starts: tuple[float, ...]) -> list[tuple[str, float, np.ndarray]]:
+    """(clip, start, audio) of every window start that lies inside each clip."""
+    found = []
+    for clip in clips:
+        audio = decode_audio(clip, max_seconds=None)
+        for start in starts:
+            if start * SAMPLE_RATE < len(audio) - 5 * SAMPLE_RATE:
+                found.append((clip.name, start, audio))
+    return found
+
+
+def language_probs(engine, windows) -> np.ndarray:
+    """(windows, languages) probabilities of each window's language detection."""
+    engine.load()
+    model = engine.window_model(Stopwatch())
+    rows = []
+    mels: dict[str, object] = {}
+    for clip, start, audio in windows:
+        mel = mels.get(clip) or mels.setdefault(clip, engine.features(audio))
+        seek = round(start * SAMPLE_RATE / 160)
+        chunk = window_features(mel.features, seek, min(mel.frames - seek, N_FRAMES))
+        detection = detect_language(model, model.encode(chunk), engine.special)
+        rows.append([detection.probs[c] for c in sorted(detection.probs)])
+    return np.array(rows), sorted(detection.probs)
+
+
+def speed(engine, audio: np.ndarray, repeats: int, steps: int = 40) -> dict:
+    """Median encoder ms per 30 s window (cross-attention projections included) and median
+    decoder ms per token (one row, greedy, after the prompt), over `repeats` runs."""
+    engine.load()
+    model = engine.window_model(Stopwatch())
+    mel = engine.features(audio)
+    chunk = window_features(mel.features, 0, min(mel.frames, N_FRAMES))
+    prompt = np.array([[engine.special.sot]], dtype=np.int64)
+    encoder, decoder = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        encoded = model.encode(chunk)
+        encoder.append(time.perf_counter() - started)
+        state = model.decoder(encoded, 1)
+        token = int(state.step(prompt)[0, -1].argmax())
+        started = time.perf_counter()
+        for _ in range(steps):
+            token = int(state.step(np.array([[token]], dtype=np.int64))[0, -1].argmax())
+        decoder.append((time.perf_counter() - started) / steps)
+    return {
+        "encoder_ms": round(1000 * float(np.median(encoder)), 1),
+        "decoder_ms_per_token": round(1000 * float(np.median(decoder)), 2),
+    }
+
+
+def compare(reference: np.ndarray, probs: np.ndarray) -> dict:
+    eps = 1e-9
+    kl = (reference * (np.log(reference + eps) - np.log(probs + eps))).sum(axis=1)
+    top = reference.argmax(axis=1)
+    rows = np.arange(len(top))
+    return {
+        "kl_mean": round(float(kl.mean()), 4),
+        "kl_max": round(float(kl.max()), 4),
+        "top1_flips": int((probs.argmax(axis=1) != top).sum()),
+        "top1_prob_change_mean": round(float((probs[rows, top] - reference[rows, top]).mean()), 4),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir", type=Path, help="a built model folder with onnx-fp32/")
+    parser.add_argument("clips", type=Path, nargs="+")
+    parser.add_argument("--preset", required=True, help="avx2, avx512_vnni, ...")
+    parser.add_argument("--variants", required=True, help="comma-separated only:G / but:G")
+    parser.add_argument("--starts", default="0,30,40,50,53.5,60,70,80")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--speed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: time onnx-fp32 and each variant (kept on disk) N times, interleaved, "
+        "on the first clip's first window, and print their weight bytes",
+    )
+    args = parser.parse_args(argv)
+    if args.speed:
+        return measure_speed(args)
+    fp32_dir = args.model_dir / "onnx-fp32"
+    windows = windows_of(args.clips, tuple(float(s) for s in args.starts.split(",")))
+    reference, codes = language_probs(engine_for("onnx-fp32", args.model_dir), windows)
+    results = {}
+    names = ["quantized", *args.variants.split(",")]
+    for variant in names:
+        started = time.perf_counter()
+        folder = (
+            args.model_dir / "quantized"
+            if variant == "quantized"
+            else build_variant(fp32_dir, args.model_dir, variant, args.preset)
+        )
+        probs, _ = language_probs(engine_for(folder.name, args.model_dir), windows)
+        figures = compare(reference, probs)
+        flips = [
+            f"{clip}@{start:g}: {codes[reference[i].argmax()]}->{codes[probs[i].argmax()]}"
+            for i, (clip, start, _) in enumerate(windows)
+            if reference[i].argmax() != probs[i].argmax()
+        ]
+        results[variant] = {**figures, "flips": flips}
+        print(
+            f"{variant:>16}: KL mean {figures['kl_mean']:.4f} max {figures['kl_max']:.4f}, "
+            f"top-1 flips {figures['top1_flips']}/{len(windows)}, "
+            f"p(top) {figures['top1_prob_change_mean']:+.3f}  {'; '.join(flips)}  "
+            f"({time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
+        if variant != "quantized" and os.environ.get("SENSITIVITY_KEEP") != "1":
+            shutil.rmtree(folder)
+    if args.json:
+        args.json.write_text(json.dumps({"windows": len(windows), "variants": results}, indent=1))
+    return 0
+
+
+def measure_speed(args) -> int:
+    """Speed and size of onnx-fp32, quantized and each variant; rounds interleave engines so
+    that a change of the machine's load affects them alike."""
+    from whisper_quant.layout import weight_bytes
+
+    fp32_dir = args.model_dir / "onnx-fp32"
+    names = ["onnx-fp32", "quantized"]
+    for variant in args.variants.split(","):
+        names.append(build_variant(fp32_dir, args.model_dir, variant, args.preset).name)
+    engines = {name: engine_for(name, args.model_dir) for name in names}
+    audio = decode_audio(args.clips[0], max_seconds=None)
+    rounds = {name: [] for name in names}
+    for _ in range(args.speed):
+        for name, engine in engines.items():
+            rounds[name].append(speed(engine, audio, 1))
+    fp32_bytes = weight_bytes(fp32_dir)
+    results = {}
+    for name in names:
+        encoder = float(np.median([r["encoder_ms"] for r in rounds[name]]))
+        decoder = float(np.median([r["decoder_ms_per_token"] for r in rounds[name]]))
+        size = weight_bytes(args.model_dir / name)
+        results[name] = {
+            "encoder_ms": encoder,
+            "decoder_ms_per_token": decoder,
+            "bytes": size,
+            "share_of_onnx_fp32": round(size / fp32_bytes, 4),
+        }
+        print(
+            f"{name:>24}: encoder {encoder:7.1f} ms/window, decoder {decoder:6.2f} ms/token, "
+            f"{size / 2**20:6.1f} MiB ({size / fp32_bytes:.1%} of onnx-fp32)",
+            flush=True,
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
