@@ -751,3 +751,76 @@ def test_language_per_window_matches_transformers_detection(base):
     assert [by_window[w] for w in sorted(by_window)] == [expected[w] for w in sorted(by_window)]
     assert result.language == expected[0]
     assert len(seeks) >= 2
+
+
+def _two_language_run(**options):
+    """Window 0 (German detected) writes 0-3 s and ends on a single timestamp; the resumed
+    window (or the next one) transcribes what follows."""
+
+    def at_sot(window, history):
+        if history == (SOT,):
+            return peaked({DE: 0.9})
+        return peaked({NO_SPEECH: 0.01})
+
+    scripts = [
+        say([ts(0), 1, ts(3)]),
+        say([ts(0), 2, ts(20), ts(20)]),
+        say([ts(0), 3, ts(4)]),
+        say([ts(0), 4, ts(29)]),
+        say([ts(0), 5, ts(2)]),
+    ]
+    model = FakeModel(scripts, at_sot, start_length=3)
+    result, _ = run(
+        model, 6000, special=MULTILINGUAL, temperatures=(0.0,), language_per_window=True, **options
+    )
+    return result, [int(w[0, 0, 0] - 1) for w in model.windows]
+
+
+def test_an_early_end_moves_past_the_window_by_default():
+    result, starts = _two_language_run()
+    assert starts == [0, 3000, 5000]
+    assert result.resumed_windows == 0
+    assert [(s.start, s.end) for s in result.segments] == [(0.0, 3.0), (30.0, 50.0), (50.0, 54.0)]
+
+
+def test_an_early_end_resumes_at_the_last_segment_with_language_per_window():
+    result, starts = _two_language_run(early_end_resume_s=5.0)
+    # 0-3 s written, 27 s left: resumed at 3 s; that window ends on a pair (23 s); the next
+    # ends early at 27 s and is resumed; the one after ends 1 s before its end and moves past.
+    assert starts == [0, 300, 2300, 2700, 5700]
+    assert result.resumed_windows == 2
+    assert [(s.start, s.end) for s in result.segments] == [
+        (0.0, 3.0),
+        (3.0, 23.0),
+        (23.0, 27.0),
+        (27.0, 56.0),
+        (57.0, 59.0),
+    ]
+
+
+def test_an_early_end_is_resumed_once_in_a_row():
+    def at_sot(window, history):
+        return peaked({DE: 0.9}) if history == (SOT,) else peaked({NO_SPEECH: 0.01})
+
+    scripts = [say([ts(0), i, ts(2)]) for i in range(4)]
+    model = FakeModel(scripts, at_sot, start_length=3)
+    result, _ = run(
+        model,
+        6000,
+        special=MULTILINGUAL,
+        temperatures=(0.0,),
+        language_per_window=True,
+        early_end_resume_s=5.0,
+    )
+    starts = [int(w[0, 0, 0] - 1) for w in model.windows]
+    # Resumed at 2 s; that window ends early too and moves past itself (32 s); resumed at 34 s.
+    assert starts == [0, 200, 3200, 3400]
+    assert result.resumed_windows == 2
+
+
+def test_an_early_end_is_not_resumed_without_language_per_window():
+    scripts = [say([ts(0), 1, ts(3)]), say([ts(0), 2, ts(4)])]
+    model = FakeModel(scripts)
+    result, _ = run(model, 6000, temperatures=(0.0,), early_end_resume_s=5.0)
+    assert [int(w[0, 0, 0] - 1) for w in model.windows] == [0, 3000]
+    assert result.resumed_windows == 0

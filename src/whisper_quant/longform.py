@@ -37,6 +37,15 @@ Where it deliberately differs from transformers or openai-whisper:
   threshold, not at it).
 - The limit on a window's tokens: the decoder's 448 positions minus the prompt, or
   `max_new_tokens` if smaller (transformers raises when prompt + max_new_tokens exceed 448).
+- Early ends under `language_per_window` (our addition, like per-window language itself):
+  openai-whisper and transformers move past the whole window when it ends with a single
+  timestamp. A window that holds two languages is decoded in the one detected, and can stop
+  writing early; the speech after its last segment then gets no transcript (on real English
+  then Russian speech, 21 s were lost this way). With `early_end_resume_s` set (the app and
+  the benchmark set it to 5 s for language per window), such a window that ended at least that
+  many seconds before its end moves `seek` to its last segment's end instead, so the rest is
+  decoded as a window of its own, with its own language. At most one window in a row is
+  resumed this way, so each normal window adds at most one.
 - Sampling is seeded with `seed` (numpy); see decoding.py for how sampling and beam search
   follow transformers (one sample per temperature, top-k 50; transformers' beam scores).
 - `language_per_window=True` (multilingual models, no fixed language) detects the language on
@@ -190,6 +199,10 @@ class TranscribeOptions:
     # Reproduce transformers 4.57's no-speech probability: 0 for English-only models, so
     # their windows are never skipped (see decoding.transformers_no_speech_probability).
     transformers_no_speech: bool = False
+    # With language_per_window: a window that ends with a single timestamp at least this many
+    # seconds before its end resumes at its last segment's end (None: past the window, as
+    # openai-whisper and transformers do). See the module's docstring.
+    early_end_resume_s: float | None = None
 
     def __post_init__(self):
         temperatures = tuple(float(t) for t in self.temperatures)
@@ -218,6 +231,8 @@ class TranscribeOptions:
             raise ValueError("max_initial_timestamp must be 0 or more (or None)")
         if self.top_k is not None and self.top_k < 1:
             raise ValueError("top_k must be at least 1 (or None)")
+        if self.early_end_resume_s is not None and not self.early_end_resume_s > 0:
+            raise ValueError("early_end_resume_s must be more than 0 (or None)")
 
     def window_options(self, temperature: float) -> WindowOptions:
         return WindowOptions(
@@ -278,6 +293,8 @@ class LongFormResult:
     fallback_windows: int  # windows decoded more than once (temperature fallback)
     skipped_windows: int  # windows skipped as silence
     timings: Timings
+    # Windows that ended early and were resumed at their last segment (early_end_resume_s).
+    resumed_windows: int = 0
 
 
 ProgressCallback = Callable[[int, float, float], None]
@@ -542,8 +559,9 @@ def transcribe(
     segments: list[Segment] = []
     # Forced windows are prompted with their start alone: the same prompt for every window.
     condition = options.condition_on_previous_text and not fixed
-    windows = fallback_windows = skipped = 0
+    windows = fallback_windows = skipped = resumed = 0
     seek = 0
+    resumed_last = False
 
     def text_of(tokens: Sequence[int]) -> str:
         return decode_text([t for t in tokens if t < eot])
@@ -620,6 +638,11 @@ def transcribe(
             )
             for s in raw
         ]
+        early = _early_end_offset(raw, seek, offset, window_frames, options)
+        resumed_last = early is not None and not resumed_last
+        if resumed_last:
+            resumed += 1
+            offset = early
         seek += offset
 
     tokens = tuple(t for s in segments for t in s.tokens)
@@ -632,4 +655,26 @@ def transcribe(
         fallback_windows=fallback_windows,
         skipped_windows=skipped,
         timings=clock.timings(),
+        resumed_windows=resumed,
     )
+
+
+def _early_end_offset(
+    raw: Sequence[RawSegment],
+    seek: int,
+    offset: int,
+    window_frames: int,
+    options: TranscribeOptions,
+) -> int | None:
+    """Frames to the last segment's end when a per-window-language window ended early (see
+    `TranscribeOptions.early_end_resume_s`), else None: the seek stays as `split_window` says."""
+    if not (options.language_per_window and options.early_end_resume_s) or not raw:
+        return None
+    if offset != window_frames:  # ended on a pair: the seek is already at the last segment
+        return None
+    start_s = seek * FRAME_S
+    last_end_s = raw[-1].end - start_s
+    if window_frames * FRAME_S - last_end_s < options.early_end_resume_s:
+        return None
+    frames = int(round(last_end_s / FRAME_S))
+    return frames if 0 < frames < window_frames else None
