@@ -233,6 +233,73 @@ def test_a_dataset_benchmark_reports_intervals_and_paired_differences(
     assert "95% bootstrap" in (tmp_path / "report.md").read_text()
 
 
+# --- the like-for-like baseline on a tiny random model ----------------------------------------
+
+
+def test_pytorch_through_the_same_loop_splits_the_speed_up_and_every_engines_sections_add_up(
+    built_tiny, tmp_path
+):
+    """benchmark.py --engines original,pytorch,onnx-fp32,quantized on the tiny random model,
+    through generate for the original (no --fixed-tokens), a few tokens per window: the JSON
+    has the pytorch engine, the three-way split, coverage per engine, and timed sections that
+    add up to at least 90% of every engine's median latency."""
+    from fixed_tokens import write_noise
+
+    clip = write_noise(tmp_path / "noise.wav", 3.0)
+    out = tmp_path / "report.json"
+    code = benchmark_main(
+        [
+            str(clip),
+            "--models-dir",
+            str(built_tiny.folder.parent),
+            "--model",
+            built_tiny.folder.name,
+            "--engines",
+            "original,pytorch,onnx-fp32,quantized",
+            "--no-fallback",
+            "--max-new-tokens",
+            "24",
+            "--repeat",
+            "2",
+            "--json",
+            str(out),
+            "--markdown",
+            str(tmp_path / "report.md"),
+        ]
+    )
+    assert code == 0
+    data = json.loads(out.read_text())
+    engines = data["engines"]
+    assert list(engines) == ["original", "pytorch", "onnx-fp32", "quantized"]
+    assert engines["pytorch"]["label"] == "PyTorch fp32, same loop"
+    assert "studio's long-form loop" in engines["pytorch"]["runtime"]["runtime"]
+    timed = ("features", "encoder", "cross_kv", "language", "decoder")
+    for name, engine in engines.items():
+        sections = engine["median_section_s"]
+        assert sections["decoder"] > sections["first_step"] > 0, name
+        assert sections["other"] >= 0, name
+        assert sum(sections.get(k, 0.0) for k in timed) >= 0.9 * engine["median_latency_s"], name
+        assert engine["section_share"] >= 0.9, name
+        # The same model, or its exports, decoding the same clip: nothing dropped.
+        assert 0 <= engine["speech_coverage_vs_original"] <= 1, name
+        assert set(engine["clip_coverage"]) == {"noise.wav"}, name
+        assert isinstance(engine["clips_with_dropped_span"], int), name
+    # The original is the reference of the coverage figures.
+    assert engines["original"]["speech_coverage_vs_original"] in (None, 1.0)
+    summary = data["summary"]
+    split = summary["speedup_split"]
+    assert set(split) == {"original_to_pytorch", "pytorch_to_onnx-fp32", "onnx-fp32_to_quantized"}
+    product = split["original_to_pytorch"] * split["pytorch_to_onnx-fp32"]
+    assert product * split["onnx-fp32_to_quantized"] == pytest.approx(summary["speedup"])
+    assert summary["speedup_vs_pytorch"] == pytest.approx(
+        split["pytorch_to_onnx-fp32"] * split["onnx-fp32_to_quantized"]
+    )
+    assert "coverage" in data["methods"] and "speedup_split" in data["methods"]
+    markdown = (tmp_path / "report.md").read_text()
+    assert "Speech covered (of original's)" in markdown and "| other |" in markdown
+    assert "The speed-up in three parts" in markdown
+
+
 # --- --fixed-tokens on a tiny random model ---------------------------------------------------
 
 

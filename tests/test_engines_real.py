@@ -252,6 +252,34 @@ def test_the_original_times_its_first_step_and_the_onnx_engines_their_projection
     assert "cross_kv" not in tiny_en_results["original", "goforward.wav"].timings
 
 
+def test_pytorch_runs_the_originals_model_through_the_shared_loop_and_times_every_step(
+    built_tiny_en, tiny_en, audio
+):
+    """The pytorch engine: the original's files, the ONNX engines' loop, the original's words
+    and segments. For both PyTorch engines the timed sections (every decoding step whole)
+    add up to at least 90% of a transcription; the rest is reported as "other"."""
+    from whisper_quant.engines import PyTorchEngine
+    from whisper_quant.engines.base import TIMED_SECTIONS
+
+    torch_loop = PyTorchEngine(built_tiny_en.folder)
+    torch_loop.transcribe(audio["goforward.wav"])  # warm-up
+    for clip in ("goforward.wav", "cards-005.wav"):
+        mine, stock = (
+            torch_loop.transcribe(audio[clip]),
+            tiny_en["original"].transcribe(audio[clip]),
+        )
+        assert mine.text == stock.text, clip
+        assert [(s.start, s.end) for s in mine.segments] == [
+            (s.start, s.end) for s in stock.segments
+        ], clip
+        for result in (mine, stock):
+            timings = result.timings
+            timed = sum(timings.get(k, 0.0) for k in TIMED_SECTIONS)
+            assert timed >= 0.9 * timings["total"], (result.engine, clip, timings)
+            assert timings["other"] == pytest.approx(timings["total"] - timed, abs=1e-9)
+            assert 0 < timings["first_step"] < timings["decoder"], (result.engine, clip)
+
+
 # --- base: languages and translation -----------------------------------------------------------
 
 LANGUAGE_CLIPS = {

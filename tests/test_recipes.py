@@ -112,7 +112,7 @@ def test_every_recipe_is_built_and_recorded(every_recipe):
         assert settings["decoder"] == RECIPES[name].decoder
         assert settings["weight_bytes"] == weight_bytes(folder / name)
         assert settings["weight_bytes"] > 0
-    assert available_engines(folder)[: len(RECIPES) + 1] == ["original", *RECIPES]
+    assert available_engines(folder)[: len(RECIPES) + 2] == ["original", "pytorch", *RECIPES]
 
 
 def test_mixed_recipes_reuse_the_fp32_and_int8_graphs(every_recipe):

@@ -20,8 +20,10 @@ from pathlib import Path
 
 from .audio import AudioError, decode_audio, duration_s
 from .compare import ONNX_FP32, ORIGINAL, QUANTIZED, Studio
+from .coverage import COMPARABLE_COVERAGE, MIN_DROPPED_S, aggregate, clip_coverage
 from .decoding import text_compression_ratio
-from .engines import DEFAULT_THREADS, ENGINES, TranscribeOptions
+from .engines import DEFAULT_THREADS, ENGINES, PyTorchEngine, TranscribeOptions
+from .engines.base import TIMED_SECTIONS
 from .hardware import cpu_info
 from .manifest import ModelIntegrityError, read_manifest
 from .measure import KERNEL_METHOD, MEMORY_METHOD, mib, speedup, timing_method
@@ -38,6 +40,9 @@ from .stats import (
 )
 
 logger = logging.getLogger(__name__)
+
+# The original's model through the studio's loop: the like-for-like baseline of every split.
+PYTORCH = PyTorchEngine.name
 
 FEATURES_NOTE = (
     "Every worker computes log-mel features with transformers' WhisperFeatureExtractor, which "
@@ -71,6 +76,30 @@ NORMALISATION_NOTE = (
 )
 # Clip attributes that name a clip's cluster for the bootstrap, tried in this order.
 CLUSTER_ATTRIBUTES = ("speaker", "source")
+SECTIONS_METHOD = (
+    "Sections: the median seconds of each timed part of a transcription over every run: "
+    "features, encoder, cross_kv (ONNX engines), language detection, decoder (every decoding "
+    "step whole: the model call with its projection to the vocabulary, and for the original "
+    "generate's logits processors and bookkeeping between steps; first_step is its prompt "
+    "steps); 'other' is the total minus those sections. section_share is their medians' sum "
+    "over the median latency."
+)
+COVERAGE_METHOD = (
+    f"Speech coverage: the seconds of each clip that an engine's segments with text cover "
+    f"(clipped to the clip), from its last run. speech_coverage_vs_original: the seconds both "
+    f"it and the original cover over the seconds the original covers, summed over clips. A "
+    f"dropped span is a stretch this engine's segments leave uncovered holding at least "
+    f"{MIN_DROPPED_S:g} s of the original's segments. An engine covering less than "
+    f"{COMPARABLE_COVERAGE:.0%} of the original's speech did less work: its speed-up is "
+    f"marked not comparable (speedup_comparable false)."
+)
+SPLIT_METHOD = (
+    "The speed-up splits three ways, multiplying back to the stock figure: transformers "
+    "generate (original) to pytorch (the same model through the studio's loop: generate's own "
+    "extra passes), pytorch to onnx-fp32 (the runtime and graphs), onnx-fp32 to quantized "
+    "(int8). Headline speed-ups are against pytorch, like for like; the stock original's "
+    "figure is beside them."
+)
 BUILD_NOTE = (
     "The model's build, from its manifest: seconds per stage and the peak resident memory "
     "of each stage (MiB)."
@@ -138,6 +167,17 @@ class EngineStats:
     fallback_windows: int  # of them, decoded again at a higher temperature
     segments: int
     max_compression_ratio: float  # the highest of any segment's text (loops exceed 2.4)
+    # The timed sections' medians over the median latency (SECTIONS_METHOD).
+    section_share: float | None
+    # COVERAGE_METHOD: seconds its segments cover over all clips; seconds both it and the
+    # original cover over the original's (None without the original or its speech); clips
+    # where it dropped a span; per clip its seconds, the original's, both's and the spans.
+    speech_covered_s: float
+    speech_coverage_vs_original: float | None
+    clips_with_dropped_span: int
+    clip_coverage: dict[str, dict]
+    # False when it covered less than COMPARABLE_COVERAGE of the original's speech.
+    speedup_comparable: bool
 
 
 @dataclass(frozen=True)
@@ -285,6 +325,8 @@ class _Runs:
     fallback_windows: dict[str, int] = field(default_factory=dict)
     segments: dict[str, int] = field(default_factory=dict)
     max_compression_ratio: dict[str, float] = field(default_factory=dict)
+    # Per clip, from its last run: the (start, end) seconds of its segments with text.
+    spans: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
 
 def run_benchmark(
@@ -359,6 +401,9 @@ def run_benchmark(
         "features": FEATURES_NOTE,
         "build": BUILD_NOTE,
         "normalisation": NORMALISATION_NOTE,
+        "sections": SECTIONS_METHOD,
+        "coverage": COVERAGE_METHOD,
+        "speedup_split": SPLIT_METHOD,
     }
     if options.fixed_tokens is not None:
         methods["fixed_tokens"] = FIXED_TOKENS_METHOD
@@ -436,6 +481,7 @@ def _record(runs: _Runs, clip: str, t) -> None:
     runs.windows[clip] = t.windows
     runs.fallback_windows[clip] = t.fallback_windows
     runs.segments[clip] = len(t.segments)
+    runs.spans[clip] = [(s.start, s.end) for s in t.segments if s.text.strip()]
     runs.max_compression_ratio[clip] = max(
         (text_compression_ratio(s.text) for s in t.segments if s.text.strip()), default=0.0
     )
@@ -504,6 +550,18 @@ def _engine_stats(
     windows = sum(runs.run_windows)
     has_cross_kv = any(runs.cross_kv_s)
     repeats = max(len(next(iter(runs.latencies.values()), [])), 1)
+    median_latency = statistics.median(per_clip.values()) if per_clip else None
+    sections = {k: statistics.median(v) for k, v in runs.sections.items()}
+    timed = sum(sections.get(k, 0.0) for k in TIMED_SECTIONS)
+    clips_coverage = {
+        c.name: clip_coverage(
+            original.spans.get(c.name, ()) if original is not None else (),
+            runs.spans.get(c.name, ()),
+            duration_s(c.audio),
+        )
+        for c in usable
+    }
+    coverage = aggregate(clips_coverage.values())
     return EngineStats(
         label=ENGINES[name].label,
         wer=None if wer is None else wer.rate,
@@ -529,11 +587,11 @@ def _engine_stats(
         ),
         agreement_wer_vs_original=None if agree is None else agree.rate,
         agreement_clips=len(greedy) if name != ORIGINAL else 0,
-        median_latency_s=statistics.median(per_clip.values()) if per_clip else None,
+        median_latency_s=median_latency,
         mean_latency_s=statistics.fmean(per_clip.values()) if per_clip else None,
         best_latency_s=statistics.median(best_per_clip.values()) if best_per_clip else None,
         rtf=sum(per_clip.values()) / audio_total if audio_total else None,
-        median_section_s={k: statistics.median(v) for k, v in runs.sections.items()},
+        median_section_s=sections,
         tokens_per_pass=sum(runs.tokens) // repeats,
         ms_per_token_average=1000 * sum(runs.decoder_s) / max(sum(runs.tokens), 1),
         ms_per_token_marginal=None if fit is None else 1000 * fit[0],
@@ -559,19 +617,43 @@ def _engine_stats(
         fallback_windows=sum(runs.fallback_windows.values()),
         segments=sum(runs.segments.values()),
         max_compression_ratio=max(runs.max_compression_ratio.values(), default=0.0),
+        section_share=timed / median_latency if median_latency else None,
+        speech_covered_s=coverage.covered_s,
+        speech_coverage_vs_original=None if original is None else coverage.coverage,
+        clips_with_dropped_span=coverage.clips_with_dropped_span,
+        clip_coverage={
+            clip: {
+                "covered_s": round(c.covered_s, 2),
+                "original_s": round(c.original_s, 2),
+                "shared_s": round(c.shared_s, 2),
+                "dropped_spans": [[round(a, 2), round(b, 2)] for a, b in c.dropped],
+            }
+            for clip, c in clips_coverage.items()
+        },
+        speedup_comparable=original is None or coverage.comparable,
     )
 
 
 def summarize(engines: dict[str, EngineStats]) -> dict:
-    """Each engine against the original; and where both exist, the speed-up split into the
-    runtime's part (onnx-fp32 against the original) and int8's part (quantized against
-    onnx-fp32)."""
+    """Each engine against the original (stock transformers generate) and against pytorch
+    (the same model through the studio's loop, like for like); and the speed-up split three
+    ways where the engines exist (SPLIT_METHOD): original -> pytorch -> onnx-fp32 ->
+    quantized. The older two-way keys stay: speedup_from_runtime (onnx-fp32 against the
+    original, generate's extra passes included) and speedup_from_int8."""
     summary: dict = {}
-    original = engines.get(ORIGINAL)
+    original, torch_loop = engines.get(ORIGINAL), engines.get(PYTORCH)
     for name, e in engines.items():
-        if name == ORIGINAL or original is None or not e.median_latency_s:
+        if name == ORIGINAL or not e.median_latency_s:
             continue
         key = "" if name == QUANTIZED else f"{name}_"
+        summary[f"{key}speedup_comparable"] = e.speedup_comparable
+        summary[f"{key}speech_coverage_vs_original"] = e.speech_coverage_vs_original
+        if torch_loop is not None and name != PYTORCH:
+            summary[f"{key}speedup_vs_pytorch"] = speedup(
+                torch_loop.median_latency_s, e.median_latency_s
+            )
+        if original is None:
+            continue
         summary[f"{key}speedup"] = speedup(original.median_latency_s, e.median_latency_s)
         summary[f"{key}speedup_best"] = speedup(original.best_latency_s, e.best_latency_s)
         summary[f"{key}memory_saving"] = 1 - e.memory_mib / original.memory_mib
@@ -588,4 +670,10 @@ def summarize(engines: dict[str, EngineStats]) -> dict:
         summary["speedup_from_runtime"] = speedup(original.median_latency_s, fp32.median_latency_s)
         summary["speedup_from_int8"] = speedup(fp32.median_latency_s, int8.median_latency_s)
         summary["memory_saving_from_int8"] = 1 - int8.memory_mib / fp32.memory_mib
+    chain = [(ORIGINAL, original), (PYTORCH, torch_loop), (ONNX_FP32, fp32), (QUANTIZED, int8)]
+    if all(e is not None and e.median_latency_s for _, e in chain):
+        summary["speedup_split"] = {
+            f"{a}_to_{b}": speedup(ea.median_latency_s, eb.median_latency_s)
+            for (a, ea), (b, eb) in zip(chain, chain[1:], strict=False)
+        }
     return summary

@@ -259,6 +259,13 @@ def benchmark_parser() -> argparse.ArgumentParser:
         help="decode at temperature 0 only (no temperature fallback)",
     )
     parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        metavar="N",
+        help="at most N tokens per 30 s window (default: the decoder's 448 positions); "
+        "bounds the work of a random-weight model, which never ends a window itself",
+    )
+    parser.add_argument(
         "--fixed-tokens",
         type=_fixed_tokens,
         metavar="N",
@@ -337,11 +344,16 @@ def benchmark_main(argv: list[str] | None = None) -> int:
         refs_path = args.references or (paths[0].parent / "refs.tsv")
         references = read_references(refs_path) if refs_path.is_file() else {}
         clips = load_clips(paths, references)
-    options = TranscribeOptions(
-        beam_size=args.beam_size,
-        language_per_window=args.language_per_window,
-        fixed_tokens=args.fixed_tokens,
-    )
+    try:
+        options = TranscribeOptions(
+            beam_size=args.beam_size,
+            language_per_window=args.language_per_window,
+            fixed_tokens=args.fixed_tokens,
+            max_new_tokens=args.max_new_tokens,
+        )
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.no_fallback:
         options = dataclasses.replace(options, temperatures=(0.0,))
     try:

@@ -272,7 +272,8 @@ class Timings:
     language_s: float = 0.0
     # The prompt step of each decoding (fallback attempts included).
     first_step_s: float = 0.0
-    # Every later decoder call, and how many there were (one token per row each).
+    # The rest of each decoding: every later step whole (the decoder call with the logits
+    # filtering and token choice around it), and how many steps (one token per row each).
     next_steps_s: float = 0.0
     next_steps: int = 0
     # Tokens of each decoding's result, end tokens and discarded fallback attempts included.
@@ -436,6 +437,9 @@ class Decoded:
     result: WindowResult
     verdict: Verdict
     attempts: tuple[WindowResult, ...]
+    # Wall-clock seconds of each attempt's whole decoding: its model calls (in
+    # `attempt.timing`) and the logits filtering, token choice and bookkeeping around them.
+    seconds: tuple[float, ...] = ()
 
 
 def decode_with_fallback(
@@ -455,7 +459,9 @@ def decode_with_fallback(
     `fixed_tokens` decodes once, at the first temperature, and neither falls back nor skips.
     """
     attempts: list[WindowResult] = []
+    seconds: list[float] = []
     for temperature in options.temperatures:
+        started = time.perf_counter()
         result = decode_window(
             model,
             encoded,
@@ -466,13 +472,14 @@ def decode_with_fallback(
             sot_index=sot_index,
             rng=rng,
         )
+        seconds.append(time.perf_counter() - started)
         attempts.append(result)
         verdict = judge(result, text_of(result.tokens), options)
         if options.fixed_tokens:
             verdict = Verdict(verdict.compression_ratio, needs_fallback=False, skip=False)
         if not verdict.needs_fallback:
             break
-    return Decoded(result, verdict, tuple(attempts))
+    return Decoded(result, verdict, tuple(attempts), tuple(seconds))
 
 
 # --- the loop -----------------------------------------------------------------------------
@@ -485,14 +492,17 @@ class _Clock:
         self.encoder_s = 0.0
         self.language_s = 0.0
         self.decoder = DecoderTiming()
+        self.decoding_s = 0.0  # every decoding whole (Decoded.seconds)
         self.tokens = 0
 
     def timings(self) -> Timings:
+        # A decoding's time past its prompt call is its later steps, each timed whole: the
+        # model call and the logits filtering and token choice around it.
         return Timings(
             self.encoder_s,
             self.language_s,
             self.decoder.first_step_s,
-            self.decoder.next_steps_s,
+            max(self.decoding_s - self.decoder.first_step_s, self.decoder.next_steps_s),
             self.decoder.next_steps,
             self.tokens,
         )
@@ -606,6 +616,7 @@ def transcribe(
         for attempt in decoded.attempts:
             clock.decoder = clock.decoder + attempt.timing
             clock.tokens += len(attempt.tokens) + int(attempt.ended)
+        clock.decoding_s += sum(decoded.seconds)
         result, verdict = decoded.result, decoded.verdict
         fallback_windows += len(decoded.attempts) > 1
         # transformers: prompt the next window only after a low-temperature decoding.

@@ -6,10 +6,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .compare import ORIGINAL, Comparison, EngineResult
+from .coverage import format_span
+from .engines import PyTorchEngine
 from .measure import mib, speedup
 
 if TYPE_CHECKING:
     from .bench import BenchReport
+
+PYTORCH = PyTorchEngine.name
 
 # The metric names of chart_rows, for a UI that charts each metric on its own.
 LATENCY_METRIC = "Latency (ms)"
@@ -95,6 +99,8 @@ BENCH_HEADERS = (
     "RTF",
     "Speed-up",
     "Speed-up (best-of-N)",
+    "Speed-up vs pytorch",
+    "Speech covered (of original's)",
     "ms/token (marginal)",
     "First step (ms)",
     "Memory held (MiB)",
@@ -131,9 +137,24 @@ def _speed(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}x"
 
 
+def _comparable(text: str, e) -> str:
+    """A speed-up, marked when the engine left out speech the original transcribed."""
+    return f"{text} (not comparable)" if text and not e.speedup_comparable else text
+
+
+def _coverage(e) -> str:
+    if e.speech_coverage_vs_original is None:
+        return ""
+    dropped = e.clips_with_dropped_span
+    return f"{e.speech_coverage_vs_original:.1%}" + (
+        f" ({dropped} clip{'s' if dropped != 1 else ''} with a dropped span)" if dropped else ""
+    )
+
+
 def bench_rows(report: BenchReport) -> list[list]:
     rows = []
     original = report.engines.get(ORIGINAL)
+    torch_loop = report.engines.get(PYTORCH)
     for e in report.engines.values():
         rows.append(
             [
@@ -141,8 +162,17 @@ def bench_rows(report: BenchReport) -> list[list]:
                 _ms(e.median_latency_s),
                 _ms(e.best_latency_s),
                 f"{e.rtf:.3f}" if e.rtf is not None else "",
-                _speed(original and speedup(original.median_latency_s, e.median_latency_s)),
-                _speed(original and speedup(original.best_latency_s, e.best_latency_s)),
+                _comparable(
+                    _speed(original and speedup(original.median_latency_s, e.median_latency_s)), e
+                ),
+                _comparable(
+                    _speed(original and speedup(original.best_latency_s, e.best_latency_s)), e
+                ),
+                _comparable(
+                    _speed(torch_loop and speedup(torch_loop.median_latency_s, e.median_latency_s)),
+                    e,
+                ),
+                _coverage(e),
                 "" if e.ms_per_token_marginal is None else f"{e.ms_per_token_marginal:.1f}",
                 "" if e.first_step_ms is None else f"{e.first_step_ms:.1f}",
                 f"{e.memory_mib:.0f}",
@@ -161,7 +191,7 @@ def bench_rows(report: BenchReport) -> list[list]:
     return rows
 
 
-SECTION_ORDER = ("features", "encoder", "cross_kv", "language", "first_step", "decoder")
+SECTION_ORDER = ("features", "encoder", "cross_kv", "language", "first_step", "decoder", "other")
 
 COST_HEADERS = (
     "Engine",
@@ -212,7 +242,8 @@ def section_rows(report: BenchReport) -> list[list]:
     rows = []
     for e in report.engines.values():
         sections = e.median_section_s
-        rows.append([e.label] + [_ms(sections.get(name)) for name in SECTION_ORDER])
+        share = "" if e.section_share is None else f"{e.section_share:.0%}"
+        rows.append([e.label] + [_ms(sections.get(name)) for name in SECTION_ORDER] + [share])
     return rows
 
 
@@ -226,9 +257,10 @@ def markdown_report(report: BenchReport) -> str:
         "",
         markdown_table(BENCH_HEADERS, bench_rows(report)),
         "",
-        "Median ms per section (decoder includes the first step):",
+        "Median ms per section (decoder includes the first step, every step timed whole; "
+        "other is the rest of the total; timed is the sections' share of the median latency):",
         "",
-        markdown_table(("Engine", *SECTION_ORDER), section_rows(report)),
+        markdown_table(("Engine", *SECTION_ORDER, "timed"), section_rows(report)),
         "",
         "Per 30 s window and per decoded token (decoder time after each window's prompt step "
         "over the steps it took), memory and disk:",
@@ -253,7 +285,26 @@ def markdown_report(report: BenchReport) -> str:
         lines.append(build_line(report))
     s = report.summary
     words = s.get("words_scored")
-    if "speedup" in s:
+    if "speedup_vs_pytorch" in s:
+        lines.append(
+            f"Quantized vs pytorch (the same model through the same loop): "
+            f"**{s['speedup_vs_pytorch']:.2f}x** faster by median"
+            + ("" if s.get("speedup_comparable", True) else " (not comparable)")
+            + (
+                f"; vs the stock original (transformers generate) {s['speedup']:.2f}x "
+                f"({s['speedup_best']:.2f}x best-of-N), **{s['memory_saving']:.0%}** less "
+                "memory held"
+                if "speedup" in s
+                else ""
+            )
+            + (
+                f", WER delta {s['wer_delta'] * 100:+.1f} points on {words} reference words"
+                if "wer_delta" in s
+                else ""
+            )
+            + "."
+        )
+    elif "speedup" in s:
         lines.append(
             f"Quantized vs original: **{s['speedup']:.2f}x** faster by median "
             f"({s['speedup_best']:.2f}x best-of-N), "
@@ -265,13 +316,23 @@ def markdown_report(report: BenchReport) -> str:
             )
             + "."
         )
-    if "speedup_from_runtime" in s:
+    if "speedup_split" in s:
+        split = s["speedup_split"]
+        lines.append(
+            "The speed-up in three parts: transformers generate to pytorch (generate's own "
+            f"extra passes) {split['original_to_pytorch']:.2f}x, pytorch to onnx-fp32 (the "
+            f"runtime and graphs) {split['pytorch_to_onnx-fp32']:.2f}x, onnx-fp32 to "
+            f"quantized (int8) {split['onnx-fp32_to_quantized']:.2f}x; int8 holds "
+            f"{s['memory_saving_from_int8']:.0%} less memory than onnx-fp32."
+        )
+    elif "speedup_from_runtime" in s:
         lines.append(
             f"Of that, the runtime, loop and graphs (onnx-fp32 vs original) give "
             f"{s['speedup_from_runtime']:.2f}x and int8 (quantized vs onnx-fp32) "
             f"{s['speedup_from_int8']:.2f}x; int8 holds {s['memory_saving_from_int8']:.0%} less "
             "memory than onnx-fp32."
         )
+    lines += dropped_lines(report)
     words = next((e.reference_words for e in report.engines.values() if e.reference_words), None)
     if words:
         scored = usable - len(report.unscored_clips)
@@ -346,6 +407,38 @@ def bootstrap_note(bootstrap: dict | None) -> str:
     )
 
 
+def dropped_lines(report: BenchReport) -> list[str]:
+    """One sentence per engine that left out speech the original transcribed: the spans
+    per clip, its coverage, and whether its speed-up still compares."""
+    lines = []
+    for name, e in report.engines.items():
+        spans = {
+            clip: [format_span(span) for span in c["dropped_spans"]]
+            for clip, c in e.clip_coverage.items()
+            if c["dropped_spans"]
+        }
+        if name == ORIGINAL or (not spans and e.speedup_comparable):
+            continue
+        where = "; ".join(f"{', '.join(found)} of {clip}" for clip, found in spans.items())
+        coverage = e.speech_coverage_vs_original
+        lines.append(
+            f"{name} did not transcribe "
+            + (where or "part of the speech")
+            + " that the original transcribed"
+            + (
+                f" (it covered {coverage:.0%} of the original's speech)"
+                if coverage is not None
+                else ""
+            )
+            + (
+                "."
+                if e.speedup_comparable
+                else ": it did less work, so its speed-up is not comparable."
+            )
+        )
+    return lines
+
+
 def plot_report(report: BenchReport, path) -> None:
     engines = list(report.engines.values())
     plot_bars(
@@ -384,7 +477,7 @@ def recipe_rows(report: BenchReport) -> list[list]:
         recipe = RECIPES.get(name)
         if recipe is not None:
             parts = [recipe.encoder, recipe.decoder]
-        elif name == ORIGINAL:
+        elif name in (ORIGINAL, PYTORCH):
             parts = ["fp32 (PyTorch)", "fp32 (PyTorch)"]
         else:
             parts = ["other runtime", "other runtime"]
@@ -392,8 +485,10 @@ def recipe_rows(report: BenchReport) -> list[list]:
             [
                 f"{name}",
                 *parts,
-                _speed(original and speedup(original.median_latency_s, e.median_latency_s)),
-                _speed(fp32 and speedup(fp32.median_latency_s, e.median_latency_s)),
+                _comparable(
+                    _speed(original and speedup(original.median_latency_s, e.median_latency_s)), e
+                ),
+                _comparable(_speed(fp32 and speedup(fp32.median_latency_s, e.median_latency_s)), e),
                 _number(e.ms_per_token_steps, ".2f"),
                 f"{e.memory_mib:.0f}",
                 _number(e.peak_memory_mib, ".0f"),

@@ -2,6 +2,7 @@
 
 - base.py: the interface, `Transcription`, and what every engine shares;
 - original.py: the original (transformers + PyTorch) and the plain Optimum recipe;
+- pytorch.py: the original's PyTorch model through the shared long-form loop;
 - onnx.py: the studio's ONNX engines, one per quantization recipe (recipes.py), run by
   onnxruntime;
 - ct2.py: faster-whisper (CTranslate2 int8), optional.
@@ -25,13 +26,16 @@ from .base import (
 from .ct2 import FasterWhisperEngine
 from .onnx import RECIPE_ENGINES, OnnxEngine, OnnxFp32Engine
 from .original import OptimumEngine, OriginalEngine
+from .pytorch import PyTorchEngine
 
-# The page and reports list engines in this order: the original, the recipes from no
-# quantization to the most aggressive (recipes.py's order), then other runtimes.
+# The page and reports list engines in this order: the original, its model through the
+# shared loop, the recipes from no quantization to the most aggressive (recipes.py's
+# order), then other runtimes.
 ENGINES: dict[str, type[Engine]] = {
     cls.name: cls
     for cls in (
         OriginalEngine,
+        PyTorchEngine,
         *sorted(
             (OnnxFp32Engine, OnnxEngine, *RECIPE_ENGINES),
             key=lambda cls: list(RECIPES).index(cls.name),
@@ -79,6 +83,7 @@ __all__ = [
     "OptimumEngine",
     "OriginalEngine",
     "Progress",
+    "PyTorchEngine",
     "Segment",
     "Transcription",
     "TranscribeOptions",

@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_THREADS = 2
 NOTICE_SILENT = "No speech detected: the clip is empty or silent, so nothing was transcribed."
 
+# The sections that add up to a transcription's time, without overlap ("first_step" is
+# part of "decoder"); the rest of its total is reported as "other".
+TIMED_SECTIONS = ("features", "encoder", "cross_kv", "language", "decoder")
+
 # progress(window, seek seconds, total seconds), called before each 30 s window.
 Progress = Callable[[int, float, float], None]
 
@@ -51,7 +55,8 @@ class Transcription:
     tokens: tuple[int, ...]  # every segment's tokens, timestamps included
     audio_s: float
     # Wall-clock seconds: "features", "encoder", ["cross_kv"], ["language"], "first_step",
-    # "decoder" (every decoder call, the first steps included) and "total".
+    # "decoder" (every decoder step, the first steps included), "other" (the total minus
+    # TIMED_SECTIONS) and "total".
     timings: Mapping[str, float]
     segments: tuple[Segment, ...] = ()
     windows: int = 0  # 30 s windows decoded (skipped ones included)
@@ -247,6 +252,8 @@ class Engine(ABC):
         if result.timings.first_step_s:  # runtimes with their own loop do not report it
             timings["first_step"] = result.timings.first_step_s
         timings["decoder"] = result.timings.decoder_s
+        # What no section timed: the loop's own work between the model calls.
+        timings["other"] = max(total - sum(timings.get(k, 0.0) for k in TIMED_SECTIONS), 0.0)
         timings["total"] = total
         language = result.language if self.multilingual else "en"
         return Transcription(

@@ -8,9 +8,12 @@ sequence every other engine decodes) the original follows the shared long-form l
 with the same PyTorch model computing each window (torch_window.py).
 
 What generate decided per window (temperature, average log-probability, no-speech
-probability, skip) and how long its encoder and decoder calls took are read by wrappers
-around the model's own methods, which only observe: the model computes what it computes
-without them.
+probability, skip) and how long its encoder calls and decoding steps took are read by
+wrappers around the model's own methods, which only observe: the model computes what it
+computes without them. A step is timed whole, as the shared loop's steps are: the model call
+(decoder and projection to the vocabulary), the logits processors and generate's own
+bookkeeping between two steps. The `pytorch` engine (pytorch.py) runs the same model through
+the shared loop.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from ..decoding import text_compression_ratio
 from ..layout import ORIGINAL_DIR, SEED_DIR
 from ..longform import LogMel, LongFormResult, Segment, Timings, TranscribeOptions
 from ..measure import Stopwatch
-from .base import Engine, Progress
+from .base import Progress
 from .onnx import initialise_onnxruntime, ort_session_options
+from .pytorch import PyTorchEngine
 
 # transformers judges fallback by a compression ratio over token ids; its documentation gives
 # 1.35 as the value that corresponds to openai-whisper's 2.4 over text.
@@ -33,34 +37,86 @@ TRANSFORMERS_RATIO_PER_TEXT_RATIO = 1.35 / 2.4
 
 @dataclass(frozen=True)
 class _Call:
-    seconds: float
-    kind: str  # "language", "first" (a prompt on an empty cache) or "next"
+    seconds: float  # its own: the calls made inside it are recorded apart
+    # "encoder"; or "language", "first" (a prompt on an empty cache) or "next"
+    kind: str
+    part: str  # "encoder", "model" (a whole model call) or "step" (the rest of a step)
 
 
-class _CallTimes:
-    """Wall-clock seconds of each call of a model part's `forward`, read by a wrapper.
+class _CallLog:
+    """Wall-clock seconds of generate's model calls and decoding steps, read by wrappers.
 
-    The wrapper only reads the clock and the call's arguments around the part's own
-    `forward` (set on the instance; torch modules and Optimum's session wrappers both call
-    `self.forward`).
+    The wrappers only read the clock and the call's arguments around the methods generate
+    calls on the model instance: the encoder's and the whole model's `forward` (set on the
+    instance; torch modules and Optimum's session wrappers both call `self.forward`), and
+    `_has_unfinished_sequences`, which the decoding loop calls before every step and once
+    after the last. A step is the time between two of those calls: the model call
+    (decoder and projection to the vocabulary), the logits processors, the token choice and
+    generate's bookkeeping. Calls nest (the no-speech check reruns the whole model, encoder
+    included, inside a step's logits processing; language detection runs the encoder inside
+    a model call), so each records only its own seconds, the ones inside it apart.
     """
 
-    def __init__(self, part):
+    def __init__(self):
         self.calls: list[_Call] = []
+        # Open calls, innermost last: [started, seconds of the calls inside it].
+        self._open: list[list[float]] = []
+        self._step: tuple[list[float], int] | None = None  # its frame, first call inside
+
+    def wrap_forward(self, part, kind_of) -> None:
         forward = part.forward
+        label = "encoder" if kind_of is None else "model"
 
         def timed(*args, **kwargs):
-            kind = _kind(kwargs)  # before the call, which fills the cache
-            started = time.perf_counter()
+            kind = "encoder" if kind_of is None else kind_of(kwargs)  # before the call
+            frame = self._enter()
             try:
                 return forward(*args, **kwargs)
             finally:
-                self.calls.append(_Call(time.perf_counter() - started, kind))
+                self._leave(frame, kind, label)
 
         part.forward = timed
 
+    def wrap_steps(self, model) -> None:
+        unfinished = model._has_unfinished_sequences
+
+        def has_unfinished_sequences(*args, **kwargs):
+            self._end_step()
+            more = unfinished(*args, **kwargs)
+            if more:
+                self._step = (self._enter(), len(self.calls))
+            return more
+
+        model._has_unfinished_sequences = has_unfinished_sequences
+
+    def _enter(self) -> list[float]:
+        frame = [time.perf_counter(), 0.0]
+        self._open.append(frame)
+        return frame
+
+    def _leave(self, frame: list[float], kind: str, part: str) -> None:
+        elapsed = time.perf_counter() - frame[0]
+        depth = next((i for i, f in enumerate(self._open) if f is frame), len(self._open))
+        del self._open[depth:]
+        if self._open:
+            self._open[-1][1] += elapsed
+        self.calls.append(_Call(elapsed - frame[1], kind, part))
+
+    def _end_step(self) -> None:
+        if self._step is None:
+            return
+        frame, first = self._step
+        self._step = None
+        # The step's own time goes with its model call: a prompt step or a later one.
+        kind = next(
+            (c.kind for c in self.calls[first:] if c.part == "model" and c.kind != "language"),
+            "next",
+        )
+        self._leave(frame, kind, "step")
+
     def take(self) -> list[_Call]:
-        calls, self.calls = self.calls, []
+        self._end_step()
+        calls, self.calls, self._open = self.calls, [], []
         return calls
 
 
@@ -145,39 +201,22 @@ class _FallbackLog:
         return windows
 
 
-class OriginalEngine(Engine):
+class OriginalEngine(PyTorchEngine):
     """The standard transformers path: `WhisperForConditionalGeneration.generate` in PyTorch."""
 
     name = "original"
     label = "Original (PyTorch fp32)"
     subfolder = ORIGINAL_DIR
 
-    @classmethod
-    def preload(cls) -> None:
-        import torch  # noqa: F401
-        import transformers.models.whisper.modeling_whisper  # noqa: F401
-
-    def initialise_runtime(self) -> None:
-        import torch
-
-        torch.set_num_threads(self.threads)
-        with torch.inference_mode():
-            torch.nn.functional.linear(torch.ones(1, 16), torch.ones(16, 16))
-
     def _load(self) -> None:
-        import torch
-        from transformers import WhisperForConditionalGeneration
-
-        torch.set_num_threads(self.threads)
-        self._torch = torch
-        self.model = WhisperForConditionalGeneration.from_pretrained(
-            self.folder, use_safetensors=True, dtype=torch.float32
-        ).eval()
+        super()._load()
         self._observe(self.model)
 
     def _observe(self, model) -> None:
-        self._encoder_calls = _CallTimes(model.get_encoder())
-        self._decoder_calls = _CallTimes(model.get_decoder())
+        self._calls = _CallLog()
+        self._calls.wrap_forward(model.get_encoder(), None)
+        self._calls.wrap_forward(model, _kind)
+        self._calls.wrap_steps(model)
         self._fallbacks = _FallbackLog(model)
 
     def runtime_details(self) -> dict:
@@ -189,17 +228,12 @@ class OriginalEngine(Engine):
             "attention_implementation": self.model.config._attn_implementation,
         }
 
-    def window_model(self, watch: Stopwatch):
-        from ..torch_window import TorchWindowModel
-
-        return TorchWindowModel(self.model)
-
     def _long_form(
         self, mel: LogMel, options: TranscribeOptions, watch: Stopwatch, progress: Progress | None
     ) -> LongFormResult:
         if options.language_per_window or options.fixed_tokens is not None:
             result = super()._long_form(mel, options, watch, progress)
-            self._encoder_calls.take(), self._decoder_calls.take(), self._fallbacks.take_windows(0)
+            self._calls.take(), self._fallbacks.take_windows(0)
             return result
         return self._generate(mel, options)
 
@@ -234,23 +268,26 @@ class OriginalEngine(Engine):
     def _generate(self, mel: LogMel, options: TranscribeOptions) -> LongFormResult:
         torch = self._torch
         torch.manual_seed(options.seed)  # sampling at temperature > 0 can be repeated
-        self._encoder_calls.take(), self._decoder_calls.take()
+        self._calls.take()
         with torch.inference_mode():
             out = self.model.generate(**self.generate_kwargs(mel, options))
-        encoder_calls, decoder_calls = self._encoder_calls.take(), self._decoder_calls.take()
+        calls = self._calls.take()
         windows = self._fallbacks.take_windows(options.temperatures[-1])
         decoded = [w[-1] for w in windows if not w[-1].should_skip]
         segments, language = self._segments(out["segments"][0], decoded, options)
         tokens = tuple(t for t in out["sequences"][0].tolist() if t != self.special.eot)
         text = "".join(self.decode_text(s.tokens) for s in segments)
-        by_kind = {kind: [c for c in decoder_calls if c.kind == kind] for kind in _KINDS}
+        seconds = {kind: sum(c.seconds for c in calls if c.kind == kind) for kind in _KINDS}
+        model_calls = {
+            kind: sum(c.part == "model" and c.kind == kind for c in calls) for kind in _KINDS
+        }
         timings = Timings(
-            encoder_s=sum(c.seconds for c in encoder_calls),
-            language_s=sum(c.seconds for c in by_kind["language"]),
-            first_step_s=sum(c.seconds for c in by_kind["first"]),
-            next_steps_s=sum(c.seconds for c in by_kind["next"]),
-            next_steps=len(by_kind["next"]),
-            tokens_decoded=len(by_kind["first"]) + len(by_kind["next"]),
+            encoder_s=seconds["encoder"],
+            language_s=seconds["language"],
+            first_step_s=seconds["first"],
+            next_steps_s=seconds["next"],
+            next_steps=model_calls["next"],
+            tokens_decoded=model_calls["first"] + model_calls["next"],
         )
         return LongFormResult(
             segments=tuple(segments),
@@ -303,7 +340,7 @@ class OriginalEngine(Engine):
         return None
 
 
-_KINDS = ("language", "first", "next")
+_KINDS = ("encoder", "language", "first", "next")
 
 
 class OptimumEngine(OriginalEngine):
