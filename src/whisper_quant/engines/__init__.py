@@ -4,7 +4,7 @@
 - original.py: the original (transformers + PyTorch) and the plain Optimum recipe;
 - onnx.py: the studio's ONNX engines, one per quantization recipe (recipes.py), run by
   onnxruntime;
-- ct2.py: faster-whisper (CTranslate2 int8), optional.
+- faster_whisper.py: faster-whisper (CTranslate2 int8), optional.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .base import (
     Transcription,
     with_memory,
 )
-from .ct2 import FasterWhisperEngine
+from .faster_whisper import FasterWhisperEngine
 from .onnx import RECIPE_ENGINES, OnnxEngine, OnnxFp32Engine
 from .original import OptimumEngine, OriginalEngine
 
