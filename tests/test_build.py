@@ -16,13 +16,7 @@ import numpy as np
 import pytest
 
 from whisper_quant import build, models
-from whisper_quant.build import (
-    QUANTIZATION_PRESETS,
-    BuildError,
-    BuildOptions,
-    build_model,
-    resolve_quantization,
-)
+from whisper_quant.build import BuildError, BuildOptions, build_model
 from whisper_quant.cli import build_main
 from whisper_quant.ct2 import CT2FormatError
 from whisper_quant.graphs import activation_matmuls
@@ -35,6 +29,7 @@ from whisper_quant.manifest import (
     verify_folder,
 )
 from whisper_quant.models import ModelSourceError, resolve_model
+from whisper_quant.quantizers import QUANTIZATION_PRESETS, QuantizerError, resolve_quantization
 from whisper_quant.weights import source_checksum
 
 ORIGINAL_FILES = (
@@ -407,9 +402,13 @@ def test_explicit_quantization_preset_is_kept(preset):
     assert resolve_quantization(preset, {"avx512_vnni", "avx512f"}) == preset
 
 
-def test_unknown_quantization_preset():
-    with pytest.raises(BuildError, match="avx512_vnni"):
+def test_unknown_quantization_preset(tiny_ct2_dir, tmp_path):
+    with pytest.raises(QuantizerError, match="avx512_vnni"):
         resolve_quantization("int4")
+    # A build names it as a build error, before it writes anything.
+    with pytest.raises(BuildError, match="avx512_vnni"):
+        build_model(str(tiny_ct2_dir), tmp_path, BuildOptions(quantization="int4"))
+    assert not any(tmp_path.iterdir())
 
 
 # --- the command line -----------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""decoding.py on scripted logits: each filter, greedy, sampling, beam search, no-speech, language.
+"""decoding.py, logit_filters.py and token_decoders.py on scripted logits: each filter, greedy,
+sampling, beam search, no-speech, language.
 
 No model is involved: a fake `DecoderState` returns logits from a table keyed by the tokens each
 row has seen, over a 40-token vocabulary laid out like Whisper's (text, then the special tokens,
@@ -15,26 +16,31 @@ import numpy as np
 import pytest
 
 from whisper_quant.decoding import (
-    ApplyTimestampRules,
-    BeamSearchDecoder,
     GenerationRules,
-    GreedyDecoder,
-    Inference,
-    LogitFilters,
-    SequenceRanker,
-    SuppressBlank,
-    SuppressTokens,
     WindowOptions,
     decode_window,
     detect_language,
     fixed_token_ids,
     init_tokens,
-    log_softmax,
     no_speech_probability,
     text_compression_ratio,
     token_compression_ratio,
     token_limit,
     transformers_no_speech_probability,
+    window_filters,
+)
+from whisper_quant.logit_filters import (
+    ApplyTimestampRules,
+    LogitFilters,
+    SuppressBlank,
+    SuppressTokens,
+    log_softmax,
+)
+from whisper_quant.token_decoders import (
+    BeamSearchDecoder,
+    GreedyDecoder,
+    Inference,
+    SequenceRanker,
 )
 from whisper_quant.tokens import SpecialTokens
 
@@ -363,7 +369,7 @@ def test_suppressed_tokens_do_not_count_against_timestamps():
     probs = {t: 0.02 for t in range(TS, VOCAB)} | {1: 0.6}
     logits = dist(probs)[None]
     options = WindowOptions(max_initial_timestamp=None)
-    filters = LogitFilters.for_window(ENGLISH, GenerationRules(suppress_tokens=(1,)), options)
+    filters = window_filters(ENGLISH, GenerationRules(suppress_tokens=(1,)), options)
     filters.apply(logits, np.array([[TS, 2]]))
     assert mask(logits[0]) == list(range(TS + 1, VOCAB))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from whisper_quant import build, shapes
-from whisper_quant.build import BuildOptions, build_model, merge_decoders_streaming
+from whisper_quant.build import BuildOptions, build_model
 from whisper_quant.cli import build_main
 from whisper_quant.layout import DECODER_FILE, ENCODER_FILE
 from whisper_quant.manifest import verify_folder
@@ -23,6 +23,7 @@ from whisper_quant.models import (
     locate_ct2_files,
     resolve_model,
 )
+from whisper_quant.onnx_files import merge_decoders_streaming
 from whisper_quant.shapes import SHAPES, WhisperShape
 from whisper_quant.weights import large_v3_tokenizer, write_random_safetensors
 

@@ -22,7 +22,6 @@ import json
 import logging
 import multiprocessing
 import os
-import platform
 import resource
 import shutil
 import sys
@@ -34,8 +33,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .graphs import activation_matmuls, output_projections
-from .hardware import cpu_flags, cpu_info
+from .hardware import cpu_info
 from .layout import (
     CT2_DIR,
     CT2_MODEL_FILE,
@@ -52,14 +50,22 @@ from .layout import (
 )
 from .manifest import ModelIntegrityError, describe_files, sha256_files, verify_folder
 from .models import SYNTHETIC_NOTE, ModelSpec, locate_ct2_files, resolve_model
+from .onnx_files import (
+    OnnxFileError,
+    external_data_name,
+    link_variant,
+    merge_decoders_streaming,
+    streaming_external_data,
+)
 from .quantizers import (
     DEFAULT_CALIBRATION_DIR,
+    SEED_PRESET,
     QuantizerError,
     calibration_clips,
-    fp32_convolutions,
-    link_variant,
     quantize_int4,
+    quantize_onnx,
     quantize_static_encoder,
+    resolve_quantization,
 )
 from .recipes import DEFAULT_RECIPES, RECIPES, REQUIRED_RECIPES
 from .weights import copy_preprocessing_files, import_weights, source_checksum
@@ -68,9 +74,6 @@ logger = logging.getLogger(__name__)
 
 # Bump when the build's output changes for the same inputs, so old builds are redone.
 BUILDER_VERSION = 8
-QUANTIZATION_PRESETS = ("avx2", "avx512", "avx512_vnni", "arm64")
-# The article's preset, which the int8-seed recipe uses on any CPU.
-SEED_PRESET = "avx512_vnni"
 STAGES = ("import weights", "export ONNX", "quantize", "write manifest")
 # The int8 ONNX files may take at most this share of the original's weight bytes.
 SIZE_BUDGET = 0.40
@@ -78,8 +81,6 @@ SIZE_BUDGET = 0.40
 # returns a finished stage's memory to the system; one process keeps its heap high) and the
 # decoders are merged without loading their weights. Below it, both costs more than it saves.
 ISOLATE_FROM_BYTES = 512 * 2**20
-# Tensors larger than this are taken out of a graph while it is shape-inferred.
-LEAN_TENSOR_BYTES = 4096
 # Disk a build needs, in fp32 weight bytes: the original (1), the ONNX export while both
 # decoders and the merged one exist (about 2), the int8 copies (0.3), plus a margin.
 DISK_FACTOR = 3.5
@@ -120,32 +121,6 @@ class BuildResult:
     folder: Path
     skipped: bool
     manifest: dict = field(repr=False)
-
-
-def resolve_quantization(requested: str, flags: set[str] | None = None) -> str:
-    """`auto` picks the best preset this CPU supports; a named preset is taken as is."""
-    if requested != "auto":
-        if requested not in QUANTIZATION_PRESETS:
-            raise BuildError(
-                f"Unknown quantization {requested!r}; choose auto or one of: "
-                + ", ".join(QUANTIZATION_PRESETS)
-            )
-        return requested
-    flags = cpu_flags() if flags is None else flags
-    if platform.machine().lower() in ("aarch64", "arm64") or "asimd" in flags:
-        return "arm64"
-    if "avx512_vnni" in flags or "avx512vnni" in flags:
-        return "avx512_vnni"
-    if "avx512f" in flags:
-        return "avx512"
-    return "avx2"
-
-
-def quantization_config(preset: str, per_channel: bool, nodes_to_exclude: list[str] | None = None):
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
-
-    factory = getattr(AutoQuantizationConfig, preset)
-    return factory(is_static=False, per_channel=per_channel, nodes_to_exclude=nodes_to_exclude)
 
 
 def library_versions() -> dict[str, str]:
@@ -282,7 +257,10 @@ def build_model(
     spec = resolve_model(name, random_weights=options.random_weights, seed=options.seed)
     models_dir = Path(models_dir)
     target = models_dir / spec.folder_name
-    preset = resolve_quantization(options.quantization)
+    try:
+        preset = resolve_quantization(options.quantization)
+    except QuantizerError as e:
+        raise BuildError(str(e)) from e
     inputs = _inputs(spec, options, preset)
     if not options.force and _is_current(target, inputs, source_checksum(spec)):
         logger.info("%s is current in %s; nothing to do (use --force to rebuild)", name, target)
@@ -413,7 +391,7 @@ def build_recipes(
         if name == ONNX_FP32_DIR:
             result: dict = {"method": "none: Optimum's export"}
         elif name == QUANTIZED_DIR:
-            result, peaks["quantize"] = run_stage(
+            result, peaks["quantize"] = _checked_stage(
                 isolate,
                 quantize_onnx,
                 fp32,
@@ -427,7 +405,7 @@ def build_recipes(
         elif name == "int8-seed":
             # The article's configuration, exactly: the avx512_vnni preset, per-tensor, every
             # operator, whatever this CPU supports.
-            result, peaks[name] = run_stage(
+            result, peaks[name] = _checked_stage(
                 isolate,
                 quantize_onnx,
                 fp32,
@@ -450,7 +428,7 @@ def build_recipes(
             link_variant({ENCODER_FILE: fp32, DECODER_FILE: quantized}, out, fp32)
             result = {"method": "the fp32 encoder, the quantized recipe's decoder"}
         elif name == "int4-weights":
-            result, peaks[name] = _quantizer_stage(
+            result, peaks[name] = _checked_stage(
                 isolate,
                 quantize_int4,
                 fp32,
@@ -459,7 +437,7 @@ def build_recipes(
             )
         elif name == "int8-static":
             vnni = resolve_quantization("auto") == "avx512_vnni"
-            result, peaks[name] = _quantizer_stage(
+            result, peaks[name] = _checked_stage(
                 isolate,
                 quantize_static_encoder,
                 fp32,
@@ -481,10 +459,11 @@ def build_recipes(
     return settings, peaks
 
 
-def _quantizer_stage(isolated: bool, function: Callable, *args, **kwargs):
+def _checked_stage(isolated: bool, function: Callable, *args, **kwargs):
+    """`run_stage`, with a quantizer's or an ONNX file's error raised as a BuildError."""
     try:
         return run_stage(isolated, function, *args, **kwargs)
-    except QuantizerError as e:
+    except (QuantizerError, OnnxFileError) as e:
         raise BuildError(str(e)) from e
 
 
@@ -545,8 +524,8 @@ def export_onnx(original: Path, out_dir: Path, *, low_memory: bool = False) -> d
     """
     tmp = out_dir.with_name(out_dir.name + ".export")
     if low_memory:
-        _, export_peak = run_stage(True, _optimum_export, original, tmp, post_process=False)
-        _, merge_peak = run_stage(
+        _, export_peak = _checked_stage(True, _optimum_export, original, tmp, post_process=False)
+        _, merge_peak = _checked_stage(
             True,
             merge_decoders_streaming,
             tmp / "decoder_model.onnx",
@@ -575,7 +554,7 @@ def _optimum_export(original: Path, out_dir: Path, *, post_process: bool) -> Non
     decoders nor loads a graph's weights to gather them into one `<file>_data`."""
     from optimum.exporters.onnx import main_export
 
-    patch = contextlib.nullcontext() if post_process else _streaming_external_data()
+    patch = contextlib.nullcontext() if post_process else streaming_external_data()
     with patch:
         main_export(
             str(original),
@@ -585,402 +564,6 @@ def _optimum_export(original: Path, out_dir: Path, *, post_process: bool) -> Non
             do_validation=False,
             no_post_process=not post_process,
         )
-
-
-class _StreamingOnnx:
-    """The `onnx` module as Optimum's exporter sees it, gathering external data by streaming.
-
-    A graph past 2 GB comes out of torch's exporter with one file per tensor; Optimum then
-    loads every weight (while the torch model is still alive) only to save them again into
-    one `<file>_data`. Here the graph is loaded without its weights and `save` copies the
-    tensor files' bytes into `<file>_data` a chunk at a time.
-    """
-
-    def __init__(self, onnx_module):
-        self._onnx = onnx_module
-
-    def __getattr__(self, name: str):
-        return getattr(self._onnx, name)
-
-    def load(self, path, load_external_data: bool = True, **kwargs):
-        return self._onnx.load(path, load_external_data=False, **kwargs)
-
-    def save(self, model, path, **kwargs) -> None:
-        _save_streaming(model, Path(path), Path(path).parent)
-
-
-@contextlib.contextmanager
-def _streaming_external_data():
-    import optimum.exporters.onnx.convert as convert
-
-    original = convert.onnx
-    convert.onnx = _StreamingOnnx(original)
-    try:
-        yield
-    finally:
-        convert.onnx = original
-
-
-def _shape_inferred_without_copies(model):
-    """onnxruntime's `save_and_reload_model_with_shape_infer`, without copying the weights.
-
-    onnxruntime deep-copies the model, saves it and loads it back with shapes inferred (and
-    does so twice per quantizer): several copies of the weights at once. Shape inference needs
-    no weight values, so here a copy of the graph whose large initializers carry only their
-    name, type and dims is shape-inferred, and the inferred value infos are set on `model`
-    itself, which is returned.
-    """
-    import onnx
-    from onnxruntime.quantization.quant_utils import add_infer_metadata
-
-    lean = onnx.ModelProto()
-    for descriptor, value in model.ListFields():
-        if descriptor.name != "graph":
-            _copy_field(lean, descriptor, value)
-    _copy_graph_without_weights(model.graph, lean.graph)
-    inferred = onnx.shape_inference.infer_shapes(lean)
-    _take_value_infos(model.graph, inferred.graph)
-    add_infer_metadata(model)
-    return model
-
-
-def _copy_graph_without_weights(source, target) -> None:
-    for descriptor, value in source.ListFields():
-        if descriptor.name != "initializer":
-            _copy_field(target, descriptor, value)
-    for tensor in source.initializer:
-        copy = target.initializer.add()
-        if tensor.ByteSize() <= LEAN_TENSOR_BYTES:
-            copy.CopyFrom(tensor)
-        else:
-            copy.name, copy.data_type = tensor.name, tensor.data_type
-            copy.dims.extend(tensor.dims)
-
-
-def _copy_field(target, descriptor, value) -> None:
-    if descriptor.is_repeated:
-        getattr(target, descriptor.name).extend(value)
-    elif descriptor.message_type is not None:
-        getattr(target, descriptor.name).CopyFrom(value)
-    else:
-        setattr(target, descriptor.name, value)
-
-
-def _take_value_infos(graph, inferred) -> None:
-    """Give `graph` (and its subgraphs) the value infos and outputs of its inferred copy."""
-    del graph.value_info[:]
-    graph.value_info.extend(inferred.value_info)
-    del graph.output[:]
-    graph.output.extend(inferred.output)
-    for node, inferred_node in zip(graph.node, inferred.node, strict=True):
-        for attribute, inferred_attribute in zip(
-            node.attribute, inferred_node.attribute, strict=True
-        ):
-            if attribute.HasField("g"):
-                _take_value_infos(attribute.g, inferred_attribute.g)
-            for subgraph, inferred_subgraph in zip(
-                attribute.graphs, inferred_attribute.graphs, strict=True
-            ):
-                _take_value_infos(subgraph, inferred_subgraph)
-
-
-@contextlib.contextmanager
-def _lean_quantizer():
-    import onnxruntime.quantization.base_quantizer as base_quantizer
-    import onnxruntime.quantization.onnx_quantizer as onnx_quantizer
-
-    modules = (base_quantizer, onnx_quantizer)
-    originals = [module.save_and_reload_model_with_shape_infer for module in modules]
-    for module in modules:
-        module.save_and_reload_model_with_shape_infer = _shape_inferred_without_copies
-    try:
-        yield
-    finally:
-        for module, original in zip(modules, originals, strict=True):
-            module.save_and_reload_model_with_shape_infer = original
-
-
-def external_data_name(onnx_file: str) -> str:
-    """Where Optimum's export keeps the weights of a graph past 2 GB."""
-    return onnx_file + "_data"
-
-
-def merge_decoders_streaming(decoder: Path, with_past: Path, merged: Path) -> None:
-    """Optimum's `merge_decoders`, with weights left on disk.
-
-    Optimum's version loads both decoders' weights and copies them into the merged graph
-    (three copies of the decoder in memory). Here the graphs are loaded without external data,
-    shared weights are found by a digest of their bytes read from disk, and the kept weights
-    are streamed into `<merged>_data`. The graph it writes is the one Optimum writes.
-    """
-    import onnx
-    from optimum.onnx.transformations_utils import (
-        _get_all_inputs,
-        _get_onnx_opset,
-        _replace_input_names,
-        _unify_onnx_outputs,
-    )
-
-    models = [onnx.load(str(path), load_external_data=False) for path in (decoder, with_past)]
-    folders = [decoder.parent, with_past.parent]
-    if _get_onnx_opset(models[0]) != _get_onnx_opset(models[1]):
-        raise BuildError("The two exported decoders have different opsets")
-    # The decoder with past does not output the cross-attention cache (it is constant).
-    _unify_onnx_outputs(models[0], models[1], strict=False)
-    all_inputs = _get_all_inputs(models)
-    duplicates: dict[tuple, set[tuple[str, int]]] = {}
-    for index, (model, folder) in enumerate(zip(models, folders, strict=True)):
-        for tensor in model.graph.initializer:
-            if _shared_candidate(tensor):
-                key = (tensor.data_type, _tensor_digest(tensor, folder), tuple(tensor.dims))
-                duplicates.setdefault(key, set()).add((tensor.name, index))
-    sharing = _sharing_names(duplicates.values(), suffix="merged")
-    _replace_input_names(models, sharing)
-    shared, seen = [], set()
-    for index, model in enumerate(models):
-        for tensor in model.graph.initializer:
-            new_name = sharing.get((tensor.name, index))
-            if new_name is not None and new_name not in seen:
-                seen.add(new_name)
-                tensor.name = new_name
-                shared.append(tensor)
-    branches = [
-        onnx.helper.make_graph(
-            nodes=model.graph.node,
-            name=name,
-            inputs=[],
-            outputs=model.graph.output,
-            initializer=[t for t in model.graph.initializer if not _shared_candidate(t)],
-        )
-        for model, name in zip(models, ("no_past", "with_past"), strict=True)
-    ]
-    use_cache_branch = onnx.helper.make_tensor_value_info(
-        "use_cache_branch", onnx.TensorProto.BOOL, [1]
-    )
-    if_node = onnx.helper.make_node(
-        "If",
-        inputs=["use_cache_branch"],
-        outputs=[output.name for output in branches[0].output],
-        name="optimum::if",
-        then_branch=branches[1],
-        else_branch=branches[0],
-    )
-    graph = onnx.helper.make_graph(
-        nodes=[if_node],
-        name="merged",
-        inputs=[*all_inputs, use_cache_branch],
-        outputs=branches[0].output,
-        initializer=shared,
-    )
-    opsets, domains = [], set()
-    for opset in [*models[0].opset_import, *models[1].opset_import]:
-        if opset.domain not in domains:
-            opsets.append(opset)
-            domains.add(opset.domain)
-    model = onnx.helper.make_model_gen_version(
-        graph, producer_name="optimum-onnx", opset_imports=opsets, ir_version=9
-    )
-    del models, branches, shared
-    _save_streaming(model, merged, folders[0])
-
-
-def _sharing_names(groups, suffix: str) -> dict[tuple[str, int], str]:
-    """Optimum's naming of shared weights (`<name>_<suffix>_<n>`), with the name taken from the
-    first model's tensors in a fixed order, so a rebuild names them the same (Optimum picks an
-    arbitrary member of a set, which varies with the string hash seed)."""
-    sharing: dict[tuple[str, int], str] = {}
-    used: dict[str, int] = {}
-    for group in groups:
-        common, _ = min(group, key=lambda member: (member[1], member[0]))
-        used[common] = used[common] + 1 if common in used else 0
-        for member in group:
-            sharing[member] = f"{common}_{suffix}_{used[common]}"
-    return sharing
-
-
-def _shared_candidate(tensor) -> bool:
-    """Optimum's rule: scalars and 1-d int32/int64 tensors stay in their branch."""
-    dims = tuple(tensor.dims)
-    return len(dims) > 1 or (len(dims) == 1 and tensor.data_type not in (6, 7))
-
-
-def _tensor_digest(tensor, folder: Path) -> str:
-    """sha512 of a tensor's stored bytes, read in chunks from its external file if it has one."""
-    import hashlib
-
-    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
-    from onnx.numpy_helper import to_array
-
-    digest = hashlib.sha512()
-    if uses_external_data(tensor):
-        info = ExternalDataInfo(tensor)
-        for chunk in _read_range(folder / info.location, info.offset or 0, info.length):
-            digest.update(chunk)
-    elif tensor.raw_data:
-        digest.update(tensor.raw_data)
-    else:
-        digest.update(to_array(tensor).tobytes())
-    return digest.hexdigest()
-
-
-def _read_range(path: Path, offset: int, length: int | None, chunk: int = 1 << 24):
-    with open(path, "rb") as f:
-        f.seek(offset)
-        remaining = length if length is not None else path.stat().st_size - offset
-        while remaining > 0:
-            block = f.read(min(chunk, remaining))
-            if not block:
-                raise BuildError(f"{path.name} ends before the tensor it should hold")
-            remaining -= len(block)
-            yield block
-
-
-def _save_streaming(model, path: Path, source_folder: Path) -> None:
-    """Save `model`, copying the external data its tensors point to into `<path>_data`."""
-    import onnx
-    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
-
-    data_name = external_data_name(path.name)
-    external = [t for t in _get_all_tensors(model) if uses_external_data(t)]
-    if external:
-        with open(path.parent / data_name, "wb") as out:
-            for tensor in external:
-                info = ExternalDataInfo(tensor)
-                offset = out.tell()
-                for block in _read_range(
-                    source_folder / info.location, info.offset or 0, info.length
-                ):
-                    out.write(block)
-                _point_to(tensor, data_name, offset, out.tell() - offset)
-    onnx.save_model(model, str(path))
-
-
-def _point_to(tensor, location: str, offset: int, length: int) -> None:
-    """Make `tensor` read its bytes from `location` (onnx's `set_external_data` refuses a
-    tensor whose bytes are not in memory)."""
-    import onnx
-
-    del tensor.external_data[:]
-    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
-        entry = tensor.external_data.add()
-        entry.key, entry.value = key, value
-    tensor.data_location = onnx.TensorProto.EXTERNAL
-
-
-def quantize_onnx(
-    fp32_dir: Path,
-    out_dir: Path,
-    preset: str,
-    per_channel: bool,
-    *,
-    plain: bool = False,
-    size_budget: int | None = None,
-    low_memory: bool = False,
-) -> dict:
-    """Dynamically quantize both graphs to int8 with Optimum's ORTQuantizer.
-
-    Attention's activation x activation MatMuls stay in fp32 (see `activation_matmuls`), and
-    so do a multilingual model's encoder convolutions (see `fp32_convolutions`).
-    With `per_channel`, every weight gets per-channel scales. The one exception is made only
-    when the files would otherwise exceed `size_budget` bytes: the decoder's output projection
-    then gets one scale, quantized in a second pass of the same quantizer. Its 51864 output
-    channels' scales are a quarter MiB, which takes tiny.en's int8 files just past 40% of the
-    original's bytes; base stays well under with them, and they keep base's transcripts
-    closest to the original's (one 7 s clip read "gloves" for "clubs" with a single scale).
-
-    `plain` is the recipe this project started from (every quantizable operator, attention
-    MatMuls included, per-tensor), kept only to show what the changes bring.
-
-    `low_memory` keeps onnxruntime from copying the weights for shape inference (see
-    `_shape_inferred_without_copies`); the graphs it writes are the same.
-    """
-    with _lean_quantizer() if low_memory else contextlib.nullcontext():
-        return _quantize_both(fp32_dir, out_dir, preset, per_channel, plain, size_budget)
-
-
-def _quantize_both(
-    fp32_dir: Path,
-    out_dir: Path,
-    preset: str,
-    per_channel: bool,
-    plain: bool,
-    size_budget: int | None,
-) -> dict:
-    excluded = {n: [] if plain else activation_matmuls(fp32_dir / n) for n in ONNX_FILES}
-    convolutions = [] if plain else fp32_convolutions(fp32_dir)
-    excluded[ENCODER_FILE] += convolutions
-    per_tensor: dict[str, list[str]] = dict.fromkeys(ONNX_FILES, [])
-    for name in ONNX_FILES:
-        qconfig = quantization_config(preset, per_channel, excluded[name])
-        _quantize(fp32_dir, name, out_dir, qconfig).rename(out_dir / name)
-    over_budget = size_budget is not None and weight_bytes(out_dir) > size_budget
-    if per_channel and over_budget:
-        per_tensor[DECODER_FILE] = output_projections(fp32_dir / DECODER_FILE)
-        qconfig = quantization_config(
-            preset, per_channel, excluded[DECODER_FILE] + per_tensor[DECODER_FILE]
-        )
-        written = _quantize(fp32_dir, DECODER_FILE, out_dir, qconfig)
-        second = quantization_config(preset, False)
-        second.nodes_to_quantize = per_tensor[DECODER_FILE]
-        # Each pass rewrites ort_config.json; keep the first pass's, which describes the
-        # model (the manifest records both).
-        ort_config = (out_dir / "ort_config.json").read_bytes()
-        written = _quantize(out_dir, written.name, out_dir, second, replace=written)
-        (out_dir / "ort_config.json").write_bytes(ort_config)
-        written.replace(out_dir / DECODER_FILE)
-    copy_preprocessing_files(fp32_dir, out_dir)
-    return {
-        "weights": str(qconfig.weights_dtype),
-        "activations": str(qconfig.activations_dtype),
-        "operators": list(qconfig.operators_to_quantize),
-        "reduce_range": bool(qconfig.reduce_range),
-        "symmetric_weights": bool(qconfig.weights_symmetric),
-        "excluded": "MatMuls without a constant weight (attention scores), "
-        + ", ".join(f"{len(v)} in {k}" for k, v in excluded.items()),
-        "fp32_convolutions": convolutions,
-        "per_tensor": ", ".join(n for names in per_tensor.values() for n in sorted(set(names)))
-        or "none",
-        "size_budget_bytes": size_budget,
-    }
-
-
-def _quantize(src_dir: Path, file_name: str, out_dir: Path, qconfig, replace: Path | None = None):
-    """One ORTQuantizer pass; returns the file it wrote (it appends `_quantized`)."""
-    from optimum.onnxruntime import ORTQuantizer
-
-    with _quiet_requantize_warning(replace is not None):
-        ORTQuantizer.from_pretrained(src_dir, file_name=file_name).quantize(
-            save_dir=out_dir, quantization_config=qconfig
-        )
-    written = out_dir / file_name.replace(".onnx", "_quantized.onnx")
-    if not written.is_file():
-        raise BuildError(f"The quantizer did not write {written.name}")
-    if replace is not None:
-        replace.unlink()
-    return written
-
-
-@contextlib.contextmanager
-def _quiet_requantize_warning(active: bool):
-    """onnxruntime warns that a model 'is already quantized' on the output projection's pass,
-    which is expected there: the rest of the graph was quantized by the first pass."""
-
-    class Drop(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            return "already quantized" not in record.getMessage()
-
-    drop = Drop()
-    root = logging.getLogger()
-    if active:
-        root.addFilter(drop)
-        for handler in root.handlers:
-            handler.addFilter(drop)
-    try:
-        yield
-    finally:
-        root.removeFilter(drop)
-        for handler in root.handlers:
-            handler.removeFilter(drop)
 
 
 def _replace(work: Path, target: Path) -> None:

@@ -11,10 +11,11 @@ import time
 import warnings
 from pathlib import Path
 
-from .build import QUANTIZATION_PRESETS, STAGES, BuildError, BuildOptions
+from .build import STAGES, BuildError, BuildOptions
 from .ct2 import CT2FormatError
 from .layout import DEFAULT_MODELS_DIR
 from .models import DEFAULT_MODEL, SYNTHETIC_NOTE, ModelSourceError, list_models
+from .quantizers import QUANTIZATION_PRESETS
 from .recipes import DEFAULT_RECIPES, RECIPES, RecipeError, parse_recipes
 from .shapes import SHAPES
 

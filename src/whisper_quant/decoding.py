@@ -1,17 +1,18 @@
 """Decoding one 30-second Whisper window in numpy, the same for every engine.
 
 An engine supplies a `WindowModel` (its encoder, and a decoder with a key/value cache that
-returns logits); everything else happens here: the prompt, the logit filters, greedy decoding,
-sampling and beam search, the no-speech probability, language detection and the quality
-figures the long-form loop (longform.py) judges a window by.
+returns logits); everything else happens here and in the two modules this one composes: the
+prompt, the logit filters (logit_filters.py), greedy decoding, sampling and beam search
+(token_decoders.py), the no-speech probability, language detection and the quality figures
+the long-form loop (longform.py) judges a window by.
 
 The pieces follow openai-whisper's `whisper/decoding.py` (an `Inference` over the model, a
 `TokenDecoder` that picks tokens, `LogitFilter`s that mask logits, a ranker for finished beams),
 and the arithmetic follows transformers 4.57 (`WhisperGenerationMixin.generate` with its
-logits processors), so that with the same model this module picks the same tokens as
+logits processors), so that with the same model these modules pick the same tokens as
 transformers' `generate`.
 
-Where this module deliberately follows transformers rather than openai-whisper:
+Where they deliberately follow transformers rather than openai-whisper:
 
 - Beam search is transformers' `_beam_search`: every step keeps the best 2 * beam_size
   candidates; a candidate ending in <|endoftext|> is accepted as a finished hypothesis only when
@@ -58,38 +59,42 @@ from __future__ import annotations
 import math
 import time
 import zlib
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from .logit_filters import (
+    ApplyTimestampRules,
+    LogitFilter,
+    LogitFilters,
+    SuppressBlank,
+    SuppressTokens,
+    log_softmax,
+    softmax,
+)
+from .token_decoders import (
+    DEFAULT_TOP_K,
+    BeamSearchDecoder,
+    DecoderState,
+    DecoderTiming,
+    ForcedDecoder,
+    GreedyDecoder,
+    Inference,
+    SequenceRanker,
+    TokenDecoder,
+)
 from .tokens import SpecialTokens
 
 # Whisper's decoder has 448 positions: prompt and generated tokens together.
 N_TEXT_CTX = 448
 # Seconds per timestamp token step (<|0.02|> follows <|0.00|>).
 TIME_PRECISION = 0.02
-# transformers' GenerationConfig default top_k, used when sampling (temperature > 0).
-DEFAULT_TOP_K = 50
-# transformers fills impossible beam scores with this instead of -inf, so sums stay finite.
-_BEAM_FLOOR = np.float32(-1.0e9)
 
 
 # --- what an engine implements -------------------------------------------------------------
-
-
-class DecoderState(Protocol):
-    """A decoder's key/value cache for `batch` rows reading the same audio."""
-
-    def step(self, tokens: np.ndarray) -> np.ndarray:
-        """int64 (batch, n) tokens after the cached ones -> float32 logits (batch, n, vocab)."""
-        ...
-
-    def reorder(self, index: np.ndarray) -> None:
-        """Keep or duplicate cache rows: row i becomes the old row index[i] (beam search)."""
-        ...
+# With `DecoderState` (token_decoders.py), the key/value cache `WindowModel.decoder` returns.
 
 
 class WindowModel(Protocol):
@@ -199,27 +204,7 @@ def init_tokens(
     return tokens
 
 
-# --- numerics -----------------------------------------------------------------------------
-
-
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    """Log-softmax over the last axis, in x's dtype; a row of only -inf stays -inf."""
-    peak = np.max(x, axis=-1, keepdims=True)
-    peak = np.where(np.isfinite(peak), peak, 0).astype(x.dtype)
-    shifted = x - peak
-    with np.errstate(divide="ignore"):
-        return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    return np.exp(log_softmax(x))
-
-
-def _logsumexp(x: np.ndarray) -> float:
-    peak = float(np.max(x)) if x.size else -math.inf
-    if not math.isfinite(peak):
-        return peak
-    return peak + math.log(float(np.sum(np.exp(x - peak))))
+# --- quality figures ----------------------------------------------------------------------
 
 
 def text_compression_ratio(text: str) -> float:
@@ -263,268 +248,23 @@ def transformers_no_speech_probability(
     return float(probs[no_speech_token])
 
 
-# --- logit filters ------------------------------------------------------------------------
+# --- one window ---------------------------------------------------------------------------
 
 
-class LogitFilter(ABC):
-    """Masks logits (or log-probs) in place before a token is chosen."""
-
-    @abstractmethod
-    def apply(self, logits: np.ndarray, generated: np.ndarray) -> None:
-        """`logits` (rows, vocab); `generated` (rows, t): each row's tokens after the prompt."""
-
-
-class SuppressBlank(LogitFilter):
-    """The begin-suppress tokens (" " and <|endoftext|>) cannot be the first token."""
-
-    def __init__(self, tokens: Sequence[int]):
-        self.tokens = np.asarray(list(tokens), dtype=np.int64)
-
-    def apply(self, logits: np.ndarray, generated: np.ndarray) -> None:
-        if generated.shape[1] == 0 and self.tokens.size:
-            logits[:, self.tokens] = -np.inf
-
-
-class SuppressTokens(LogitFilter):
-    """These tokens, and every id from `from_id` on if given, are never generated."""
-
-    def __init__(self, tokens: Sequence[int], *, from_id: int | None = None):
-        self.tokens = np.asarray(list(tokens), dtype=np.int64)
-        self.from_id = from_id
-
-    def apply(self, logits: np.ndarray, generated: np.ndarray) -> None:
-        if self.tokens.size:
-            logits[:, self.tokens] = -np.inf
-        if self.from_id is not None:
-            logits[:, self.from_id :] = -np.inf
-
-
-class ApplyTimestampRules(LogitFilter):
-    """Whisper's timestamp grammar (transformers' `WhisperTimeStampLogitsProcessor`).
-
-    Timestamps come in pairs except right before <|endoftext|>; they never decrease and a
-    segment cannot be empty; the first token is a timestamp of at most `max_initial_index`
-    steps; and when the timestamps together are more probable than the most probable text
-    token, a timestamp must come next.
-    """
-
-    def __init__(self, special: SpecialTokens, max_initial_index: int | None):
-        self.eot = special.eot
-        self.no_timestamps = special.no_timestamps
-        self.begin = special.timestamp_begin
-        self.max_initial_index = max_initial_index
-
-    def apply(self, logits: np.ndarray, generated: np.ndarray) -> None:
-        begin = self.begin
-        # <|notimestamps|> is what the prompt uses to turn timestamps off.
-        logits[:, self.no_timestamps] = -np.inf
-        for row, seq in zip(logits, generated, strict=True):
-            last_was_timestamp = len(seq) >= 1 and seq[-1] >= begin
-            penultimate_was_timestamp = len(seq) < 2 or seq[-2] >= begin
-            if last_was_timestamp:
-                if penultimate_was_timestamp:  # a pair just closed: text (or the end) next
-                    row[begin:] = -np.inf
-                else:  # an opening timestamp must be closed (or the window ends)
-                    row[: self.eot] = -np.inf
-            timestamps = seq[seq >= begin]
-            if timestamps.size:
-                # Never decreasing; a closing timestamp may repeat the opening one, any
-                # other must move forward, so every segment advances the seek.
-                if last_was_timestamp and not penultimate_was_timestamp:
-                    last = int(timestamps[-1])
-                else:
-                    last = int(timestamps[-1]) + 1
-                row[begin:last] = -np.inf
-        if generated.shape[1] == 0:
-            logits[:, :begin] = -np.inf
-            if self.max_initial_index is not None:
-                logits[:, begin + self.max_initial_index + 1 :] = -np.inf
-        for row in logits:
-            wide = row.astype(np.float64)
-            if _logsumexp(wide[begin:]) > float(np.max(wide[:begin])):
-                row[:begin] = -np.inf
-
-
-class LogitFilters:
-    """Filters applied in transformers' order: begin-suppress, suppress, timestamp rules.
-
-    The timestamp rules go last because their "summed probability" test must see what the
-    other filters removed.
-    """
-
-    def __init__(self, filters: Sequence[LogitFilter]):
-        self.filters = list(filters)
-
-    def apply(self, logits: np.ndarray, generated: np.ndarray) -> np.ndarray:
-        for f in self.filters:
-            f.apply(logits, generated)
-        return logits
-
-    @classmethod
-    def for_window(
-        cls, special: SpecialTokens, rules: GenerationRules, options: WindowOptions
-    ) -> LogitFilters:
-        filters: list[LogitFilter] = [
-            SuppressBlank(rules.begin_suppress_tokens),
-            SuppressTokens(rules.suppress_tokens),
-        ]
-        if options.fixed_tokens is not None:
-            # Equal work per window: never end, never emit a timestamp.
-            filters.append(SuppressTokens([special.eot], from_id=special.timestamp_begin))
-        if options.timestamps:
-            filters.append(ApplyTimestampRules(special, options.max_initial_timestamp_index))
-        return cls(filters)
-
-
-# --- running the decoder ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DecoderTiming:
-    """Where a window's decoder time went (wall clock, time.perf_counter)."""
-
-    first_step_s: float = 0.0  # the prompt, in one call
-    next_steps_s: float = 0.0  # every later call, one token per row each
-    next_steps: int = 0
-
-    def __add__(self, other: DecoderTiming) -> DecoderTiming:
-        return DecoderTiming(
-            self.first_step_s + other.first_step_s,
-            self.next_steps_s + other.next_steps_s,
-            self.next_steps + other.next_steps,
-        )
-
-
-class Inference:
-    """One window's decoder cache behind a stopwatch: the prompt once, then a token per row.
-
-    Only the model's calls are timed (time.perf_counter), not the decoding around them.
-    """
-
-    def __init__(self, state: DecoderState, clock: Callable[[], float] = time.perf_counter):
-        self.state = state
-        self.clock = clock
-        self.first_step_s = 0.0
-        self.next_steps_s = 0.0
-        self.next_steps = 0
-
-    def prompt(self, tokens: np.ndarray) -> np.ndarray:
-        """Run (rows, n) prompt tokens: logits (rows, n, vocab) at every prompt position."""
-        started = self.clock()
-        logits = self.state.step(np.ascontiguousarray(tokens, dtype=np.int64))
-        self.first_step_s += self.clock() - started
-        return logits
-
-    def next(self, tokens: np.ndarray) -> np.ndarray:
-        """Run one new token per row: logits (rows, vocab)."""
-        started = self.clock()
-        logits = self.state.step(np.asarray(tokens, dtype=np.int64).reshape(-1, 1))
-        self.next_steps_s += self.clock() - started
-        self.next_steps += 1
-        return logits[:, -1]
-
-    def reorder(self, index: np.ndarray) -> None:
-        """Reorder the cache rows (beam search); timed with the later steps."""
-        started = self.clock()
-        self.state.reorder(np.asarray(index, dtype=np.int64))
-        self.next_steps_s += self.clock() - started
-
-    @property
-    def timing(self) -> DecoderTiming:
-        return DecoderTiming(self.first_step_s, self.next_steps_s, self.next_steps)
-
-
-@dataclass(frozen=True)
-class Hypothesis:
-    """A decoded sequence: the generated tokens with the end token if it ended with one."""
-
-    tokens: tuple[int, ...]
-    # Per token: log-softmax of the filtered logits at temperature 1.
-    logprobs: tuple[float, ...]
-    # Beam search: transformers' length-normalised score; otherwise the sum of logprobs.
-    score: float
-
-
-class SequenceRanker:
-    """transformers' score of a finished beam: sum of log-probs / length ** length_penalty.
-
-    The length is the number of generated tokens including the end token. Computed in
-    float32, as transformers keeps beam scores.
-    """
-
-    def __init__(self, length_penalty: float | None = None):
-        self.length_penalty = 1.0 if length_penalty is None else float(length_penalty)
-
-    def score(self, sum_logprob: np.ndarray | float, length: int) -> np.ndarray:
-        return np.float32(sum_logprob) / np.float32(length**self.length_penalty)
-
-
-class TokenDecoder(ABC):
-    """Chooses tokens until the end token or the length limit."""
-
-    @abstractmethod
-    def decode(
-        self, inference: Inference, logits: np.ndarray, filters: LogitFilters, limit: int
-    ) -> Hypothesis:
-        """`logits` (rows, vocab): the prompt's last position; at most `limit` tokens."""
-
-
-class GreedyDecoder(TokenDecoder):
-    """The most probable token (temperature 0) or one sampled token per step (above 0).
-
-    Sampling follows transformers: filter, divide by the temperature, keep the top-k, then
-    draw from the softmax with the numpy generator `rng`.
-    """
-
-    def __init__(
-        self,
-        eot: int,
-        temperature: float = 0.0,
-        *,
-        rng: np.random.Generator | None = None,
-        top_k: int | None = DEFAULT_TOP_K,
-    ):
-        if temperature > 0 and rng is None:
-            raise ValueError("Sampling (temperature > 0) needs a numpy random Generator")
-        self.eot = eot
-        self.temperature = temperature
-        self.rng = rng
-        self.top_k = top_k
-
-    def decode(
-        self, inference: Inference, logits: np.ndarray, filters: LogitFilters, limit: int
-    ) -> Hypothesis:
-        tokens: list[int] = []
-        logprobs: list[float] = []
-        while True:
-            scores = np.array(logits[:1], dtype=np.float32)
-            filters.apply(scores, np.asarray([tokens], dtype=np.int64))
-            token, kept = self._choose(scores[0])
-            tokens.append(token)
-            logprobs.append(float(log_softmax(kept)[token]))
-            if token == self.eot or len(tokens) >= limit:
-                break
-            logits = inference.next(np.array([token]))
-        return Hypothesis(tuple(tokens), tuple(logprobs), float(sum(logprobs)))
-
-    def _choose(self, scores: np.ndarray) -> tuple[int, np.ndarray]:
-        """The token, and the filtered logits its log-prob is taken from."""
-        if self.temperature == 0:
-            return int(np.argmax(scores)), scores
-        warped = scores / np.float32(self.temperature)
-        if self.top_k is not None and self.top_k < warped.size:
-            kth = np.partition(warped, -self.top_k)[-self.top_k]
-            warped = np.where(warped < kth, -np.inf, warped).astype(np.float32)
-        probs = softmax(warped.astype(np.float64))
-        cumulative = np.cumsum(probs)
-        token = int(np.searchsorted(cumulative, self.rng.random() * cumulative[-1], side="right"))
-        token = min(token, warped.size - 1)
-        while probs[token] == 0:  # only reachable through rounding at the very top
-            token -= 1
-        # transformers multiplies its warped scores back by the temperature for the
-        # log-probs: the filtered logits with the tokens outside the top-k removed.
-        kept = np.where(np.isneginf(warped), -np.inf, scores).astype(np.float32)
-        return token, kept
+def window_filters(
+    special: SpecialTokens, rules: GenerationRules, options: WindowOptions
+) -> LogitFilters:
+    """The filters of one window, in transformers' order (see `LogitFilters`)."""
+    filters: list[LogitFilter] = [
+        SuppressBlank(rules.begin_suppress_tokens),
+        SuppressTokens(rules.suppress_tokens),
+    ]
+    if options.fixed_tokens is not None:
+        # Equal work per window: never end, never emit a timestamp.
+        filters.append(SuppressTokens([special.eot], from_id=special.timestamp_begin))
+    if options.timestamps:
+        filters.append(ApplyTimestampRules(special, options.max_initial_timestamp_index))
+    return LogitFilters(filters)
 
 
 # Consecutive forced tokens step through the text vocabulary by this prime, so they are
@@ -542,163 +282,6 @@ def fixed_token_ids(count: int, special: SpecialTokens, rules: GenerationRules) 
     banned = {*rules.suppress_tokens, *rules.begin_suppress_tokens}
     text = [t for t in range(special.eot) if t not in banned]
     return tuple(text[(1 + i * FIXED_TOKEN_STRIDE) % len(text)] for i in range(count))
-
-
-class ForcedDecoder(TokenDecoder):
-    """Feeds a fixed token sequence instead of choosing: identical work for every engine.
-
-    Every step does what a greedy step does (the model's logits for every row, the filters,
-    the log-softmax, the argmax it then ignores) and feeds the next forced token to every row,
-    so the decoder runs exactly `len(tokens)` positions after the prompt. Beam search's
-    reordering of rows is not done: all rows hold the same tokens.
-    """
-
-    def __init__(self, tokens: Sequence[int]):
-        self.tokens = tuple(int(t) for t in tokens)
-
-    def decode(
-        self, inference: Inference, logits: np.ndarray, filters: LogitFilters, limit: int
-    ) -> Hypothesis:
-        tokens: list[int] = []
-        logprobs: list[float] = []
-        rows = logits.shape[0]
-        for token in self.tokens[:limit]:
-            scores = np.array(logits, dtype=np.float32)
-            generated = np.array([tokens] * rows, dtype=np.int64).reshape(rows, len(tokens))
-            filters.apply(scores, generated)
-            np.argmax(scores[0])  # the choice a greedy step makes, for the same work
-            tokens.append(token)
-            logprobs.append(float(log_softmax(scores[0])[token]))
-            if len(tokens) >= min(limit, len(self.tokens)):
-                break
-            logits = inference.next(np.full(rows, token, dtype=np.int64))
-        return Hypothesis(tuple(tokens), tuple(logprobs), float(sum(logprobs)))
-
-
-class BeamSearchDecoder(TokenDecoder):
-    """transformers' beam search (`GenerationMixin._beam_search`, 4.57) for one audio.
-
-    The inference runs `beam_size` rows from the prompt on. Each step: log-softmax the logits,
-    filter them (no renormalisation), add the running beam scores, keep the best 2 * beam_size
-    candidates; the best beam_size that do not end become the running beams; a candidate
-    that ends (end token, or the length limit) is offered to the finished list only if it is
-    among the best beam_size candidates, scored by `ranker`.
-    """
-
-    def __init__(
-        self, eot: int, beam_size: int, ranker: SequenceRanker, *, early_stopping: bool = False
-    ):
-        self.eot = eot
-        self.beam_size = beam_size
-        self.ranker = ranker
-        self.early_stopping = early_stopping
-
-    def decode(
-        self, inference: Inference, logits: np.ndarray, filters: LogitFilters, limit: int
-    ) -> Hypothesis:
-        beams, keep = self.beam_size, 2 * self.beam_size
-        running = [_Beam((), ()) for _ in range(beams)]
-        # All rows hold the same prompt: only the first may start, or the beams would repeat.
-        running_scores = np.full(beams, _BEAM_FLOOR, dtype=np.float32)
-        running_scores[0] = 0
-        finished = _FinishedBeams(beams)
-        improvable = True
-        for step in range(limit):
-            length = step + 1  # generated tokens once this step's token is added
-            logprobs = log_softmax(np.asarray(logits, dtype=np.float32))
-            generated = np.array([b.tokens for b in running], dtype=np.int64).reshape(beams, step)
-            filters.apply(logprobs, generated)
-            renormalised = log_softmax(logprobs)
-            vocab = logprobs.shape[1]
-            flat = (logprobs + running_scores[:, None]).ravel()
-            top = _top_k(flat, keep)
-            scores = flat[top]
-            source, tokens = top // vocab, top % vocab
-            ends = (tokens == self.eot) | (length >= limit)
-            candidates = [
-                running[b].extend(int(t), float(renormalised[b, t]))
-                for b, t in zip(source, tokens, strict=True)
-            ]
-
-            # Finished hypotheses: only candidates ranked within the first beam_size.
-            offered = ends & (np.arange(keep) < beams)
-            final = self.ranker.score(scores, length).astype(np.float32)
-            if finished.all_done and self.early_stopping:
-                final = final + _BEAM_FLOOR
-            if not improvable:
-                final = final + _BEAM_FLOOR
-            final = np.where(offered, final, final + _BEAM_FLOOR).astype(np.float32)
-            finished.merge(final, offered, candidates)
-
-            # Running beams: the best candidates that do not end.
-            alive_scores = np.where(ends, scores + _BEAM_FLOOR, scores).astype(np.float32)
-            chosen = _top_k(alive_scores, beams)
-            running = [candidates[i] for i in chosen]
-            running_scores = alive_scores[chosen]
-            inference.reorder(source[chosen])
-
-            best_possible = self.ranker.score(running_scores[0], length)
-            improvable = improvable and finished.could_improve(best_possible)
-            if not improvable or (finished.all_done and self.early_stopping) or ends.all():
-                break
-            logits = inference.next(tokens[chosen])
-        return finished.best(fallback=running[0], fallback_score=float(running_scores[0]))
-
-
-@dataclass(frozen=True)
-class _Beam:
-    """A beam's generated tokens and each one's log-prob."""
-
-    tokens: tuple[int, ...]
-    logprobs: tuple[float, ...]
-
-    def extend(self, token: int, logprob: float) -> _Beam:
-        return _Beam((*self.tokens, token), (*self.logprobs, logprob))
-
-
-class _FinishedBeams:
-    """transformers' list of `beam_size` finished slots, best first, -1e9 while empty."""
-
-    def __init__(self, size: int):
-        self.scores = np.full(size, _BEAM_FLOOR, dtype=np.float32)
-        self.done = np.zeros(size, dtype=bool)
-        self.beams: list[_Beam | None] = [None] * size
-
-    @property
-    def all_done(self) -> bool:
-        return bool(self.done.all())
-
-    def merge(self, scores: np.ndarray, offered: np.ndarray, candidates: list[_Beam]) -> None:
-        """Keep the best of the kept slots and the candidates (not offered ones score -1e9)."""
-        size = len(self.scores)
-        merged = np.concatenate([self.scores, scores]).astype(np.float32)
-        chosen = _top_k(merged, size)
-        beams = self.beams + [c if o else None for c, o in zip(candidates, offered, strict=True)]
-        done = np.concatenate([self.done, offered])
-        self.scores, self.done = merged[chosen], done[chosen]
-        self.beams = [beams[i] for i in chosen]
-
-    def could_improve(self, best_possible: np.ndarray) -> bool:
-        """transformers' heuristic: a running beam could still beat a kept finished one."""
-        worst = np.where(self.done, np.min(self.scores), _BEAM_FLOOR)
-        return bool(np.any(np.float32(best_possible) > worst))
-
-    def best(self, fallback: _Beam, fallback_score: float) -> Hypothesis:
-        """The best finished hypothesis (the best running beam if none finished)."""
-        beam, score = self.beams[0], float(self.scores[0])
-        if not self.done[0] or beam is None:
-            beam, score = fallback, fallback_score
-        return Hypothesis(beam.tokens, beam.logprobs, score)
-
-
-def _top_k(values: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest values, largest first; equal values by lower index first."""
-    k = min(k, values.size)
-    part = np.argpartition(-values, k - 1)[:k] if k < values.size else np.arange(values.size)
-    return part[np.lexsort((part, -values[part]))]
-
-
-# --- one window ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -760,7 +343,7 @@ def decode_window(
     else:
         no_speech = no_speech_probability(logits[0, sot_index], special.no_speech)
     vocab = logits.shape[-1]
-    filters = LogitFilters.for_window(special, rules, options)
+    filters = window_filters(special, rules, options)
     decoder: TokenDecoder
     if options.fixed_tokens is not None:
         decoder = ForcedDecoder(fixed_token_ids(options.fixed_tokens, special, rules))

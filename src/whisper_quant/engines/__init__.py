@@ -5,7 +5,7 @@
 - pytorch.py: the original's PyTorch model through the shared long-form loop;
 - onnx.py: the studio's ONNX engines, one per quantization recipe (recipes.py), run by
   onnxruntime;
-- ct2.py: faster-whisper (CTranslate2 int8), optional.
+- faster_whisper.py: faster-whisper (CTranslate2 int8), optional.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .base import (
     Transcription,
     with_memory,
 )
-from .ct2 import FasterWhisperEngine
+from .faster_whisper import FasterWhisperEngine
 from .onnx import RECIPE_ENGINES, OnnxEngine, OnnxFp32Engine
 from .original import OptimumEngine, OriginalEngine
 from .pytorch import PyTorchEngine

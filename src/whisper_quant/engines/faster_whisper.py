@@ -4,17 +4,43 @@ It runs faster-whisper's own `WhisperModel.transcribe` on the CTranslate2 source
 embedded model (`ct2/` beside the built folders), given the same long-form settings as the
 other engines. faster-whisper computes its own features (numpy) and runs its own loop, so
 only its total time is split off as "features + everything": its sections are not timed.
-CTranslate2 uses oneDNN rather than MKL for int8 on AMD CPUs.
+
+CTranslate2's int8 matrix products run on a library chosen by the CPU (its hardware support
+and environment variable pages; `cpu/backend.cc`): its x86-64 wheels carry Intel MKL and
+oneDNN and use MKL only on a genuine Intel CPU, oneDNN on others such as AMD; its ARM64 wheels
+use Ruy. `CT2_USE_MKL` forces MKL on or off. The runtime note names the one this CPU gets.
 """
 
 from __future__ import annotations
 
+import os
+import platform
 import time
+from collections.abc import Mapping
 
+from ..hardware import CpuInfo, cpu_info
 from ..layout import CT2_DIR, ORIGINAL_DIR
 from ..longform import LogMel, LongFormResult, Segment, Timings, TranscribeOptions
 from ..measure import Stopwatch
 from .base import Engine, EngineError, Progress
+
+ARM_MACHINES = ("aarch64", "arm64")
+
+
+def int8_note(cpu: CpuInfo, machine: str, environ: Mapping[str, str]) -> str:
+    """Which library runs CTranslate2's int8 products on `cpu`, and why, as the runtime says."""
+    if machine.lower() in ARM_MACHINES:
+        return "int8 compute; Ruy on this ARM CPU"
+    forced = environ.get("CT2_USE_MKL", "")
+    if forced:
+        # CTranslate2 reads "1" or "true" as on, anything else as off.
+        library = "Intel MKL" if forced.strip().lower() in ("1", "true") else "oneDNN"
+        return f"int8 compute; {library} (CT2_USE_MKL={forced})"
+    if cpu.vendor == "Intel":
+        return "int8 compute; Intel MKL on this Intel CPU"
+    if cpu.vendor == "AMD":
+        return "int8 compute; oneDNN on this AMD CPU"
+    return "int8 compute; Intel MKL on Intel CPUs, oneDNN on others"
 
 
 class FasterWhisperEngine(Engine):
@@ -51,7 +77,7 @@ class FasterWhisperEngine(Engine):
 
         return {
             "runtime": f"faster-whisper {faster_whisper.__version__}, CTranslate2 "
-            f"{self._ct2.__version__} (int8 compute; oneDNN on AMD CPUs)",
+            f"{self._ct2.__version__} ({int8_note(cpu_info(), platform.machine(), os.environ)})",
             "graph_changes": [],
             "encoder_attention_fused": None,
         }
