@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from whisper_quant import compare
-from whisper_quant.compare import ORIGINAL, Studio, built_engines, check_selection
-from whisper_quant.engines import ENGINES, Transcription
+from whisper_quant.compare import Studio, check_selection
+from whisper_quant.engines import ENGINES, ORIGINAL, Transcription, available_engines
 from whisper_quant.workers import LoadReport
 
 
@@ -20,7 +20,7 @@ def model_folder(tmp_path, *engines: str):
 
 def test_a_selection_is_checked_and_put_in_the_registrys_order(tmp_path):
     folder = model_folder(tmp_path, "original", "onnx-fp32", "quantized", "faster-whisper")
-    assert built_engines(folder) == [
+    assert available_engines(folder, installed=False) == [
         name for name in ENGINES if name in {"original", "onnx-fp32", "quantized", "faster-whisper"}
     ]
     chosen = check_selection(folder, ["quantized", "faster-whisper", "original", "quantized"])

@@ -20,13 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .engines import EngineError, engine_class
+from .engines import REQUIRED_ENGINES, EngineError, engine_class
 from .layout import weight_bytes
 
 HELD_PER_WEIGHT_BYTE = 1.15
 WORKER_BASELINE_MIB = 400
 PEAK_RESERVE_MIB = 700
-REQUIRED_ENGINES = ("original", "quantized")
 MIB = 2**20
 
 
