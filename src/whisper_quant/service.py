@@ -1,7 +1,8 @@
-"""What the app serves, without the UI: model menus, options and the active Studio.
+"""What the app serves, without the UI: the models and engines offered, and the active Studio.
 
-`app.py` draws the page, turns the errors raised here into messages, and shows the results
-through `views.py` and `report.py`, so all of it can be tested without Gradio.
+`app.py` draws the page, turns the errors raised here into messages, builds the options with
+`options.py` and shows the results through `views.py` and `report.py`, so all of it can be
+tested without Gradio.
 
 Only one model's engines are alive at a time: each engine holds a model in its own worker
 process, and two models' workers together could exhaust a small Space's memory. Switching
