@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from whisper_quant import views  # noqa: E402
 from whisper_quant.batch import per_clip_records  # noqa: E402
 from whisper_quant.build import BuildError  # noqa: E402
 from whisper_quant.cli import configure_logging  # noqa: E402
@@ -35,25 +36,6 @@ from whisper_quant.report import (  # noqa: E402
 from whisper_quant.run_report import build_report, write_report  # noqa: E402
 from whisper_quant.service import StudioSwitcher  # noqa: E402
 from whisper_quant.settings import Settings  # noqa: E402
-from whisper_quant.views import (  # noqa: E402
-    BATCH_ENGINE_HEADERS,
-    DIFF_COLORS,
-    README_SECTION,
-    batch_engine_rows,
-    batch_summary,
-    hardware_panel,
-    language_label,
-    measurement_note,
-    method_details,
-    notice,
-    quantized_diff,
-    segments_by_engine,
-    summary,
-    timestamped,
-    transcript,
-    variants_view,
-    write_subtitles,
-)
 
 logger = logging.getLogger("whisper_quant.app")
 
@@ -157,19 +139,19 @@ def compare(
     table = pd.DataFrame(table_rows(comparison), columns=list(TABLE_HEADERS))
     chart = pd.DataFrame(chart_rows(comparison), columns=["engine", "metric", "value"])
     return (
-        transcript(comparison, ORIGINAL),
-        transcript(comparison, QUANTIZED),
+        views.transcript(comparison, ORIGINAL),
+        views.transcript(comparison, QUANTIZED),
         table,
-        quantized_diff(comparison),
+        views.quantized_diff(comparison),
         _bars(chart, LATENCY_METRIC),
         _bars(chart, MEMORY_METRIC),
-        summary(comparison),
-        notice(comparison),
-        segments_by_engine(comparison),
+        views.summary(comparison),
+        views.notice(comparison),
+        views.segments_by_engine(comparison),
         _downloads(comparison),
-        timestamped(comparison),
+        views.timestamped(comparison),
         _report(comparison),
-        variants_view(comparison),
+        views.variants_view(comparison),
     )
 
 
@@ -178,7 +160,7 @@ def _downloads(comparison) -> list[str] | None:
     if not comparison.results:
         return None
     folder = Path(tempfile.mkdtemp(prefix="whisper-quant-subtitles-"))
-    return [str(path) for path in write_subtitles(comparison, folder)]
+    return [str(path) for path in views.write_subtitles(comparison, folder)]
 
 
 def _report(comparison) -> list[str] | None:
@@ -193,7 +175,7 @@ def _report(comparison) -> list[str] | None:
         comparison,
         manifest,
         threads=SETTINGS.threads,
-        method=measurement_note(SETTINGS.readme_url),
+        method=views.measurement_note(SETTINGS.readme_url),
     )
     folder = Path(tempfile.mkdtemp(prefix="whisper-quant-report-"))
     return [str(path) for path in write_report(report, folder)]
@@ -230,10 +212,10 @@ def compare_batch(
     (work / "batch.csv").write_text(result.to_csv(), encoding="utf-8")
     (work / "batch.json").write_text(result.to_json(), encoding="utf-8")
     return (
-        pd.DataFrame(batch_engine_rows(result), columns=list(BATCH_ENGINE_HEADERS)),
+        pd.DataFrame(views.batch_engine_rows(result), columns=list(views.BATCH_ENGINE_HEADERS)),
         pd.DataFrame(per_clip_records(result)),
         [str(work / "batch.csv"), str(work / "batch.json")],
-        batch_summary(result),
+        views.batch_summary(result),
     )
 
 
@@ -284,7 +266,7 @@ def _option_state(model: str) -> tuple[dict, dict]:
 
 def _language_choices(codes) -> list[tuple[str, str]]:
     detect = [(AUTO_DETECT, AUTO_DETECT), (AUTO_DETECT_PER_WINDOW, AUTO_DETECT_PER_WINDOW)]
-    return detect + [(language_label(code), code) for code in codes]
+    return detect + [(views.language_label(code), code) for code in codes]
 
 
 def refresh_models():
@@ -423,7 +405,7 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
             )
             quantized_diff = gr.HighlightedText(
                 label="Quantized (ONNX int8)",
-                color_map=DIFF_COLORS,
+                color_map=views.DIFF_COLORS,
                 show_legend=True,
                 show_inline_category=False,
                 elem_id="quantized-transcript",
@@ -451,7 +433,7 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
             wrap=True,
             elem_id="results-table",
         )
-        gr.Markdown(measurement_note(SETTINGS.readme_url))
+        gr.Markdown(views.measurement_note(SETTINGS.readme_url))
         with gr.Row():
             # Bars start at zero, so their lengths compare.
             latency_plot = gr.BarPlot(
@@ -487,10 +469,10 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
                     "clip and files in it are deleted after an hour.",
                     elem_id="share-note",
                 )
-        with gr.Accordion("How the figures are measured", open=False, elem_id=README_SECTION):
-            gr.Markdown(method_details())
+        with gr.Accordion("How the figures are measured", open=False, elem_id=views.README_SECTION):
+            gr.Markdown(views.method_details())
         with gr.Accordion("This machine", open=False, elem_id="hardware"):
-            hardware = gr.Markdown(hardware_panel(SETTINGS, SETTINGS.default_model))
+            hardware = gr.Markdown(views.hardware_panel(SETTINGS, SETTINGS.default_model))
 
     with gr.Tab("Batch", id="batch", elem_id="batch") as batch_tab:
         gr.Markdown(
@@ -536,7 +518,7 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
         batch_run = gr.Button("Run batch", variant="primary", elem_id="run-batch")
         batch_summary = gr.Markdown(elem_id="batch-summary")
         batch_engines = gr.Dataframe(
-            headers=list(BATCH_ENGINE_HEADERS),
+            headers=list(views.BATCH_ENGINE_HEADERS),
             label="Engines over the batch",
             interactive=False,
             wrap=True,
@@ -588,7 +570,7 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
     model.change(model_options, model, [language, task], api_visibility="private")
     model.change(refresh_engines, [model, engines], engines, api_visibility="private")
     model.change(
-        lambda name: hardware_panel(SETTINGS, name), model, hardware, api_visibility="private"
+        lambda name: views.hardware_panel(SETTINGS, name), model, hardware, api_visibility="private"
     )
     batch_model.change(
         model_options, batch_model, [batch_language, batch_task], api_visibility="private"
