@@ -242,7 +242,7 @@ def fit_to_model(
     """`options` as `model` follows them, or ValueError saying what it cannot do.
 
     The one home of the model's rules, applied where options meet a model (the app's menus,
-    `Engine.transcribe`); the loop below trusts its options. An English-only model
+    `Engine.transcribe`); `transcribe` below trusts its options. An English-only model
     transcribes English only and has no language token to set (language None, nothing to
     detect per window); a multilingual one knows `languages` (any, when empty: not built yet).
     The task itself is checked where options are built (`TranscribeOptions`).
