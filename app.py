@@ -2,13 +2,12 @@
 
 `python app.py` builds the default model if none is built, loads and warms up its engines,
 then serves the page (a Space runs exactly this). Settings come from WHISPER_* environment
-variables, listed in src/whisper_quant/service.py; GRADIO_SERVER_NAME and GRADIO_SERVER_PORT
+variables, listed in src/whisper_quant/settings.py; GRADIO_SERVER_NAME and GRADIO_SERVER_PORT
 choose the address.
 """
 
 from __future__ import annotations
 
-import html
 import logging
 import sys
 import tempfile
@@ -20,13 +19,13 @@ sys.path.insert(0, str(ROOT / "src"))
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from whisper_quant import views  # noqa: E402
+from whisper_quant.batch import per_clip_records  # noqa: E402
 from whisper_quant.build import BuildError  # noqa: E402
 from whisper_quant.cli import configure_logging  # noqa: E402
-from whisper_quant.compare import ORIGINAL, QUANTIZED  # noqa: E402
-from whisper_quant.engines import EngineError, engine_class  # noqa: E402
+from whisper_quant.engines import ORIGINAL, QUANTIZED, EngineError, engine_class  # noqa: E402
 from whisper_quant.manifest import ModelIntegrityError, read_manifest  # noqa: E402
-from whisper_quant.measure import MEMORY_METHOD, timing_method  # noqa: E402
-from whisper_quant.metrics import DIFF_ADDED, DIFF_CHANGED, DIFF_MISSING, word_diff  # noqa: E402
+from whisper_quant.options import AUTO_DETECT, AUTO_DETECT_PER_WINDOW  # noqa: E402
 from whisper_quant.report import (  # noqa: E402
     LATENCY_METRIC,
     MEMORY_METRIC,
@@ -35,21 +34,7 @@ from whisper_quant.report import (  # noqa: E402
     table_rows,
 )
 from whisper_quant.run_report import build_report, write_report  # noqa: E402
-from whisper_quant.service import (  # noqa: E402
-    AUTO_DETECT,
-    AUTO_DETECT_PER_WINDOW,
-    README_SECTION,
-    SYNTHETIC_HEADING,
-    StudioSwitcher,
-    hardware_panel,
-    language_label,
-    measurement_note,
-    segments_by_engine,
-    summary,
-    timestamped,
-    transcript,
-    write_subtitles,
-)
+from whisper_quant.service import StudioSwitcher  # noqa: E402
 from whisper_quant.settings import Settings  # noqa: E402
 
 logger = logging.getLogger("whisper_quant.app")
@@ -59,8 +44,6 @@ POOL = StudioSwitcher(SETTINGS)  # starts nothing until the first request or ens
 
 EXAMPLES_DIR = ROOT / "examples"
 BAR_STYLE = {"x_title": " ", "color_title": " ", "colors_in_legend": [], "height": 260}
-DIFF_COLORS = {DIFF_CHANGED: "#f59e0b", DIFF_ADDED: "#3b82f6", DIFF_MISSING: "#ef4444"}
-VARIANT_STYLE = "margin: 0 0 10px; padding-left: 8px; border-left: 3px solid #d1d5db"
 
 # Errors whose message is written for the person using the page (AudioError and the
 # option and settings errors are ValueErrors; crashes and timeouts are EngineErrors).
@@ -153,29 +136,22 @@ def compare(
     except Exception as e:
         raise user_error(e, "request", "comparison") from e
 
-    original = transcript(comparison, ORIGINAL)
-    quantized = transcript(comparison, QUANTIZED)
-    diff = (
-        word_diff(original, quantized, comparison.language, show_missing=True)
-        if comparison.get(QUANTIZED) is not None
-        else []
-    )
     table = pd.DataFrame(table_rows(comparison), columns=list(TABLE_HEADERS))
     chart = pd.DataFrame(chart_rows(comparison), columns=["engine", "metric", "value"])
     return (
-        original,
-        quantized,
+        views.transcript(comparison, ORIGINAL),
+        views.transcript(comparison, QUANTIZED),
         table,
-        diff,
+        views.quantized_diff(comparison),
         _bars(chart, LATENCY_METRIC),
         _bars(chart, MEMORY_METRIC),
-        summary(comparison),
-        f"**{comparison.notice}**" if comparison.notice else "",
-        segments_by_engine(comparison),
+        views.summary(comparison),
+        views.notice(comparison),
+        views.segments_by_engine(comparison),
         _downloads(comparison),
-        timestamped(comparison),
+        views.timestamped(comparison),
         _report(comparison),
-        _variants_view(comparison),
+        views.variants_view(comparison),
     )
 
 
@@ -184,7 +160,7 @@ def _downloads(comparison) -> list[str] | None:
     if not comparison.results:
         return None
     folder = Path(tempfile.mkdtemp(prefix="whisper-quant-subtitles-"))
-    return [str(path) for path in write_subtitles(comparison, folder)]
+    return [str(path) for path in views.write_subtitles(comparison, folder)]
 
 
 def _report(comparison) -> list[str] | None:
@@ -199,64 +175,10 @@ def _report(comparison) -> list[str] | None:
         comparison,
         manifest,
         threads=SETTINGS.threads,
-        method=measurement_note(SETTINGS.readme_url),
+        method=views.measurement_note(SETTINGS.readme_url),
     )
     folder = Path(tempfile.mkdtemp(prefix="whisper-quant-report-"))
     return [str(path) for path in write_report(report, folder)]
-
-
-def _variants_view(comparison) -> str:
-    """Every engine's transcript, each variant's words marked against the original's."""
-    if not comparison.results:
-        return ""
-    reference = transcript(comparison, ORIGINAL)
-    agreement = TABLE_HEADERS.index("Agreement with original")
-    speedup = TABLE_HEADERS.index("Speed-up vs original")
-    blocks = []
-    for r, row in zip(comparison.results, table_rows(comparison), strict=True):
-        text = r.transcription.text
-        if r.engine == ORIGINAL:
-            words = html.escape(text)
-            figures = "the reference for the others"
-        else:
-            words = "".join(
-                _marked(piece, label)
-                for piece, label in word_diff(
-                    reference, text, comparison.language, show_missing=True
-                )
-            )
-            figures = f"agreement {row[agreement] or 'n/a'} · {row[speedup] or 'n/a'} vs original"
-        blocks.append(
-            f'<div class="variant" data-engine="{html.escape(r.engine)}" style="{VARIANT_STYLE}">'
-            f'<p style="margin: 0"><strong>{html.escape(r.label)}</strong> '
-            f"<code>{html.escape(r.engine)}</code> · {html.escape(figures)}</p>"
-            f'<p class="variant-text" style="margin: 2px 0 0">{words or "<em>(empty)</em>"}</p>'
-            "</div>"
-        )
-    legend = " ".join(_marked(label, label) for label in DIFF_COLORS)
-    return f'<div class="variants"><p>{legend}</p>{"".join(blocks)}</div>'
-
-
-def _marked(piece: str, label: str | None) -> str:
-    if label is None:
-        return html.escape(piece)
-    style = f"background: {DIFF_COLORS[label]}55; border-radius: 3px; padding: 0 2px"
-    if label == DIFF_MISSING:
-        style += "; text-decoration: line-through"
-    return f'<mark class="{label}" title="{label}" style="{style}">{html.escape(piece)}</mark>'
-
-
-BATCH_ENGINE_HEADERS = (
-    "Engine",
-    "WER [95% CI]",
-    "WER − original [95% CI]",
-    "Median latency (ms)",
-    "Total time (s)",
-    "Speed-up vs original",
-    "Memory held (MiB)",
-    "Loops / text on silence",
-    "Empty outputs",
-)
 
 
 def compare_batch(
@@ -287,48 +209,13 @@ def compare_batch(
         )
     except Exception as e:
         raise user_error(e, "batch", "batch") from e
-    engines = pd.DataFrame(
-        [
-            [
-                e.label,
-                e.wer or "(no references)",
-                e.difference,
-                e.median_latency_ms,
-                e.total_latency_s,
-                "" if e.speedup is None else f"{e.speedup:.2f}x",
-                e.memory_held_mib,
-                e.flagged,
-                e.empty,
-            ]
-            for e in result.engines
-        ],
-        columns=list(BATCH_ENGINE_HEADERS),
-    )
-    from whisper_quant.batch import per_clip_records
-
-    clips = pd.DataFrame(per_clip_records(result))
     (work / "batch.csv").write_text(result.to_csv(), encoding="utf-8")
     (work / "batch.json").write_text(result.to_json(), encoding="utf-8")
-    ran = sum(1 for r in result.clips if r.comparison is not None)
-    failed = [r.clip for r in result.clips if r.clip.error]
-    lines = [
-        f"**{result.model}** · {len(result.clips)} clips, {ran} transcribed · WER rests on "
-        f"{result.reference_words} reference words (95% bootstrap intervals over clips; the "
-        "difference from the original is paired)."
-    ]
-    if result.synthetic:
-        lines.insert(
-            0,
-            f"{SYNTHETIC_HEADING} Every engine decoded the same forced tokens per window "
-            "(equal work); references are not scored.",
-        )
-    if failed:
-        lines.append("Not decoded: " + "; ".join(f"{c.name}: {c.error}" for c in failed))
     return (
-        engines,
-        clips,
+        pd.DataFrame(views.batch_engine_rows(result), columns=list(views.BATCH_ENGINE_HEADERS)),
+        pd.DataFrame(per_clip_records(result)),
         [str(work / "batch.csv"), str(work / "batch.json")],
-        "\n\n".join(lines),
+        views.batch_summary(result),
     )
 
 
@@ -379,7 +266,7 @@ def _option_state(model: str) -> tuple[dict, dict]:
 
 def _language_choices(codes) -> list[tuple[str, str]]:
     detect = [(AUTO_DETECT, AUTO_DETECT), (AUTO_DETECT_PER_WINDOW, AUTO_DETECT_PER_WINDOW)]
-    return detect + [(language_label(code), code) for code in codes]
+    return detect + [(views.language_label(code), code) for code in codes]
 
 
 def refresh_models():
@@ -420,24 +307,6 @@ def _examples(models: list[str]) -> tuple[list[list], list[str]]:
     ]
     examples = [[str(EXAMPLES_DIR / name), ref, model] for name, ref, model, _ in clips]
     return examples, [label for *_, label in clips]
-
-
-def _method_details() -> str:
-    return (
-        "**Latency** in the table is one run of this clip, after each engine has loaded and "
-        "transcribed a warm-up clip; the same clip, threads and decoding settings go to every "
-        "engine, and the engines run in a shuffled order (its seed is in the summary). The "
-        f"benchmark (`python benchmark.py`) is more careful: {timing_method()}\n\n"
-        f"**Memory**: {MEMORY_METHOD} Every worker imports torch, because transformers' "
-        "feature extractor computes the log-mel features with it; that import is in every "
-        "worker's baseline and in no engine's memory held.\n\n"
-        "**Where the speed-up comes from**: ONNX fp32 runs the same weights as the original "
-        "through onnxruntime with this studio's decoding loop and graph changes; the int8 "
-        "engine adds quantization on top. The summary splits each clip's speed-up into those "
-        "two parts when ONNX fp32 runs.\n\n"
-        "**Where**: on this server's CPU (see the benchmark for the CPU model and its flags); "
-        "another CPU, in particular one with or without AVX-512/VNNI, gives other figures."
-    )
 
 
 MODELS = POOL.models()
@@ -536,7 +405,7 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
             )
             quantized_diff = gr.HighlightedText(
                 label="Quantized (ONNX int8)",
-                color_map=DIFF_COLORS,
+                color_map=views.DIFF_COLORS,
                 show_legend=True,
                 show_inline_category=False,
                 elem_id="quantized-transcript",
@@ -564,7 +433,7 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
             wrap=True,
             elem_id="results-table",
         )
-        gr.Markdown(measurement_note(SETTINGS.readme_url))
+        gr.Markdown(views.measurement_note(SETTINGS.readme_url))
         with gr.Row():
             # Bars start at zero, so their lengths compare.
             latency_plot = gr.BarPlot(
@@ -600,10 +469,10 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
                     "clip and files in it are deleted after an hour.",
                     elem_id="share-note",
                 )
-        with gr.Accordion("How the figures are measured", open=False, elem_id=README_SECTION):
-            gr.Markdown(_method_details())
+        with gr.Accordion("How the figures are measured", open=False, elem_id=views.README_SECTION):
+            gr.Markdown(views.method_details())
         with gr.Accordion("This machine", open=False, elem_id="hardware"):
-            hardware = gr.Markdown(hardware_panel(SETTINGS, SETTINGS.default_model))
+            hardware = gr.Markdown(views.hardware_panel(SETTINGS, SETTINGS.default_model))
 
     with gr.Tab("Batch", id="batch", elem_id="batch") as batch_tab:
         gr.Markdown(
@@ -649,7 +518,7 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
         batch_run = gr.Button("Run batch", variant="primary", elem_id="run-batch")
         batch_summary = gr.Markdown(elem_id="batch-summary")
         batch_engines = gr.Dataframe(
-            headers=list(BATCH_ENGINE_HEADERS),
+            headers=list(views.BATCH_ENGINE_HEADERS),
             label="Engines over the batch",
             interactive=False,
             wrap=True,
@@ -701,7 +570,7 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
     model.change(model_options, model, [language, task], api_visibility="private")
     model.change(refresh_engines, [model, engines], engines, api_visibility="private")
     model.change(
-        lambda name: hardware_panel(SETTINGS, name), model, hardware, api_visibility="private"
+        lambda name: views.hardware_panel(SETTINGS, name), model, hardware, api_visibility="private"
     )
     batch_model.change(
         model_options, batch_model, [batch_language, batch_task], api_visibility="private"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from whisper_quant import compare
-from whisper_quant.compare import ORIGINAL, Studio, built_engines, check_selection
-from whisper_quant.engines import ENGINES, Transcription
+from whisper_quant.compare import Studio, check_selection
+from whisper_quant.engines import ENGINES, ORIGINAL, Transcription, available_engines
 from whisper_quant.workers import LoadReport
 
 
@@ -22,7 +22,7 @@ def test_a_selection_is_checked_and_put_in_the_registrys_order(tmp_path):
     folder = model_folder(tmp_path, "original", "onnx-fp32", "quantized", "faster-whisper")
     # pytorch runs the original's files: built with it.
     built = {"original", "pytorch", "onnx-fp32", "quantized", "faster-whisper"}
-    assert built_engines(folder) == [name for name in ENGINES if name in built]
+    assert available_engines(folder, installed=False) == [name for name in ENGINES if name in built]
     chosen = check_selection(folder, ["quantized", "faster-whisper", "original", "quantized"])
     assert chosen == tuple(n for n in ENGINES if n in {"original", "quantized", "faster-whisper"})
 

@@ -21,6 +21,7 @@ from whisper_quant.longform import (
     LogMel,
     TranscribeOptions,
     _window_positions,
+    fit_to_model,
     judge,
     log_mel,
     previous_tokens,
@@ -467,8 +468,14 @@ def test_without_timestamps_each_window_is_one_segment():
 
 
 def test_english_only_models_refuse_other_languages():
+    # Options meet the model in `fit_to_model` (the app's menus, Engine.transcribe).
+    english_only = {"multilingual": ENGLISH.multilingual, "languages": ENGLISH.languages}
     with pytest.raises(ValueError, match="English-only"):
-        run(FakeModel([]), 100, language="de")
+        fit_to_model(TranscribeOptions(language="de"), "tiny.en", **english_only)
+    with pytest.raises(ValueError, match="English-only"):
+        fit_to_model(TranscribeOptions(task="translate"), "tiny.en", **english_only)
+    fitted = fit_to_model(TranscribeOptions(language="EN"), "tiny.en", **english_only)
+    assert fitted.language is None and not fitted.language_per_window
     with pytest.raises(ValueError, match="shape"):
         transcribe(
             FakeModel([]), np.zeros((80, 100)), special=ENGLISH, rules=RULES, decode_text=text

@@ -21,7 +21,7 @@ from whisper_quant.run_report import (
     to_markdown,
     write_report,
 )
-from whisper_quant.service import measurement_note, segments_by_engine, speedup_split
+from whisper_quant.views import measurement_note, segments_by_engine, speedup_split
 from whisper_quant.workers import LoadReport
 
 MIB = 2**20

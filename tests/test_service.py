@@ -11,17 +11,9 @@ import pytest
 
 from whisper_quant.audio import AudioDecodeError, AudioTooLongError
 from whisper_quant.engines import NOTICE_SILENT
+from whisper_quant.options import AUTO_DETECT, ModelInfo, model_info, options_for
 from whisper_quant.report import table_rows
-from whisper_quant.service import (
-    AUTO_DETECT,
-    ModelInfo,
-    ModelNotBuiltError,
-    StudioSwitcher,
-    check_options,
-    language_label,
-    measurement_note,
-    model_info,
-)
+from whisper_quant.service import ModelNotBuiltError, StudioSwitcher
 from whisper_quant.settings import Settings, SettingsError
 
 ENGLISH_ONLY = ModelInfo("tiny.en", multilingual=False, languages=("en",), built=True)
@@ -80,22 +72,22 @@ def test_bad_settings_name_the_variable(name, value, message):
 
 
 def test_options_for_an_english_only_model():
-    assert check_options(ENGLISH_ONLY, AUTO_DETECT, "transcribe") is None
-    assert check_options(ENGLISH_ONLY, "en", "transcribe") is None
+    assert options_for(ENGLISH_ONLY, AUTO_DETECT, "transcribe").language is None
+    assert options_for(ENGLISH_ONLY, "en", "transcribe").language is None
     with pytest.raises(ValueError, match="English-only"):
-        check_options(ENGLISH_ONLY, AUTO_DETECT, "translate")
+        options_for(ENGLISH_ONLY, AUTO_DETECT, "translate")
     with pytest.raises(ValueError, match="English-only"):
-        check_options(ENGLISH_ONLY, "de", "transcribe")
+        options_for(ENGLISH_ONLY, "de", "transcribe")
 
 
 def test_options_for_a_multilingual_model():
-    assert check_options(MULTILINGUAL, AUTO_DETECT, "translate") is None
-    assert check_options(MULTILINGUAL, None, "transcribe") is None
-    assert check_options(MULTILINGUAL, "DE", "transcribe") == "de"
+    assert options_for(MULTILINGUAL, AUTO_DETECT, "translate").language is None
+    assert options_for(MULTILINGUAL, None, "transcribe").language is None
+    assert options_for(MULTILINGUAL, "DE", "transcribe").language == "de"
     with pytest.raises(ValueError, match="does not know the language 'xx'"):
-        check_options(MULTILINGUAL, "xx", "transcribe")
+        options_for(MULTILINGUAL, "xx", "transcribe")
     with pytest.raises(ValueError, match="Unknown task"):
-        check_options(MULTILINGUAL, AUTO_DETECT, "summarise")
+        options_for(MULTILINGUAL, AUTO_DETECT, "summarise")
 
 
 def test_model_info_comes_from_the_built_files(tmp_path):
@@ -111,19 +103,6 @@ def test_model_info_comes_from_the_built_files(tmp_path):
     # Not built yet: Whisper's English-only models are the *.en ones.
     assert model_info(tmp_path, "tiny.en") == ModelInfo("tiny.en", False, ("en",), built=False)
     assert model_info(tmp_path, "small").multilingual
-
-
-def test_language_labels():
-    assert language_label("de") == "German (de)"
-    assert language_label("haw") == "Hawaiian (haw)"
-    assert language_label("xx") == "xx"
-
-
-def test_measurement_note_links_to_the_method():
-    assert "(#how-the-figures-are-measured)" in measurement_note(None)
-    url = "https://example.org/README.md"
-    assert f"({url}#how-the-figures-are-measured)" in measurement_note(url)
-    assert "single run" in measurement_note(None)
 
 
 def _wav(path: Path, samples: np.ndarray) -> Path:
@@ -174,7 +153,7 @@ def test_a_model_that_is_not_built_names_the_build_command(tmp_path):
 
 
 def test_the_page_options_become_one_transcribe_options(tmp_path):
-    from whisper_quant.service import AUTO_DETECT_PER_WINDOW
+    from whisper_quant.options import AUTO_DETECT_PER_WINDOW
 
     folder = tmp_path / "base"
     (folder / "original").mkdir(parents=True)

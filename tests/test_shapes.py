@@ -333,8 +333,10 @@ def test_shape_names_are_listed(capsys):
 def test_the_app_runs_a_synthetic_model_on_equal_work_without_wer(built_tiny_v3, tmp_path):
     """The app's comparison on a synthetic (128-mel) model: every engine decodes the same
     forced tokens, the summary says the weights are synthetic, and no WER is computed."""
-    from whisper_quant.service import SYNTHETIC_FIXED_TOKENS, StudioSwitcher, summary
+    from whisper_quant.options import SYNTHETIC_FIXED_TOKENS
+    from whisper_quant.service import StudioSwitcher
     from whisper_quant.settings import Settings
+    from whisper_quant.views import summary
 
     name = built_tiny_v3.name
     pool = StudioSwitcher(

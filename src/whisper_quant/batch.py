@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .audio import SAMPLE_RATE, AudioError, decode_audio, is_silent
-from .compare import ORIGINAL, QUANTIZED, Comparison
+from .compare import Comparison
+from .engines import ORIGINAL, QUANTIZED
 from .measure import mib, speedup
 from .metrics import word_diff
 from .stats import Interval, corpus_wer, count_flags, paired_difference

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .engines import EngineError, engine_class
+from .engines import REQUIRED_ENGINES, EngineError, engine_class
 from .layout import weight_bytes
 
 # Held over size on disk per engine, and the largest for an engine never measured.
@@ -50,7 +50,6 @@ WORKER_BASELINE_MIB = 440
 PEAK_RESERVE_MIB = 740
 # Every constant is the largest figure measured times this, rounded up.
 BUDGET_MARGIN = 1.05
-REQUIRED_ENGINES = ("original", "quantized")
 MIB = 2**20
 
 

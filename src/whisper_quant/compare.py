@@ -13,13 +13,17 @@ from pathlib import Path
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .budget import check_addition
-from .engines import (
+from .budget import MemoryBudget, check_addition, check_memory
+from .engines import (  # ORIGINAL, ONNX_FP32, QUANTIZED: re-exported for bench.py, report.py
     DEFAULT_ENGINES,
     DEFAULT_THREADS,
     ENGINES,
+    ONNX_FP32,  # noqa: F401
+    ORIGINAL,
+    QUANTIZED,  # noqa: F401
     TranscribeOptions,
     Transcription,
+    available_engines,
     engine_class,
 )
 from .layout import build_command
@@ -29,10 +33,6 @@ from .metrics import ErrorRate, agreement, error_rate
 from .workers import DEFAULT_REQUEST_TIMEOUT_S, EngineWorker, LoadReport, WindowStarted
 
 logger = logging.getLogger(__name__)
-
-ORIGINAL = "original"
-QUANTIZED = "quantized"
-ONNX_FP32 = "onnx-fp32"
 
 
 @dataclass(frozen=True)
@@ -75,12 +75,6 @@ class Comparison:
         return speedup(base.transcription.latency_s, other.transcription.latency_s)
 
 
-def built_engines(model_dir: Path | str) -> list[str]:
-    """The engines whose subfolder a built model has, in the registry's order (the order the
-    page and reports list them). No engine library is imported: a worker names a missing one."""
-    return [name for name, cls in ENGINES.items() if (Path(model_dir) / cls.subfolder).is_dir()]
-
-
 def check_selection(
     model_dir: Path | str, engines: Sequence[str], launched: Sequence[str] = ()
 ) -> tuple[str, ...]:
@@ -89,8 +83,9 @@ def check_selection(
     ValueError, naming what the model offers, for an unknown or not built engine or a choice
     without the original (an empty one included): every variant is compared with the
     original (agreement, speed-up), so it always runs. `launched` engines count as built.
+    No engine library is imported (a worker names a missing package).
     """
-    built = set(built_engines(model_dir)) | set(launched)
+    built = set(available_engines(model_dir, installed=False)) | set(launched)
     available = [name for name in ENGINES if name in built]
     chosen = list(dict.fromkeys(str(name).strip() for name in engines or () if str(name).strip()))
     offered = f"{Path(model_dir).name} has: {', '.join(available)}"
@@ -136,7 +131,7 @@ class Studio:
         memory_budget_mib: float | None = None,
     ):
         self.model_dir = Path(model_dir)
-        # An engine started on first use is checked against it (budget.check_addition).
+        # The memory the engines may use (None: what is available); see `check_memory`.
         self.memory_budget_mib = memory_budget_mib
         self.model = self.model_dir.name
         self.engines = tuple(engines)
@@ -166,12 +161,28 @@ class Studio:
             ) from e
         return self.manifest
 
+    def check_memory(self, adding: str | None = None) -> MemoryBudget:
+        """Whether the engines fit in memory (budget.py); MemoryBudgetError, in plain words,
+        when they would not. Nothing is started.
+
+        Without `adding`: the studio's own engines together, before `start` loads them
+        (budget.check_memory). With it: that one more engine beside the running ones, before
+        it starts on first use (budget.check_addition).
+        """
+        if adding is None:
+            budget = check_memory(self.model_dir, self.engines, budget_mib=self.memory_budget_mib)
+        else:
+            running = [n for n, worker in self.workers.items() if worker.alive]
+            budget = check_addition(
+                self.model_dir, running, adding, budget_mib=self.memory_budget_mib
+            )
+        logger.info("memory for %s: %s", adding or ", ".join(self.engines), budget.message())
+        return budget
+
     def _add_worker(self, name: str, on_load: Callable[[str], None] | None) -> None:
         """Check one more engine fits in memory, verify its files, then load and warm up its
         worker."""
-        running = [n for n, worker in self.workers.items() if worker.alive]
-        budget = check_addition(self.model_dir, running, name, budget_mib=self.memory_budget_mib)
-        logger.info("memory for %s: %s", name, budget.message())
+        self.check_memory(adding=name)
         try:
             verify_folder(
                 self.model_dir,

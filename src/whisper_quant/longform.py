@@ -62,8 +62,8 @@ Where it deliberately differs from transformers or openai-whisper:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -220,7 +220,10 @@ class TranscribeOptions:
         if self.no_speech_threshold is not None and not 0 <= self.no_speech_threshold <= 1:
             raise ValueError("no_speech_threshold must be between 0 and 1 (or None)")
         if self.language_per_window and self.language is not None:
-            raise ValueError("language_per_window detects the language: leave language None")
+            raise ValueError(
+                "Language per window detects the language itself: choose auto-detect, "
+                "or turn language per window off to fix a language."
+            )
         # A forced decoding's prompt is at most 4 tokens: sot, language, task, notimestamps.
         limits = {"max_new_tokens": N_TEXT_CTX - 1, "fixed_tokens": MAX_FIXED_TOKENS}
         for name, limit in limits.items():
@@ -246,6 +249,31 @@ class TranscribeOptions:
             top_k=self.top_k,
             transformers_no_speech=self.transformers_no_speech,
         )
+
+
+def fit_to_model(
+    options: TranscribeOptions, model: str, *, multilingual: bool, languages: Collection[str]
+) -> TranscribeOptions:
+    """`options` as `model` follows them, or ValueError saying what it cannot do.
+
+    The one home of the model's rules, applied where options meet a model (the app's menus,
+    `Engine.transcribe`); `transcribe` below trusts its options. An English-only model
+    transcribes English only and has no language token to set (language None, nothing to
+    detect per window); a multilingual one knows `languages` (any, when empty: not built yet).
+    The task itself is checked where options are built (`TranscribeOptions`).
+    """
+    if not multilingual:
+        if options.task != "transcribe":
+            raise ValueError(f"{model} is English-only: it can transcribe but not translate.")
+        if options.language is not None and options.language.strip().lower() != "en":
+            raise ValueError(f"{model} is English-only: choose auto-detect or en.")
+        return replace(options, language=None, language_per_window=False)
+    if options.language is None:
+        return options
+    code = options.language.strip().lower()
+    if languages and code not in languages:
+        raise ValueError(f"{model} does not know the language {options.language!r}.")
+    return replace(options, language=code)
 
 
 @dataclass(frozen=True)
@@ -298,7 +326,10 @@ class LongFormResult:
     resumed_windows: int = 0
 
 
-ProgressCallback = Callable[[int, float, float], None]
+# How the decoding of a clip reports its progress: progress(window, seek seconds, total
+# seconds), called before each 30 s window. The only `Progress` type: the app's progress bar
+# (fraction done, message) is `service.ProgressBar`.
+Progress = Callable[[int, float, float], None]
 
 
 # --- the pieces of the loop ---------------------------------------------------------------
@@ -535,14 +566,15 @@ def transcribe(
     rules: GenerationRules,
     decode_text: Callable[[Sequence[int]], str],
     options: TranscribeOptions | None = None,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
 ) -> LongFormResult:
     """Transcribe the audio behind `features` (1, n_mels, n) window by window.
 
     `frames` is how many frames the windows cover (default: all; pass `LogMel.frames`).
     `decode_text` turns text token ids into text (an engine's tokenizer, skipping nothing:
     it is only given ids below <|endoftext|>). `progress(window, seek_s, total_s)` is called
-    before each window.
+    before each window. `options` are followed as given: they were fitted to the model where
+    they met it (`fit_to_model`).
     """
     options = options or TranscribeOptions()
     features = np.asarray(features, dtype=np.float32)
@@ -551,11 +583,6 @@ def transcribe(
     total = features.shape[-1] if frames is None else int(frames)
     if not 0 <= total <= features.shape[-1]:
         raise ValueError(f"frames={frames} is outside the {features.shape[-1]} feature frames")
-    if not special.multilingual:
-        if options.language not in (None, "en") or options.task != "transcribe":
-            raise ValueError("An English-only model transcribes English only (language 'en')")
-    elif options.language is not None:
-        special.language_id(options.language)  # validates before any work
 
     eot, timestamp_begin = special.eot, special.timestamp_begin
     rng = np.random.default_rng(options.seed)

@@ -19,7 +19,7 @@ from .engines import OnnxEngine, engine_class
 from .hardware import CpuInfo, cpu_info
 from .measure import mib
 from .report import TABLE_HEADERS, table_rows
-from .service import measurement_note, segments_by_engine, speedup_split
+from .views import measurement_note, segments_by_engine, speedup_split
 
 REPORT_FORMAT = 1
 # Installed versions of what serves the page and runs the engines (the manifest has the
@@ -124,7 +124,7 @@ def build_report(
 ) -> RunReport:
     """The report of `comparison` on the model whose manifest is `manifest`.
 
-    `method` is the page's measurement note (default: `service.measurement_note(None)`).
+    `method` is the page's measurement note (default: `views.measurement_note(None)`).
     """
     cpu = cpu or cpu_info()
     created = created or dt.datetime.now(dt.UTC)

@@ -1,7 +1,8 @@
-"""What the app serves, without the UI: model menus, option checks and the active Studio.
+"""What the app serves, without the UI: the models and engines offered, and the active Studio.
 
-`app.py` only draws the page and turns the errors raised here into messages. Everything it
-shows comes from here and from `report.py`, so all of it can be tested without Gradio.
+`app.py` draws the page, turns the errors raised here into messages, builds the options with
+`options.py` and shows the results through `views.py` and `report.py`, so all of it can be
+tested without Gradio.
 
 Only one model's engines are alive at a time: each engine holds a model in its own worker
 process, and two models' workers together could exhaust a small Space's memory. Switching
@@ -17,7 +18,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from .audio import EmptyAudioError, decode_audio, duration_s, is_silent
@@ -30,126 +30,24 @@ from .batch import (
     runnable,
     summarize_batch,
 )
-from .budget import check_memory
 from .build import build_model
-from .compare import ONNX_FP32, QUANTIZED, Comparison, Studio, built_engines, check_selection
-from .engines import ENGINES, NOTICE_SILENT, TranscribeOptions, engine_class
+from .compare import Comparison, Studio, check_selection
+from .engines import ENGINES, NOTICE_SILENT, TranscribeOptions, available_engines, engine_class
 from .fetch import ModelFetchError, fetch_model, missing_entries
-from .layout import GENERATION_CONFIG_FILE, ORIGINAL_DIR, build_command, built_models
-from .longform import DEFAULT_TEMPERATURES
-from .manifest import ModelIntegrityError, read_manifest
-from .measure import mib
-from .models import SYNTHETIC_NOTE
+from .layout import build_command, built_models
+from .options import AUTO_DETECT, ModelInfo, model_info, options_for
 from .settings import Settings
-from .tokens import TASKS
 
 logger = logging.getLogger(__name__)
 
-AUTO_DETECT = "auto-detect"
-AUTO_DETECT_PER_WINDOW = "auto-detect per window"
-# Tokens every engine decodes per window on a synthetic model (the scaling benchmark's N).
-SYNTHETIC_FIXED_TOKENS = 64
-# The bold sentence a synthetic model's results open with, on the page and in the batch.
-SYNTHETIC_HEADING = f"**{SYNTHETIC_NOTE[0].upper() + SYNTHETIC_NOTE[1:]}.**"
-README_SECTION = "how-the-figures-are-measured"
-
-# Whisper's languages (openai/whisper, tokenizer.py), for labels in the language menu: the
-# app process would otherwise import transformers (seconds and a few hundred MiB) for them.
-_LANGUAGE_NAMES = """
-en English, zh Chinese, de German, es Spanish, ru Russian, ko Korean, fr French, ja Japanese,
-pt Portuguese, tr Turkish, pl Polish, ca Catalan, nl Dutch, ar Arabic, sv Swedish, it Italian,
-id Indonesian, hi Hindi, fi Finnish, vi Vietnamese, he Hebrew, uk Ukrainian, el Greek,
-ms Malay, cs Czech, ro Romanian, da Danish, hu Hungarian, ta Tamil, no Norwegian, th Thai,
-ur Urdu, hr Croatian, bg Bulgarian, lt Lithuanian, la Latin, mi Maori, ml Malayalam,
-cy Welsh, sk Slovak, te Telugu, fa Persian, lv Latvian, bn Bengali, sr Serbian,
-az Azerbaijani, sl Slovenian, kn Kannada, et Estonian, mk Macedonian, br Breton, eu Basque,
-is Icelandic, hy Armenian, ne Nepali, mn Mongolian, bs Bosnian, kk Kazakh, sq Albanian,
-sw Swahili, gl Galician, mr Marathi, pa Punjabi, si Sinhala, km Khmer, sn Shona,
-yo Yoruba, so Somali, af Afrikaans, oc Occitan, ka Georgian, be Belarusian, tg Tajik,
-sd Sindhi, gu Gujarati, am Amharic, yi Yiddish, lo Lao, uz Uzbek, fo Faroese,
-ht Haitian Creole, ps Pashto, tk Turkmen, nn Nynorsk, mt Maltese, sa Sanskrit,
-lb Luxembourgish, my Myanmar, bo Tibetan, tl Tagalog, mg Malagasy, as Assamese, tt Tatar,
-haw Hawaiian, ln Lingala, ha Hausa, ba Bashkir, jw Javanese, su Sundanese, yue Cantonese
-"""
-LANGUAGE_NAMES: dict[str, str] = dict(
-    entry.strip().split(" ", 1) for entry in _LANGUAGE_NAMES.replace("\n", " ").split(",")
-)
+# How the switcher reports long work (fetch, build, load, transcribe) to the page's progress
+# bar: the fraction done (0 to 1) and a message. Not the decoding's per-window
+# `longform.Progress`.
+ProgressBar = Callable[[float, str], None]
 
 
 class ModelNotBuiltError(ValueError):
     """The chosen model is not among the built ones; the message says how to build it."""
-
-
-# --- what a model offers ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the option menus need about a model, read from its files (no worker started)."""
-
-    name: str
-    multilingual: bool
-    languages: tuple[str, ...]  # codes; ("en",) for English-only models
-    built: bool
-    # Seeded random weights (build_model.py --random-weights): speed and memory only.
-    synthetic: bool = False
-
-    @property
-    def tasks(self) -> tuple[str, ...]:
-        return TASKS if self.multilingual else ("transcribe",)
-
-
-def model_info(models_dir: Path, name: str) -> ModelInfo:
-    """Languages and tasks of a built model; for one not built yet, a guess from its name."""
-    folder = Path(models_dir) / name
-    try:
-        manifest = read_manifest(folder)
-        generation = json.loads(
-            (folder / ORIGINAL_DIR / GENERATION_CONFIG_FILE).read_text(encoding="utf-8")
-        )
-    except (ModelIntegrityError, OSError, ValueError):
-        # Whisper's English-only checkpoints are the ones named *.en.
-        multilingual = not name.endswith(".en")
-        return ModelInfo(name, multilingual, () if multilingual else ("en",), built=False)
-    synthetic = bool(manifest.get("synthetic"))
-    if not manifest.get("multilingual"):
-        return ModelInfo(name, False, ("en",), built=True, synthetic=synthetic)
-    codes = sorted(token.strip("<|>") for token in generation.get("lang_to_id", {}))
-    return ModelInfo(name, True, tuple(codes), built=True, synthetic=synthetic)
-
-
-def hardware_panel(settings: Settings, model: str) -> str:
-    """The CPU, its int8 features, the threads, and the model's quantization preset."""
-    from .hardware import cpu_info, cpu_panel
-
-    try:
-        preset = read_manifest(Path(settings.models_dir) / model)["quantization"]["preset"]
-    except (ModelIntegrityError, KeyError):
-        preset = None
-    return cpu_panel(cpu_info(), settings.threads, preset)
-
-
-def language_label(code: str) -> str:
-    name = LANGUAGE_NAMES.get(code)
-    return f"{name} ({code})" if name else code
-
-
-def check_options(info: ModelInfo, language: str | None, task: str) -> str | None:
-    """The language code to pass on (None: detect), or ValueError for a bad combination."""
-    if task not in TASKS:
-        raise ValueError(f"Unknown task {task!r}; choose one of: {', '.join(TASKS)}")
-    if not info.multilingual and task != "transcribe":
-        raise ValueError(f"{info.name} is English-only: it can transcribe but not translate.")
-    if language in (None, "", AUTO_DETECT, AUTO_DETECT_PER_WINDOW):
-        return None
-    code = language.strip().lower()
-    if not info.multilingual:
-        if code != "en":
-            raise ValueError(f"{info.name} is English-only: choose {AUTO_DETECT} or en.")
-        return None  # English-only models have no language token to set
-    if info.languages and code not in info.languages:
-        raise ValueError(f"{info.name} does not know the language {language!r}.")
-    return code
 
 
 # Runs `available_engines` on model folders in a child process: it imports every engine's
@@ -162,7 +60,7 @@ _AVAILABLE_ENGINES = (
 )
 
 
-def available_engines_of(folders: Sequence[Path]) -> dict[str, list[str]]:
+def _available_apart(folders: Sequence[Path]) -> dict[str, list[str]]:
     """`engines.available_engines` of each folder (built and installed), from a child process;
     on failure only the built subfolders count (a worker then names a missing package)."""
     if not folders:
@@ -184,12 +82,10 @@ def available_engines_of(folders: Sequence[Path]) -> dict[str, list[str]]:
         return json.loads(done.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
         logger.warning("could not check the engines' libraries (%s); listing built ones", e)
-        return {str(folder): built_engines(folder) for folder in folders}
+        return {str(folder): available_engines(folder, installed=False) for folder in folders}
 
 
 # --- the pool -----------------------------------------------------------------------------
-
-Progress = Callable[[float, str], None]
 
 
 class StudioSwitcher:
@@ -252,7 +148,7 @@ class StudioSwitcher:
             if stamp(folder) is not None
             and self._available.get(str(folder), (None,))[0] != stamp(folder)
         ]
-        for folder, names in available_engines_of(stale).items():
+        for folder, names in _available_apart(stale).items():
             self._available[folder] = (stamp(Path(folder)), names)
         offered = {}
         for model, folder in folders.items():
@@ -272,14 +168,14 @@ class StudioSwitcher:
     def current_model(self) -> str | None:
         return self._studio.model if self._studio is not None else None
 
-    def ensure_ready(self, on_progress: Progress | None = None) -> Studio:
+    def ensure_ready(self, on_progress: ProgressBar | None = None) -> Studio:
         """Fetch WHISPER_MODELS' missing Hub entries, build the default model if nothing is
         built, then load and warm up its engines."""
         with self._lock:
             self.fetch_missing(on_progress)
             return self._studio_for(self.settings.default_model, on_progress)
 
-    def fetch_missing(self, on_progress: Progress | None = None) -> list[str]:
+    def fetch_missing(self, on_progress: ProgressBar | None = None) -> list[str]:
         """Fetch every WHISPER_MODELS entry `name=owner/repo` whose folder is missing; return
         the names fetched. A failure is logged (the model's requests then say what is
         wrong), except for the default model's, which is raised."""
@@ -297,7 +193,7 @@ class StudioSwitcher:
             fetched.append(entry.name)
         return fetched
 
-    def studio(self, model: str, on_progress: Progress | None = None) -> Studio:
+    def studio(self, model: str, on_progress: ProgressBar | None = None) -> Studio:
         with self._lock:
             return self._studio_for(model, on_progress)
 
@@ -311,36 +207,14 @@ class StudioSwitcher:
         temperature_fallback: bool = True,
         language_per_window: bool = False,
     ) -> TranscribeOptions:
-        """Transcription options from the page's menus, checked against what the model offers.
-
-        The language menu's AUTO_DETECT_PER_WINDOW, or `language_per_window`, detects the
-        language on every 30 s window (multilingual models; English-only ones ignore it).
-        """
-        model = self._known(model)
-        info = self.info(model)
-        per_window = language == AUTO_DETECT_PER_WINDOW or language_per_window
-        if per_window and language not in (None, "", AUTO_DETECT, AUTO_DETECT_PER_WINDOW):
-            raise ValueError(
-                "Language per window detects the language itself: choose auto-detect, "
-                "or turn language per window off to fix a language."
-            )
-        code = check_options(info, None if per_window else language, task)
-        if info.synthetic:
-            # Random weights never say the end token: they would decode 448 tokens at each of
-            # six temperatures per window (minutes at large sizes). Every engine decodes the
-            # same forced tokens instead, the benchmark's --fixed-tokens: equal work.
-            return TranscribeOptions(
-                language=code,
-                task=task,
-                temperatures=(0.0,),
-                fixed_tokens=SYNTHETIC_FIXED_TOKENS,
-            )
-        return TranscribeOptions(
-            language=code,
-            task=task,
+        """Transcription options from the page's menus for `model` (`options_for`)."""
+        return options_for(
+            self.info(self._known(model)),
+            language,
+            task,
             condition_on_previous_text=condition_on_previous_text,
-            temperatures=DEFAULT_TEMPERATURES if temperature_fallback else (0.0,),
-            language_per_window=per_window and info.multilingual,
+            temperature_fallback=temperature_fallback,
+            language_per_window=language_per_window,
         )
 
     def _known(self, model: str | None) -> str:
@@ -359,7 +233,7 @@ class StudioSwitcher:
         reference: str = "",
         options: TranscribeOptions | None = None,
         engines: Sequence[str] | None = None,
-        on_progress: Progress | None = None,
+        on_progress: ProgressBar | None = None,
     ) -> Comparison:
         """Decode the clip, then compare the model's engines on it.
 
@@ -409,7 +283,7 @@ class StudioSwitcher:
         model: str | None = None,
         options: TranscribeOptions | None = None,
         work_dir: Path,
-        on_progress: Progress | None = None,
+        on_progress: ProgressBar | None = None,
         engines: Sequence[str] | None = None,
     ) -> BatchResult:
         """Compare the model's engines on every clip of a batch, one clip after the other.
@@ -448,7 +322,7 @@ class StudioSwitcher:
             return None
         return check_selection(self.models_dir / model, engines, self.settings.engines)
 
-    def _studio_for(self, model: str, progress: Progress | None) -> Studio:
+    def _studio_for(self, model: str, progress: ProgressBar | None) -> Studio:
         if self._studio is not None and self._studio.model == model:
             return self._studio
         progress = progress or (lambda fraction, message: None)
@@ -464,11 +338,7 @@ class StudioSwitcher:
             request_timeout_s=self.settings.request_timeout_s,
             memory_budget_mib=self.settings.memory_budget_mib,
         )
-        # Memory budget (budget.py): refuse, in plain words, engines that would not fit.
-        budget = check_memory(
-            studio.model_dir, studio.engines, budget_mib=self.settings.memory_budget_mib
-        )
-        logger.info("memory: %s", budget.message())
+        studio.check_memory()  # refuses, in plain words, engines that would not fit
         logger.info("starting %s (%s)", model, ", ".join(studio.engines))
 
         def on_engine(name: str) -> None:
@@ -482,7 +352,7 @@ class StudioSwitcher:
         self._studio = studio
         return studio
 
-    def _ensure_built(self, model: str, progress: Progress) -> None:
+    def _ensure_built(self, model: str, progress: ProgressBar) -> None:
         if model in built_models(self.models_dir):
             return
         repo_id = self.settings.model_repos.get(model)
@@ -517,164 +387,4 @@ def _silent(model: str, audio_s: float, options: TranscribeOptions, reference: s
         order=(),
         notice=NOTICE_SILENT,
         options=options,
-    )
-
-
-# --- text around the results --------------------------------------------------------------
-
-
-def transcript(comparison: Comparison, engine: str) -> str:
-    result = comparison.get(engine)
-    return result.transcription.text if result is not None else ""
-
-
-def summary(comparison: Comparison) -> str:
-    """One line on what ran: model, clip length, language and the order of the engines."""
-    if not comparison.results:
-        return ""
-    parts = [f"**{comparison.model}**", f"{comparison.audio_s:.1f} s clip"]
-    if comparison.language:
-        parts.append(f"language: {language_label(comparison.language)}")
-    labels = {r.engine: r.label for r in comparison.results}
-    parts.append(
-        "ran in this order: "
-        + " → ".join(labels[name] for name in comparison.order)
-        + f" (shuffled, seed {comparison.order_seed})"
-    )
-    line = " · ".join(parts)
-    if comparison.options.fixed_tokens:
-        line = (
-            f"Every engine decoded the same {comparison.options.fixed_tokens} forced tokens "
-            "per window (equal work); no WER.\n\n" + line
-        )
-    if comparison.synthetic:
-        line = f"{SYNTHETIC_HEADING} " + line
-    line += "\n\n" + windows_line(comparison)
-    line += "\n\n" + speedup_split(comparison)
-    line += "\n\n" + memory_parts(comparison)
-    detected = {
-        r.label: r.transcription.language for r in comparison.results if r.transcription.language
-    }
-    if len(set(detected.values())) > 1:
-        each = ", ".join(
-            f"{label} heard {language_label(code)}" for label, code in detected.items()
-        )
-        line += f"\n\n**The engines detected different languages:** {each}."
-    return line
-
-
-def windows_line(comparison: Comparison) -> str:
-    """How many 30 s windows each engine decoded, and how many needed temperature fallback."""
-    parts = []
-    for r in comparison.results:
-        t = r.transcription
-        part = f"{r.label} {t.windows} windows, {t.fallback_windows} with fallback"
-        if t.skipped_windows:
-            part += f", {t.skipped_windows} skipped as silence"
-        parts.append(part)
-    line = "Windows: " + "; ".join(parts) + "."
-    if any(r.transcription.fallback_windows for r in comparison.results):
-        line += (
-            " A window that fell back was decoded by sampling, with each engine's own random "
-            "numbers: differences there are the sampler's, not quantization's."
-        )
-    return line
-
-
-def clock(seconds: float) -> str:
-    minutes, secs = divmod(max(0.0, seconds), 60)
-    return f"{int(minutes)}:{secs:04.1f}"
-
-
-def segments_by_engine(comparison: Comparison) -> dict[str, list[dict]]:
-    """Each engine's segments for API callers: start, end, text, language, temperature."""
-    return {
-        r.engine: [
-            {
-                "start": round(s.start, 2),
-                "end": round(s.end, 2),
-                "text": s.text.strip(),
-                "language": s.language,
-                "temperature": s.temperature,
-            }
-            for s in r.transcription.segments
-        ]
-        for r in comparison.results
-    }
-
-
-def timestamped(comparison: Comparison) -> str:
-    """Each engine's segments, one line each with start and end, for the page."""
-    blocks = []
-    for r in comparison.results:
-        lines = [
-            f"`{clock(s.start)} → {clock(s.end)}`"
-            + (f" [{s.language}]" if s.language and comparison.options.language_per_window else "")
-            + (f" (t={s.temperature:g})" if s.temperature else "")
-            + f" {s.text.strip()}"
-            for s in r.transcription.segments
-            if s.text.strip()
-        ]
-        blocks.append(f"**{r.label}**\n\n" + ("  \n".join(lines) or "(no segments)"))
-    return "\n\n".join(blocks)
-
-
-def write_subtitles(comparison: Comparison, folder: Path) -> list[Path]:
-    """`<engine>.srt`, `.vtt` and `.json` for every engine, in `folder`."""
-    from .subtitles import to_json, to_srt, to_vtt
-
-    paths = []
-    for r in comparison.results:
-        t = r.transcription
-        stem = f"{comparison.model}-{r.engine}"
-        for suffix, text in (
-            ("srt", to_srt(t.segments)),
-            ("vtt", to_vtt(t.segments)),
-            ("json", to_json(t)),
-        ):
-            path = Path(folder) / f"{stem}.{suffix}"
-            path.write_text(text, encoding="utf-8")
-            paths.append(path)
-    return paths
-
-
-def speedup_split(comparison: Comparison) -> str:
-    """Which part of the speed-up the runtime brings and which int8 brings, on this clip."""
-    total = comparison.speedup(QUANTIZED)
-    if total is None:
-        return ""
-    runtime = comparison.speedup(ONNX_FP32)
-    if runtime is None:
-        return (
-            f"Quantized vs original: {total:.2f}x on this clip. Part of it is the runtime's, "
-            f"not int8's: add `{ONNX_FP32}` to WHISPER_ENGINES to see the split."
-        )
-    int8 = comparison.speedup(QUANTIZED, baseline=ONNX_FP32)
-    return (
-        f"Quantized vs original: **{total:.2f}x** on this clip = **{runtime:.2f}x** from the "
-        f"runtime, decoding loop and graphs (ONNX fp32 vs original) × **{int8:.2f}x** from int8 "
-        "(quantized vs ONNX fp32)."
-    )
-
-
-def memory_parts(comparison: Comparison) -> str:
-    """Each worker's RSS before and after loading its model: held = total - baseline."""
-    parts = [
-        f"{r.label} {mib(r.load.total_bytes):.0f} − {mib(r.load.baseline_bytes):.0f} "
-        f"= {mib(r.load.held_bytes):.0f}"
-        for r in comparison.results
-    ]
-    return "Memory held = worker's total RSS − its baseline (MiB): " + "; ".join(parts) + "."
-
-
-def measurement_note(readme_url: str | None) -> str:
-    """The one line under the table: what the figures are, with a link to the details."""
-    anchor = f"{readme_url}#{README_SECTION}" if readme_url else f"#{README_SECTION}"
-    return (
-        "Latency: wall-clock time of a single run of this clip, after each engine's warm-up "
-        "(`benchmark.py` reports medians of repeated runs). Memory held: resident memory "
-        "each engine's own worker process gained by loading its model and one warm-up (its "
-        "baseline and total are in the summary above); peak extra: its highest resident memory "
-        "during this clip above that. Measured on this server's CPU only. "
-        f"[How the figures are measured]({anchor})"
     )

@@ -9,14 +9,12 @@ from pathlib import Path
 
 from .audio import DEFAULT_MAX_SECONDS
 from .batch import DEFAULT_MAX_FILES, DEFAULT_MAX_TOTAL_SECONDS
-from .engines import DEFAULT_ENGINES, DEFAULT_THREADS, engine_class
+from .engines import DEFAULT_ENGINES, DEFAULT_THREADS, REQUIRED_ENGINES, engine_class
 from .fetch import ModelEntry, parse_models
 from .layout import DEFAULT_MODELS_DIR
 from .models import DEFAULT_MODEL
 from .workers import DEFAULT_REQUEST_TIMEOUT_S
 
-ORIGINAL = "original"
-QUANTIZED = "quantized"
 DEFAULT_MAX_FILE_SIZE = "25mb"
 DEFAULT_MAX_QUEUE = 16
 
@@ -118,10 +116,10 @@ def _engines(text: str | None) -> tuple[str, ...]:
             engine_class(name)
     except ValueError as e:
         raise SettingsError(f"WHISPER_ENGINES: {e}") from None
-    missing = [n for n in (ORIGINAL, QUANTIZED) if n not in names]
+    missing = [n for n in REQUIRED_ENGINES if n not in names]
     if missing:
         raise SettingsError(
-            f"WHISPER_ENGINES must include {ORIGINAL} and {QUANTIZED} (the pair the app "
+            f"WHISPER_ENGINES must include {' and '.join(REQUIRED_ENGINES)} (the pair the app "
             f"compares); missing: {', '.join(missing)}"
         )
     return names

@@ -46,9 +46,9 @@ class SpecialTokens:
         return self.languages[code]
 
     def task_id(self, task: str) -> int:
-        if task not in TASKS:
-            raise ValueError(f"Unknown task {task!r}; choose one of: {', '.join(TASKS)}")
-        return self.transcribe if task == "transcribe" else self.translate
+        """<|transcribe|> or <|translate|>; the task is checked where options are built
+        (`TranscribeOptions`), so another one is a KeyError here."""
+        return {"transcribe": self.transcribe, "translate": self.translate}[task]
 
     @property
     def timestamp_begin(self) -> int:

@@ -6,6 +6,7 @@
 - onnx.py: the studio's ONNX engines, one per quantization recipe (recipes.py), run by
   onnxruntime;
 - faster_whisper.py: faster-whisper (CTranslate2 int8), optional.
+- names.py: the engines' names and the ones every app runs (a leaf: it imports nothing).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .base import (
     with_memory,
 )
 from .faster_whisper import FasterWhisperEngine
+from .names import DEFAULT_ENGINES, ONNX_FP32, ORIGINAL, QUANTIZED, REQUIRED_ENGINES
 from .onnx import RECIPE_ENGINES, OnnxEngine, OnnxFp32Engine
 from .original import OptimumEngine, OriginalEngine
 from .pytorch import PyTorchEngine
@@ -44,9 +46,6 @@ ENGINES: dict[str, type[Engine]] = {
         OptimumEngine,
     )
 }
-# ONNX fp32 runs by default so that every comparison shows which part of the speed-up is
-# the runtime's and which is int8's.
-DEFAULT_ENGINES = ("original", "onnx-fp32", "quantized")
 
 
 def engine_class(name: str) -> type[Engine]:
@@ -56,16 +55,23 @@ def engine_class(name: str) -> type[Engine]:
         raise ValueError(f"Unknown engine {name!r}; choose from: {', '.join(ENGINES)}") from None
 
 
-def available_engines(model_dir: Path | str) -> list[str]:
-    """Engines whose files a built model folder has (and whose packages are installed)."""
+def available_engines(model_dir: Path | str, *, installed: bool = True) -> list[str]:
+    """The engines a built model folder has, in the registry's order (the order the page and
+    reports list them): those whose subfolder it holds.
+
+    With `installed`, only those whose packages import too: this imports every engine's
+    libraries (torch, transformers, onnxruntime...). Without it nothing is imported, and a
+    worker names a missing package when it starts.
+    """
     names = []
     for name, cls in ENGINES.items():
         if not (Path(model_dir) / cls.subfolder).is_dir():
             continue
-        try:
-            cls.preload()
-        except EngineError:
-            continue
+        if installed:
+            try:
+                cls.preload()
+            except EngineError:
+                continue
         names.append(name)
     return names
 
@@ -75,6 +81,10 @@ __all__ = [
     "DEFAULT_THREADS",
     "ENGINES",
     "NOTICE_SILENT",
+    "ONNX_FP32",
+    "ORIGINAL",
+    "QUANTIZED",
+    "REQUIRED_ENGINES",
     "Engine",
     "EngineError",
     "FasterWhisperEngine",

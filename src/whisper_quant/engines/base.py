@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
@@ -24,7 +24,16 @@ import numpy as np
 from ..audio import SAMPLE_RATE, is_silent
 from ..decoding import GenerationRules, WindowModel
 from ..layout import CONFIG_FILE, GENERATION_CONFIG_FILE, weight_bytes
-from ..longform import LogMel, LongFormResult, Segment, TranscribeOptions, log_mel, transcribe
+from ..longform import (
+    LogMel,
+    LongFormResult,
+    Progress,
+    Segment,
+    TranscribeOptions,
+    fit_to_model,
+    log_mel,
+    transcribe,
+)
 from ..measure import Stopwatch
 from ..tokens import SpecialTokens, is_multilingual, special_tokens
 
@@ -36,9 +45,6 @@ NOTICE_SILENT = "No speech detected: the clip is empty or silent, so nothing was
 # The sections that add up to a transcription's time, without overlap ("first_step" is
 # part of "decoder"); the rest of its total is reported as "other".
 TIMED_SECTIONS = ("features", "encoder", "cross_kv", "language", "decoder")
-
-# progress(window, seek seconds, total seconds), called before each 30 s window.
-Progress = Callable[[int, float, float], None]
 
 
 class EngineError(RuntimeError):
@@ -202,17 +208,13 @@ class Engine(ABC):
         return log_mel(self._features, audio)
 
     def check(self, options: TranscribeOptions) -> TranscribeOptions:
-        """The options this model can follow, or ValueError saying why not."""
-        if self.multilingual:
-            if options.language is not None:
-                self.special.language_id(options.language)
-            return options
-        if options.task != "transcribe":
-            raise ValueError(f"{self.model_dir.name} is English-only: it can only transcribe")
-        if options.language not in (None, "en"):
-            raise ValueError(f"{self.model_dir.name} is English-only: it transcribes English")
-        # English-only: no language token and nothing to detect.
-        return replace(options, language=None, language_per_window=False)
+        """The options this model can follow, or ValueError saying why not (`fit_to_model`)."""
+        return fit_to_model(
+            options,
+            self.model_dir.name,
+            multilingual=self.multilingual,
+            languages=self.special.languages,
+        )
 
     def transcribe(
         self,

@@ -19,6 +19,7 @@ from ..layout import DECODER_FILE, ENCODER_FILE, ONNX_FP32_DIR, QUANTIZED_DIR
 from ..measure import Stopwatch
 from ..recipes import RECIPES
 from .base import Engine
+from .names import ONNX_FP32, QUANTIZED
 
 
 def ort_session_options(threads: int, *, tuned: bool):
@@ -131,7 +132,7 @@ class OnnxWindowModel:
 class OnnxEngine(Engine):
     """The int8 ONNX model run by onnxruntime (and, subclassed, every other recipe)."""
 
-    name = "quantized"
+    name = QUANTIZED
     label = RECIPES[QUANTIZED_DIR].label
     subfolder = QUANTIZED_DIR
     # The encoder's attention as onnxruntime's fused MultiHeadAttention (see graphs.py).
@@ -199,7 +200,7 @@ class OnnxEngine(Engine):
 class OnnxFp32Engine(OnnxEngine):
     """The unquantized ONNX export with the same loop: what the runtime alone brings."""
 
-    name = "onnx-fp32"
+    name = ONNX_FP32
     label = RECIPES[ONNX_FP32_DIR].label
     subfolder = ONNX_FP32_DIR
 

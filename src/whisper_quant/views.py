@@ -1,0 +1,358 @@
+"""What the page and the reports say about a comparison: every result text, without Gradio.
+
+`app.py` draws these strings and tables; `run_report.py` writes some of them into the run's
+report. Each function takes a result (`compare.Comparison`, `batch.BatchResult`) and returns
+text, table rows or HTML, so all of it can be tested without the page.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from .batch import BatchResult
+from .compare import Comparison
+from .engines import ONNX_FP32, ORIGINAL, QUANTIZED
+from .manifest import ModelIntegrityError, read_manifest
+from .measure import MEMORY_METHOD, mib, timing_method
+from .metrics import DIFF_ADDED, DIFF_CHANGED, DIFF_MISSING, word_diff
+from .models import SYNTHETIC_NOTE
+from .report import TABLE_HEADERS, table_rows
+from .settings import Settings
+
+# The bold sentence a synthetic model's results open with, on the page and in the batch.
+SYNTHETIC_HEADING = f"**{SYNTHETIC_NOTE[0].upper() + SYNTHETIC_NOTE[1:]}.**"
+# The anchor of the README's section, and the page's accordion, on how figures are measured.
+README_SECTION = "how-the-figures-are-measured"
+# The word diff's colours, on the page's highlighted transcript and in the variants view.
+DIFF_COLORS = {DIFF_CHANGED: "#f59e0b", DIFF_ADDED: "#3b82f6", DIFF_MISSING: "#ef4444"}
+VARIANT_STYLE = "margin: 0 0 10px; padding-left: 8px; border-left: 3px solid #d1d5db"
+
+# Whisper's languages (openai/whisper, tokenizer.py), for labels in the language menu: the
+# app process would otherwise import transformers (seconds and a few hundred MiB) for them.
+_LANGUAGE_NAMES = """
+en English, zh Chinese, de German, es Spanish, ru Russian, ko Korean, fr French, ja Japanese,
+pt Portuguese, tr Turkish, pl Polish, ca Catalan, nl Dutch, ar Arabic, sv Swedish, it Italian,
+id Indonesian, hi Hindi, fi Finnish, vi Vietnamese, he Hebrew, uk Ukrainian, el Greek,
+ms Malay, cs Czech, ro Romanian, da Danish, hu Hungarian, ta Tamil, no Norwegian, th Thai,
+ur Urdu, hr Croatian, bg Bulgarian, lt Lithuanian, la Latin, mi Maori, ml Malayalam,
+cy Welsh, sk Slovak, te Telugu, fa Persian, lv Latvian, bn Bengali, sr Serbian,
+az Azerbaijani, sl Slovenian, kn Kannada, et Estonian, mk Macedonian, br Breton, eu Basque,
+is Icelandic, hy Armenian, ne Nepali, mn Mongolian, bs Bosnian, kk Kazakh, sq Albanian,
+sw Swahili, gl Galician, mr Marathi, pa Punjabi, si Sinhala, km Khmer, sn Shona,
+yo Yoruba, so Somali, af Afrikaans, oc Occitan, ka Georgian, be Belarusian, tg Tajik,
+sd Sindhi, gu Gujarati, am Amharic, yi Yiddish, lo Lao, uz Uzbek, fo Faroese,
+ht Haitian Creole, ps Pashto, tk Turkmen, nn Nynorsk, mt Maltese, sa Sanskrit,
+lb Luxembourgish, my Myanmar, bo Tibetan, tl Tagalog, mg Malagasy, as Assamese, tt Tatar,
+haw Hawaiian, ln Lingala, ha Hausa, ba Bashkir, jw Javanese, su Sundanese, yue Cantonese
+"""
+LANGUAGE_NAMES: dict[str, str] = dict(
+    entry.strip().split(" ", 1) for entry in _LANGUAGE_NAMES.replace("\n", " ").split(",")
+)
+
+
+def language_label(code: str) -> str:
+    name = LANGUAGE_NAMES.get(code)
+    return f"{name} ({code})" if name else code
+
+
+# --- one clip -------------------------------------------------------------------------------
+
+
+def transcript(comparison: Comparison, engine: str) -> str:
+    result = comparison.get(engine)
+    return result.transcription.text if result is not None else ""
+
+
+def quantized_diff(comparison: Comparison) -> list[tuple[str, str | None]]:
+    """The quantized transcript's words marked against the original's (changed, added,
+    missing), as the page highlights them; empty when the quantized engine did not run."""
+    if comparison.get(QUANTIZED) is None:
+        return []
+    original, quantized = transcript(comparison, ORIGINAL), transcript(comparison, QUANTIZED)
+    return word_diff(original, quantized, comparison.language, show_missing=True)
+
+
+def notice(comparison: Comparison) -> str:
+    """The comparison's notice (a silent clip, say), in bold; empty without one."""
+    return f"**{comparison.notice}**" if comparison.notice else ""
+
+
+def summary(comparison: Comparison) -> str:
+    """One line on what ran: model, clip length, language and the order of the engines."""
+    if not comparison.results:
+        return ""
+    parts = [f"**{comparison.model}**", f"{comparison.audio_s:.1f} s clip"]
+    if comparison.language:
+        parts.append(f"language: {language_label(comparison.language)}")
+    labels = {r.engine: r.label for r in comparison.results}
+    parts.append(
+        "ran in this order: "
+        + " → ".join(labels[name] for name in comparison.order)
+        + f" (shuffled, seed {comparison.order_seed})"
+    )
+    line = " · ".join(parts)
+    if comparison.options.fixed_tokens:
+        line = (
+            f"Every engine decoded the same {comparison.options.fixed_tokens} forced tokens "
+            "per window (equal work); no WER.\n\n" + line
+        )
+    if comparison.synthetic:
+        line = f"{SYNTHETIC_HEADING} " + line
+    line += "\n\n" + windows_line(comparison)
+    line += "\n\n" + speedup_split(comparison)
+    line += "\n\n" + memory_parts(comparison)
+    detected = {
+        r.label: r.transcription.language for r in comparison.results if r.transcription.language
+    }
+    if len(set(detected.values())) > 1:
+        each = ", ".join(
+            f"{label} heard {language_label(code)}" for label, code in detected.items()
+        )
+        line += f"\n\n**The engines detected different languages:** {each}."
+    return line
+
+
+def windows_line(comparison: Comparison) -> str:
+    """How many 30 s windows each engine decoded, and how many needed temperature fallback."""
+    parts = []
+    for r in comparison.results:
+        t = r.transcription
+        part = f"{r.label} {t.windows} windows, {t.fallback_windows} with fallback"
+        if t.skipped_windows:
+            part += f", {t.skipped_windows} skipped as silence"
+        parts.append(part)
+    line = "Windows: " + "; ".join(parts) + "."
+    if any(r.transcription.fallback_windows for r in comparison.results):
+        line += (
+            " A window that fell back was decoded by sampling, with each engine's own random "
+            "numbers: differences there are the sampler's, not quantization's."
+        )
+    return line
+
+
+def clock(seconds: float) -> str:
+    minutes, secs = divmod(max(0.0, seconds), 60)
+    return f"{int(minutes)}:{secs:04.1f}"
+
+
+def segments_by_engine(comparison: Comparison) -> dict[str, list[dict]]:
+    """Each engine's segments for API callers: start, end, text, language, temperature."""
+    return {
+        r.engine: [
+            {
+                "start": round(s.start, 2),
+                "end": round(s.end, 2),
+                "text": s.text.strip(),
+                "language": s.language,
+                "temperature": s.temperature,
+            }
+            for s in r.transcription.segments
+        ]
+        for r in comparison.results
+    }
+
+
+def timestamped(comparison: Comparison) -> str:
+    """Each engine's segments, one line each with start and end, for the page."""
+    blocks = []
+    for r in comparison.results:
+        lines = [
+            f"`{clock(s.start)} → {clock(s.end)}`"
+            + (f" [{s.language}]" if s.language and comparison.options.language_per_window else "")
+            + (f" (t={s.temperature:g})" if s.temperature else "")
+            + f" {s.text.strip()}"
+            for s in r.transcription.segments
+            if s.text.strip()
+        ]
+        blocks.append(f"**{r.label}**\n\n" + ("  \n".join(lines) or "(no segments)"))
+    return "\n\n".join(blocks)
+
+
+def write_subtitles(comparison: Comparison, folder: Path) -> list[Path]:
+    """`<engine>.srt`, `.vtt` and `.json` for every engine, in `folder`."""
+    from .subtitles import to_json, to_srt, to_vtt
+
+    paths = []
+    for r in comparison.results:
+        t = r.transcription
+        stem = f"{comparison.model}-{r.engine}"
+        for suffix, text in (
+            ("srt", to_srt(t.segments)),
+            ("vtt", to_vtt(t.segments)),
+            ("json", to_json(t)),
+        ):
+            path = Path(folder) / f"{stem}.{suffix}"
+            path.write_text(text, encoding="utf-8")
+            paths.append(path)
+    return paths
+
+
+def speedup_split(comparison: Comparison) -> str:
+    """Which part of the speed-up the runtime brings and which int8 brings, on this clip."""
+    total = comparison.speedup(QUANTIZED)
+    if total is None:
+        return ""
+    runtime = comparison.speedup(ONNX_FP32)
+    if runtime is None:
+        return (
+            f"Quantized vs original: {total:.2f}x on this clip. Part of it is the runtime's, "
+            f"not int8's: add `{ONNX_FP32}` to WHISPER_ENGINES to see the split."
+        )
+    int8 = comparison.speedup(QUANTIZED, baseline=ONNX_FP32)
+    return (
+        f"Quantized vs original: **{total:.2f}x** on this clip = **{runtime:.2f}x** from the "
+        f"runtime, decoding loop and graphs (ONNX fp32 vs original) × **{int8:.2f}x** from int8 "
+        "(quantized vs ONNX fp32)."
+    )
+
+
+def memory_parts(comparison: Comparison) -> str:
+    """Each worker's RSS before and after loading its model: held = total - baseline."""
+    parts = [
+        f"{r.label} {mib(r.load.total_bytes):.0f} − {mib(r.load.baseline_bytes):.0f} "
+        f"= {mib(r.load.held_bytes):.0f}"
+        for r in comparison.results
+    ]
+    return "Memory held = worker's total RSS − its baseline (MiB): " + "; ".join(parts) + "."
+
+
+def measurement_note(readme_url: str | None) -> str:
+    """The one line under the table: what the figures are, with a link to the details."""
+    anchor = f"{readme_url}#{README_SECTION}" if readme_url else f"#{README_SECTION}"
+    return (
+        "Latency: wall-clock time of a single run of this clip, after each engine's warm-up "
+        "(`benchmark.py` reports medians of repeated runs). Memory held: resident memory "
+        "each engine's own worker process gained by loading its model and one warm-up (its "
+        "baseline and total are in the summary above); peak extra: its highest resident memory "
+        "during this clip above that. Measured on this server's CPU only. "
+        f"[How the figures are measured]({anchor})"
+    )
+
+
+def variants_view(comparison: Comparison) -> str:
+    """Every engine's transcript, each variant's words marked against the original's."""
+    if not comparison.results:
+        return ""
+    reference = transcript(comparison, ORIGINAL)
+    agreement = TABLE_HEADERS.index("Agreement with original")
+    speedup = TABLE_HEADERS.index("Speed-up vs original")
+    blocks = []
+    for r, row in zip(comparison.results, table_rows(comparison), strict=True):
+        text = r.transcription.text
+        if r.engine == ORIGINAL:
+            words = html.escape(text)
+            figures = "the reference for the others"
+        else:
+            words = "".join(
+                marked(piece, label)
+                for piece, label in word_diff(
+                    reference, text, comparison.language, show_missing=True
+                )
+            )
+            figures = f"agreement {row[agreement] or 'n/a'} · {row[speedup] or 'n/a'} vs original"
+        blocks.append(
+            f'<div class="variant" data-engine="{html.escape(r.engine)}" style="{VARIANT_STYLE}">'
+            f'<p style="margin: 0"><strong>{html.escape(r.label)}</strong> '
+            f"<code>{html.escape(r.engine)}</code> · {html.escape(figures)}</p>"
+            f'<p class="variant-text" style="margin: 2px 0 0">{words or "<em>(empty)</em>"}</p>'
+            "</div>"
+        )
+    legend = " ".join(marked(label, label) for label in DIFF_COLORS)
+    return f'<div class="variants"><p>{legend}</p>{"".join(blocks)}</div>'
+
+
+def marked(piece: str, label: str | None) -> str:
+    if label is None:
+        return html.escape(piece)
+    style = f"background: {DIFF_COLORS[label]}55; border-radius: 3px; padding: 0 2px"
+    if label == DIFF_MISSING:
+        style += "; text-decoration: line-through"
+    return f'<mark class="{label}" title="{label}" style="{style}">{html.escape(piece)}</mark>'
+
+
+def method_details() -> str:
+    """The page's section on how latency and memory are measured, and on where the speed-up
+    comes from."""
+    return (
+        "**Latency** in the table is one run of this clip, after each engine has loaded and "
+        "transcribed a warm-up clip; the same clip, threads and decoding settings go to every "
+        "engine, and the engines run in a shuffled order (its seed is in the summary). The "
+        f"benchmark (`python benchmark.py`) is more careful: {timing_method()}\n\n"
+        f"**Memory**: {MEMORY_METHOD} Every worker imports torch, because transformers' "
+        "feature extractor computes the log-mel features with it; that import is in every "
+        "worker's baseline and in no engine's memory held.\n\n"
+        "**Where the speed-up comes from**: ONNX fp32 runs the same weights as the original "
+        "through onnxruntime with this studio's decoding loop and graph changes; the int8 "
+        "engine adds quantization on top. The summary splits each clip's speed-up into those "
+        "two parts when ONNX fp32 runs.\n\n"
+        "**Where**: on this server's CPU (see the benchmark for the CPU model and its flags); "
+        "another CPU, in particular one with or without AVX-512/VNNI, gives other figures."
+    )
+
+
+# --- a batch --------------------------------------------------------------------------------
+
+BATCH_ENGINE_HEADERS = (
+    "Engine",
+    "WER [95% CI]",
+    "WER − original [95% CI]",
+    "Median latency (ms)",
+    "Total time (s)",
+    "Speed-up vs original",
+    "Memory held (MiB)",
+    "Loops / text on silence",
+    "Empty outputs",
+)
+
+
+def batch_engine_rows(result: BatchResult) -> list[list]:
+    """The batch table: one row per engine, in BATCH_ENGINE_HEADERS' order."""
+    return [
+        [
+            e.label,
+            e.wer or "(no references)",
+            e.difference,
+            e.median_latency_ms,
+            e.total_latency_s,
+            "" if e.speedup is None else f"{e.speedup:.2f}x",
+            e.memory_held_mib,
+            e.flagged,
+            e.empty,
+        ]
+        for e in result.engines
+    ]
+
+
+def batch_summary(result: BatchResult) -> str:
+    """What ran, what the WERs rest on, and the clips that could not be decoded."""
+    ran = sum(1 for r in result.clips if r.comparison is not None)
+    failed = [r.clip for r in result.clips if r.clip.error]
+    lines = [
+        f"**{result.model}** · {len(result.clips)} clips, {ran} transcribed · WER rests on "
+        f"{result.reference_words} reference words (95% bootstrap intervals over clips; the "
+        "difference from the original is paired)."
+    ]
+    if result.synthetic:
+        lines.insert(
+            0,
+            f"{SYNTHETIC_HEADING} Every engine decoded the same forced tokens per window "
+            "(equal work); references are not scored.",
+        )
+    if failed:
+        lines.append("Not decoded: " + "; ".join(f"{c.name}: {c.error}" for c in failed))
+    return "\n\n".join(lines)
+
+
+# --- the machine -----------------------------------------------------------------------------
+
+
+def hardware_panel(settings: Settings, model: str) -> str:
+    """The CPU, its int8 features, the threads, and the model's quantization preset."""
+    from .hardware import cpu_info, cpu_panel
+
+    try:
+        preset = read_manifest(Path(settings.models_dir) / model)["quantization"]["preset"]
+    except (ModelIntegrityError, KeyError):
+        preset = None
+    return cpu_panel(cpu_info(), settings.threads, preset)
