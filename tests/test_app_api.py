@@ -148,7 +148,7 @@ def test_both_engines_transcribe_a_clip_and_are_measured(client, clip, reference
     assert result[7] == ""  # no notice
     # Segments per engine, with timestamps inside the clip, and files to download.
     segments = result[8]
-    assert set(segments) == {"original", "onnx-fp32", "quantized"}
+    assert set(segments) == {"original", "pytorch", "onnx-fp32", "quantized"}
     for engine, items in segments.items():
         assert items and all(0 <= s["start"] <= s["end"] <= 2.8 for s in items), engine
         assert {"start", "end", "text", "language", "temperature"} <= set(items[0]), engine

@@ -29,7 +29,7 @@ def test_settings_default_without_environment():
     assert settings.request_timeout_s == 600 and settings.threads == 2
     assert settings.max_batch_files == 50 and settings.max_batch_seconds == 1800
     assert settings.readme_url is None
-    assert settings.engines == ("original", "onnx-fp32", "quantized")
+    assert settings.engines == ("original", "pytorch", "onnx-fp32", "quantized")
 
 
 def test_settings_read_from_environment(tmp_path):

@@ -19,10 +19,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .audio import AudioError, decode_audio, duration_s
-from .compare import ONNX_FP32, ORIGINAL, QUANTIZED, Studio
+from .compare import Studio
 from .coverage import COMPARABLE_COVERAGE, MIN_DROPPED_S, aggregate, clip_coverage
 from .decoding import text_compression_ratio
-from .engines import DEFAULT_THREADS, ENGINES, PyTorchEngine, TranscribeOptions
+from .engines import (
+    DEFAULT_THREADS,
+    ENGINES,
+    ONNX_FP32,
+    ORIGINAL,
+    PYTORCH,
+    QUANTIZED,
+    TranscribeOptions,
+)
 from .engines.base import TIMED_SECTIONS
 from .hardware import cpu_info
 from .manifest import ModelIntegrityError, read_manifest
@@ -42,7 +50,6 @@ from .stats import (
 logger = logging.getLogger(__name__)
 
 # The original's model through the studio's loop: the like-for-like baseline of every split.
-PYTORCH = PyTorchEngine.name
 
 FEATURES_NOTE = (
     "Every worker computes log-mel features with transformers' WhisperFeatureExtractor, which "

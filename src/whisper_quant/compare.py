@@ -14,13 +14,11 @@ import numpy as np
 
 from .audio import SAMPLE_RATE
 from .budget import MemoryBudget, check_addition, check_memory
-from .engines import (  # ORIGINAL, ONNX_FP32, QUANTIZED: re-exported for bench.py, report.py
+from .engines import (
     DEFAULT_ENGINES,
     DEFAULT_THREADS,
     ENGINES,
-    ONNX_FP32,  # noqa: F401
     ORIGINAL,
-    QUANTIZED,  # noqa: F401
     TranscribeOptions,
     Transcription,
     available_engines,

@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .compare import ORIGINAL, Comparison, EngineResult
+from .compare import Comparison, EngineResult
 from .coverage import format_span
-from .engines import PyTorchEngine
+from .engines import ORIGINAL, PYTORCH
 from .measure import mib, speedup
 
 if TYPE_CHECKING:
     from .bench import BenchReport
 
-PYTORCH = PyTorchEngine.name
 
 # The metric names of chart_rows, for a UI that charts each metric on its own.
 LATENCY_METRIC = "Latency (ms)"

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .compare import ONNX_FP32, QUANTIZED, Comparison
-from .engines import OnnxEngine, engine_class
+from .compare import Comparison
+from .engines import ONNX_FP32, QUANTIZED, OnnxEngine, engine_class
 from .hardware import CpuInfo, cpu_info
 from .measure import mib
 from .report import TABLE_HEADERS, table_rows

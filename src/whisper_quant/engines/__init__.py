@@ -25,7 +25,7 @@ from .base import (
     with_memory,
 )
 from .faster_whisper import FasterWhisperEngine
-from .names import DEFAULT_ENGINES, ONNX_FP32, ORIGINAL, QUANTIZED, REQUIRED_ENGINES
+from .names import DEFAULT_ENGINES, ONNX_FP32, ORIGINAL, PYTORCH, QUANTIZED, REQUIRED_ENGINES
 from .onnx import RECIPE_ENGINES, OnnxEngine, OnnxFp32Engine
 from .original import OptimumEngine, OriginalEngine
 from .pytorch import PyTorchEngine
@@ -83,6 +83,7 @@ __all__ = [
     "NOTICE_SILENT",
     "ONNX_FP32",
     "ORIGINAL",
+    "PYTORCH",
     "QUANTIZED",
     "REQUIRED_ENGINES",
     "Engine",

@@ -27,6 +27,7 @@ from ..layout import ORIGINAL_DIR, SEED_DIR
 from ..longform import LogMel, LongFormResult, Segment, Timings, TranscribeOptions
 from ..measure import Stopwatch
 from .base import Progress
+from .names import ORIGINAL
 from .onnx import initialise_onnxruntime, ort_session_options
 from .pytorch import PyTorchEngine
 
@@ -204,7 +205,7 @@ class _FallbackLog:
 class OriginalEngine(PyTorchEngine):
     """The standard transformers path: `WhisperForConditionalGeneration.generate` in PyTorch."""
 
-    name = "original"
+    name = ORIGINAL
     label = "Original (PyTorch fp32)"
     subfolder = ORIGINAL_DIR
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 from ..layout import ORIGINAL_DIR
 from ..measure import Stopwatch
 from .base import Engine
+from .names import PYTORCH
 
 
 class PyTorchEngine(Engine):
     """transformers' PyTorch Whisper (fp32) behind the shared long-form loop."""
 
-    name = "pytorch"
+    name = PYTORCH
     label = "PyTorch fp32, same loop"
     subfolder = ORIGINAL_DIR
 
