@@ -322,6 +322,11 @@ def benchmark_main(argv: list[str] | None = None) -> int:
 
     args = benchmark_parser().parse_args(argv)
     configure_logging(args.verbose)
+    if not args.dataset and (args.languages or args.limit_per_language is not None):
+        print(
+            "error: --languages and --limit-per-language pick clips of a --dataset", file=sys.stderr
+        )
+        return 2
     model_dir = args.models_dir / args.model
     if not (model_dir / "manifest.json").is_file():
         print(
@@ -345,11 +350,6 @@ def benchmark_main(argv: list[str] | None = None) -> int:
         if not kept:
             print("error: none of the engines asked for can decode --fixed-tokens", file=sys.stderr)
             return 2
-    if not args.dataset and (args.languages or args.limit_per_language is not None):
-        print(
-            "error: --languages and --limit-per-language pick clips of a --dataset", file=sys.stderr
-        )
-        return 2
     if args.dataset:
         from .datasets import DatasetSourceError, load_dataset_clips
 
