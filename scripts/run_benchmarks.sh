@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
 # The README's benchmark runs, one after another, each writing docs/benchmark-<set>-<model>.*
 # Run on a quiet machine: every figure is wall-clock time on this machine's cores.
-#   bash scripts/run_benchmarks.sh [models dir] [set ...]   (sets: tuning eval long mixed recipes)
+#   bash scripts/run_benchmarks.sh [models dir] [set ...]
+#   (sets: tuning eval long mixed recipes languages)
+# eval/ holds five languages (en es fr it ru). tiny.en is English-only: it runs on --languages en.
+# RECIPES_PER_LANGUAGE=N (default 40) runs the recipes set on base with the first N clips of
+# each language in metadata order; RECIPES_PER_LANGUAGE=all runs every clip (about 2.6 times
+# as long).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 models=${1:-models}
 shift || true
-sets=${*:-tuning eval long mixed recipes}
+sets=${*:-tuning eval long mixed recipes languages}
+recipes_per_language=${RECIPES_PER_LANGUAGE:-40}
+if [ "$recipes_per_language" = all ]; then
+    recipes_subset=()
+else
+    recipes_subset=(--limit-per-language "$recipes_per_language")
+fi
 long=$(mktemp -d)
 trap 'rm -rf "$long"' EXIT
 
@@ -26,30 +37,37 @@ for set in $sets; do
     tuning)  # the six shipped clips the recipe was tuned on; five timed passes
         for model in tiny.en base; do
             run tuning "$model" tests/data/*.wav --references tests/data/refs.tsv \
-                --engines original,onnx-fp32,quantized,faster-whisper --repeat 3
+                --engines original,pytorch,onnx-fp32,quantized,faster-whisper --repeat 3
         done ;;
-    eval)  # the evaluation set (eval/), never used for tuning; one timed pass
+    eval)  # the evaluation set's English clips (eval/), never used for tuning; one timed pass
+           # (base on every language is the languages set)
         for model in tiny.en base; do
-            run eval "$model" --dataset eval --engines original,onnx-fp32,quantized --repeat 1
+            run eval "$model" --dataset eval --languages en \
+                --engines original,pytorch,onnx-fp32,quantized --repeat 1
         done ;;
     long)  # 1, 3 and 10 minutes of real speech, and English then German; one timed pass
         python scripts/long_clips.py "$long"
         run long tiny.en "$long"/english-*.flac --references "$long/refs.tsv" \
-            --engines original,onnx-fp32,quantized --repeat 1
+            --engines original,pytorch,onnx-fp32,quantized --repeat 1
         # base: the 1-minute clip (its longer runs take longer than this script should)
         run long base "$long"/english-1min.flac --references "$long/refs.tsv" \
-            --engines original,onnx-fp32,quantized --repeat 1 ;;
+            --engines original,pytorch,onnx-fp32,quantized --repeat 1 ;;
     mixed)  # English then German on base, language per window, every recipe; one timed pass
         python scripts/long_clips.py "$long"
         run mixed base "$long/english-then-german.flac" --references "$long/refs.tsv" \
             --engines original,onnx-fp32,int8-seed,quantized,int8-encoder,int8-decoder,int4-weights,int8-static \
             --repeat 1 --language-per-window ;;
     recipes)  # every recipe and runtime on the evaluation set (int8-static is calibrated on
-              # the tuning clips, so it is judged on clips it never saw); one timed pass
-        for model in tiny.en base; do
-            run recipes "$model" --dataset eval --repeat 1 \
-                --tradeoff-plot "docs/benchmark-recipes-$model-tradeoff.png"
-        done ;;
+              # the tuning clips, so it is judged on clips it never saw); one timed pass.
+              # tiny.en: the English clips; base: every language, RECIPES_PER_LANGUAGE clips each
+        run recipes tiny.en --dataset eval --languages en --repeat 1 \
+            --tradeoff-plot docs/benchmark-recipes-tiny.en-tradeoff.png
+        run recipes base --dataset eval ${recipes_subset[@]+"${recipes_subset[@]}"} --repeat 1 \
+            --tradeoff-plot docs/benchmark-recipes-base-tradeoff.png ;;
+    languages)  # base on every clip of all five languages: per-language accuracy, language
+                # identification and dropped speech; one timed pass
+        run languages base --dataset eval --languages en,es,fr,it,ru \
+            --engines original,pytorch,onnx-fp32,quantized --repeat 1 ;;
     *) echo "unknown set: $set" >&2; exit 2 ;;
     esac
 done

@@ -1,11 +1,14 @@
 """The benchmark's intervals without engines: which clusters the bootstrap draws, and how a
-missing interval (fewer than 10 clips or clusters) is shown."""
+missing interval (fewer than 10 clips or clusters) is shown; picking a dataset's languages."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from whisper_quant.bench import bootstrap_clusters
+from whisper_quant.cli import benchmark_main, benchmark_parser
 from whisper_quant.report import _interval, bootstrap_note
 
 
@@ -52,3 +55,14 @@ def test_the_note_says_what_was_resampled():
     few = bootstrap_note({**speakers, "units": 4})
     assert few.startswith("no 95% bootstrap interval: 4 speakers are fewer than the 10")
     assert "n=4 is shown instead" in few
+
+
+def test_languages_option_reads_codes_and_needs_a_dataset(tmp_path, capsys):
+    args = benchmark_parser().parse_args(["--dataset", "eval", "--languages", "en, es,ru"])
+    assert args.languages == frozenset({"en", "es", "ru"})
+    assert benchmark_parser().parse_args([]).languages is None  # default: every clip
+    with pytest.raises(SystemExit):
+        benchmark_parser().parse_args(["--languages", ","])
+    code = benchmark_main(["--languages", "en", "--models-dir", str(tmp_path)])
+    assert code == 2
+    assert "pick clips of a --dataset" in capsys.readouterr().err

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -231,6 +233,88 @@ def test_a_dataset_benchmark_reports_intervals_and_paired_differences(
     assert data["engines"]["original"]["wer_difference"] is None
     assert [u["clip"] for u in data["utterances"]] and len(data["utterances"]) == 10
     assert "95% bootstrap" in (tmp_path / "report.md").read_text()
+
+
+def test_a_dataset_of_two_languages_is_reported_per_language_and_filtered_by_languages(
+    built_tiny_en, models_dir, clip, tmp_path
+):
+    """Ten English clips (the shipped six and copies), two Spanish and one French clip of
+    eval/; --languages en,es leaves the French one out. tiny.en detects English everywhere,
+    so the Spanish clips are heard as English by every engine, the same as the original."""
+    eval_dir = Path(__file__).resolve().parents[1] / "eval"
+    metadata = (eval_dir / "metadata.csv").read_text(encoding="utf-8").splitlines()
+    eval_rows = {row["file_name"]: row for row in csv.DictReader(metadata)}
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    rows = [["file_name", "transcription", "speaker", "language"]]
+    references = read_references(clip("refs.tsv"))
+    names = sorted(references) + ["goforward.wav", *sorted(references)[:3]]
+    for i, name in enumerate(names):
+        copy = name if i < len(references) else f"copy-{name}"
+        shutil.copy(clip(name), folder / copy)
+        rows.append([copy, references[name], "shipped", "en"])
+    for name in (
+        "audio/es/asterisk-conf-extended.flac",
+        "audio/es/asterisk-agent-incorrect.flac",
+        "audio/fr/asterisk-conf-extended.flac",
+    ):
+        row = eval_rows[name]
+        target = f"{row['language']}-{Path(name).name}"
+        shutil.copy(eval_dir / name, folder / target)
+        rows.append([target, row["transcription"], row["speaker"], row["language"]])
+    with (folder / "metadata.csv").open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    out = tmp_path / "report.json"
+    markdown = tmp_path / "report.md"
+    code = benchmark_main(
+        [
+            "--dataset",
+            str(folder),
+            "--languages",
+            "en,es",
+            "--models-dir",
+            str(models_dir),
+            "--model",
+            "tiny.en",
+            "--engines",
+            "original,quantized",
+            "--repeat",
+            "1",
+            "--json",
+            str(out),
+            "--markdown",
+            str(markdown),
+        ]
+    )
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert len(data["clips"]) == 12 and not any(c["name"].startswith("fr-") for c in data["clips"])
+    assert {c["language"] for c in data["clips"]} == {"en", "es"}
+    sections = data["per_language"]
+    assert list(sections) == ["en", "es"]
+    assert (sections["en"]["headline"], sections["es"]["headline"]) == ("WER", "CER")
+    assert (sections["en"]["clips"], sections["es"]["clips"]) == (10, 2)
+    spanish = sections["es"]["engines"]["quantized"]
+    assert spanish["language_id"]["matches_label"] == 0.0
+    assert spanish["language_id"]["matches_original"] == 1.0
+    assert spanish["language_id"]["heard_instead"] == {"en": 2}
+    assert spanish["cer"]["interval"] is None and spanish["cer"]["units"] == 1
+    assert spanish["cer_difference"]["difference"] is not None
+    english = sections["en"]["engines"]["quantized"]
+    assert english["language_id"]["matches_label"] == 1.0
+    # Ten clips of one speaker: no cluster interval, one over the clips.
+    low, high = english["wer_difference"]["interval_over_clips"]
+    assert low <= english["wer_difference"]["difference"] <= high
+    assert english["dropped_spans"] >= 0
+    for engine in ("original", "quantized"):
+        assert sections["en"]["engines"][engine]["wer"]["reference_length"] == 38
+        assert set(data["engines"][engine]["detected_languages"].values()) == {"en"}
+    assert len(data["utterances"]) == 12
+    for row in data["utterances"]:
+        assert row["original_language"] == row["quantized_language"] == "en"
+        assert row["language"] == ("es" if row["clip"].startswith("es-") else "en")
+    text = markdown.read_text()
+    assert "| es | quantized |" in text and "CER − original (es)" in text
 
 
 # --- the like-for-like baseline on a tiny random model ----------------------------------------

@@ -181,6 +181,28 @@ def test_languages_pick_clips_before_the_limit(tmp_path):
 
 
 @requires_datasets
+def test_limit_per_language_keeps_the_first_n_of_each_language_in_metadata_order(tmp_path):
+    rows = []
+    for index, language in enumerate(["en", "ru", "en", "ru", "fr", "en", "ru"]):
+        write_wav(tmp_path / f"{index}.wav", 0.2)
+        rows.append([f"{index}.wav", f"clip {index}", language])
+    write_metadata(tmp_path, ["file_name", "text", "language"], rows)
+    picked = load_dataset_clips(tmp_path, limit_per_language=2)
+    assert [(c.name, c.language) for c in picked] == [
+        ("0.wav", "en"),
+        ("1.wav", "ru"),
+        ("2.wav", "en"),
+        ("3.wav", "ru"),
+        ("4.wav", "fr"),
+    ]
+    both = load_dataset_clips(tmp_path, languages={"ru", "fr"}, limit_per_language=1)
+    assert [c.name for c in both] == ["1.wav", "4.wav"]
+    assert load_dataset_clips(tmp_path, limit_per_language=0) == []
+    with pytest.raises(ValueError, match="limit_per_language"):
+        load_dataset_clips(tmp_path, limit_per_language=-1)
+
+
+@requires_datasets
 def test_languages_need_a_language_column(audiofolder):
     with pytest.raises(DatasetSourceError, match="no language column"):
         load_dataset_clips(audiofolder, languages={"en"})

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .audio import AudioError, decode_audio, duration_s
+from .clip_groups import cluster_of, label_of
 from .compare import Studio
 from .coverage import COMPARABLE_COVERAGE, MIN_DROPPED_S, aggregate, clip_coverage
 from .decoding import text_compression_ratio
@@ -36,6 +37,7 @@ from .hardware import cpu_info
 from .manifest import ModelIntegrityError, read_manifest
 from .measure import KERNEL_METHOD, MEMORY_METHOD, mib, speedup, timing_method
 from .metrics import EXTRA_RULES, corpus_error_rate, normalize_text
+from .per_language import EngineOutput, LabelledClip, language_sections
 from .stats import (
     DEFAULT_CONFIDENCE,
     DEFAULT_RESAMPLES,
@@ -83,6 +85,16 @@ NORMALISATION_NOTE = (
 )
 # Clip attributes that name a clip's cluster for the bootstrap, tried in this order.
 CLUSTER_ATTRIBUTES = ("speaker", "source")
+PER_LANGUAGE_METHOD = (
+    "Per language (clips with a language label): WER and CER after the language's own "
+    "normaliser, CER the headline for every language but English; intervals over the "
+    "language's speakers (cluster bootstrap, none below the minimum of clusters) and over its "
+    "clips (the prompts of the voices present, not other voices); the difference from the "
+    "original paired over the same clips. Language identification: the first window's "
+    "detected language against the label and against the original's on the same clip "
+    "(utterances hold each engine's as <engine>_language). Dropped spans from the coverage "
+    "figures. The overall WER above scores every clip with the English normaliser."
+)
 SECTIONS_METHOD = (
     "Sections: the median seconds of each timed part of a transcription over every run: "
     "features, encoder, cross_kv (ONNX engines), language detection, decoder (every decoding "
@@ -170,6 +182,8 @@ class EngineStats:
     encoder_attention_fused: bool | None
     per_clip_median_latency_s: dict[str, float]
     transcripts: dict[str, str]
+    # Per clip, from its last run: the first window's detected language (None: none).
+    detected_languages: dict[str, str | None]
     windows: int  # 30 s windows over all clips (one pass)
     fallback_windows: int  # of them, decoded again at a higher temperature
     segments: int
@@ -206,6 +220,9 @@ class BenchReport:
     build: dict = field(default_factory=dict)
     # Engines asked for but not run, and why (--fixed-tokens skips the ones that cannot).
     skipped_engines: dict[str, str] = field(default_factory=dict)
+    # Per language label, in order of first appearance: per_language.LanguageSection
+    # (empty when no clip carries a language label).
+    per_language: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -315,6 +332,8 @@ class _Runs:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     peaks: list[int] = field(default_factory=list)
     transcripts: dict[str, str] = field(default_factory=dict)
+    # Per clip, from its last run: the first window's detected language.
+    languages: dict[str, str | None] = field(default_factory=dict)
     sections: dict[str, list[float]] = field(default_factory=dict)
     tokens: list[int] = field(default_factory=list)
     decoder_s: list[float] = field(default_factory=list)
@@ -412,6 +431,9 @@ def run_benchmark(
         "coverage": COVERAGE_METHOD,
         "speedup_split": SPLIT_METHOD,
     }
+    labelled = any(label_of(c, "language") for c in usable)
+    if labelled:
+        methods["per_language"] = PER_LANGUAGE_METHOD
     if options.fixed_tokens is not None:
         methods["fixed_tokens"] = FIXED_TOKENS_METHOD
     return BenchReport(
@@ -441,6 +463,7 @@ def run_benchmark(
                 "seconds": round(duration_s(c.audio), 2) if c.audio is not None else None,
                 "reference": c.reference,
                 "error": c.error or None,
+                **({"language": label_of(c, "language")} if labelled else {}),
             }
             for c in clips
         ],
@@ -452,7 +475,22 @@ def run_benchmark(
         utterances=_utterances(runs, scored),
         build=build_info(model_dir),
         skipped_engines=skipped,
+        per_language=per_language(usable, runs, stats) if labelled else {},
     )
+
+
+def per_language(
+    usable: Sequence[Clip], runs: dict[str, _Runs], stats: dict[str, EngineStats]
+) -> dict:
+    """The per-language sections (per_language.language_sections) of the labelled clips."""
+    labelled = [
+        LabelledClip(c.name, label_of(c, "language"), c.reference, cluster_of(c)) for c in usable
+    ]
+    outputs = {
+        name: EngineOutput(r.transcripts, r.languages, stats[name].clip_coverage)
+        for name, r in runs.items()
+    }
+    return language_sections(labelled, outputs, ORIGINAL if ORIGINAL in runs else None)
 
 
 def _utterances(runs: dict[str, _Runs], scored: list[Clip]) -> list[dict]:
@@ -465,6 +503,7 @@ def _utterances(runs: dict[str, _Runs], scored: list[Clip]) -> list[dict]:
         [runs[QUANTIZED].transcripts[n] for n in names],
         [runs[ORIGINAL].transcripts[n] for n in names] if ORIGINAL in runs else None,
     )
+    labels = {c.name: label_of(c, "language") for c in scored}
     return [
         {
             "clip": r.name,
@@ -475,6 +514,9 @@ def _utterances(runs: dict[str, _Runs], scored: list[Clip]) -> list[dict]:
             "original_errors": r.original_errors,
             "reference_words": r.reference_length,
             "disagreement": r.disagreement,
+            # The clip's label ("" without one) and each engine's detected language.
+            "language": labels[r.name],
+            **{f"{engine}_language": runs[engine].languages.get(r.name) for engine in runs},
         }
         for r in rows
     ]
@@ -484,6 +526,7 @@ def _record(runs: _Runs, clip: str, t) -> None:
     runs.latencies[clip].append(t.latency_s)
     runs.peaks.append(t.peak_memory_bytes or 0)
     runs.transcripts[clip] = t.text
+    runs.languages[clip] = t.language
     runs.tokens.append(t.tokens_decoded)
     runs.windows[clip] = t.windows
     runs.fallback_windows[clip] = t.fallback_windows
@@ -620,6 +663,7 @@ def _engine_stats(
         encoder_attention_fused=load.runtime.get("encoder_attention_fused"),
         per_clip_median_latency_s=per_clip,
         transcripts=runs.transcripts,
+        detected_languages=runs.languages,
         windows=sum(runs.windows.values()),
         fallback_windows=sum(runs.fallback_windows.values()),
         segments=sum(runs.segments.values()),

@@ -214,6 +214,13 @@ def _fixed_tokens(text: str) -> int:
     return value
 
 
+def _languages(text: str) -> frozenset[str]:
+    codes = frozenset(code.strip() for code in text.split(",") if code.strip())
+    if not codes:
+        raise argparse.ArgumentTypeError(f"expected language codes such as en,es, got {text!r}")
+    return codes
+
+
 def benchmark_parser() -> argparse.ArgumentParser:
     from .engines import ENGINES
 
@@ -249,6 +256,18 @@ def benchmark_parser() -> argparse.ArgumentParser:
     parser.add_argument("--audio-column", default="audio")
     parser.add_argument("--text-column", help="reference column (default: found by name)")
     parser.add_argument("--limit", type=int, help="at most this many clips of the dataset")
+    parser.add_argument(
+        "--languages",
+        type=_languages,
+        help="with --dataset: only the clips whose language column holds one of these codes, "
+        "comma-separated (e.g. en,es,fr,it,ru; default: every clip)",
+    )
+    parser.add_argument(
+        "--limit-per-language",
+        type=int,
+        metavar="N",
+        help="with --dataset: the first N clips of each language, in the dataset's order",
+    )
     parser.add_argument(
         "--language-per-window",
         action="store_true",
@@ -303,6 +322,11 @@ def benchmark_main(argv: list[str] | None = None) -> int:
 
     args = benchmark_parser().parse_args(argv)
     configure_logging(args.verbose)
+    if not args.dataset and (args.languages or args.limit_per_language is not None):
+        print(
+            "error: --languages and --limit-per-language pick clips of a --dataset", file=sys.stderr
+        )
+        return 2
     model_dir = args.models_dir / args.model
     if not (model_dir / "manifest.json").is_file():
         print(
@@ -331,10 +355,23 @@ def benchmark_main(argv: list[str] | None = None) -> int:
 
         try:
             clips = load_dataset_clips(
-                args.dataset, args.split, args.audio_column, args.text_column, args.limit
+                args.dataset,
+                args.split,
+                args.audio_column,
+                args.text_column,
+                args.limit,
+                languages=args.languages,
+                limit_per_language=args.limit_per_language,
             )
         except (DatasetSourceError, ImportError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
+            return 2
+        if args.languages and not clips:
+            print(
+                f"error: no clip of {args.dataset} is labelled "
+                + " or ".join(sorted(args.languages)),
+                file=sys.stderr,
+            )
             return 2
     else:
         default_dir = Path(__file__).resolve().parents[2] / "tests" / "data"

@@ -104,17 +104,21 @@ def load_dataset_clips(
     *,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
     languages: Collection[str] | None = None,
+    limit_per_language: int | None = None,
 ) -> list[DatasetClip]:
     """Clips from an audiofolder, a TSV file or a Hub dataset id, in the source's order.
 
     ``text_column`` None picks the first of TEXT_COLUMNS present; ``split`` None picks the only
     split, else the first of PREFERRED_SPLITS. ``languages`` keeps only the clips labelled with
     one of these languages (before ``limit`` counts them; a source without a language column
-    is an error). A clip whose audio cannot be decoded is kept with its ``error`` set, as
-    `bench.load_clips` does.
+    is an error). ``limit_per_language`` keeps the first N clips of each language label, in
+    the source's order (unlabelled clips count as one language ""). A clip whose audio cannot
+    be decoded is kept with its ``error`` set, as `bench.load_clips` does.
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be at least 0, got {limit}")
+    if limit_per_language is not None and limit_per_language < 0:
+        raise ValueError(f"limit_per_language must be at least 0, got {limit_per_language}")
     path = Path(source).expanduser()
     if path.is_file() and path.name in METADATA_FILES:
         path = path.parent
@@ -130,12 +134,17 @@ def load_dataset_clips(
         )
     clips = []
     labelled = False
+    per_language: dict[str, int] = {}
     for row in rows:
         if limit is not None and len(clips) >= limit:
             break
         labelled = labelled or bool(row.labels.language)
         if languages is not None and row.labels.language not in languages:
             continue
+        taken = per_language.get(row.labels.language, 0)
+        if limit_per_language is not None and taken >= limit_per_language:
+            continue
+        per_language[row.labels.language] = taken + 1
         clips.append(_decode(row, max_seconds))
     if languages is not None and not clips and not labelled:
         raise DatasetSourceError(

@@ -193,10 +193,18 @@ def character_error_rate(
 
 
 def error_rate(
-    reference: str, hypothesis: str, language: str | None = "en", *, extra_rules: bool = False
+    reference: str,
+    hypothesis: str,
+    language: str | None = "en",
+    *,
+    extra_rules: bool = False,
+    kind: str | None = None,
 ) -> ErrorRate:
-    """WER for English, CER for any other language."""
-    if uses_cer(language):
+    """WER for English, CER for any other language; ``kind`` WER or CER asks for that one
+    (after the language's normaliser either way)."""
+    if kind not in (None, WER, CER):
+        raise ValueError(f"kind must be {WER!r} or {CER!r}, got {kind!r}")
+    if kind == CER or (kind is None and uses_cer(language)):
         return character_error_rate(reference, hypothesis, language, extra_rules=extra_rules)
     return word_error_rate(reference, hypothesis, language, extra_rules=extra_rules)
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .compare import Comparison, EngineResult
-from .coverage import format_span
+from .coverage import MIN_DROPPED_S, format_span
 from .engines import ORIGINAL, PYTORCH
 from .measure import mib, speedup
 
@@ -269,9 +269,16 @@ def markdown_report(report: BenchReport) -> str:
         "Recipes side by side (speed-ups by median latency per clip; decoder cost per step "
         "after the prompt; WER difference paired over the same clips):",
         "",
-        markdown_table(RECIPE_HEADERS, recipe_rows(report)),
+        markdown_table(recipe_headers(report), recipe_rows(report)),
         "",
     ]
+    if report.per_language:
+        lines += [
+            language_note(report),
+            "",
+            markdown_table(LANGUAGE_HEADERS, language_rows(report)),
+            "",
+        ]
     if report.settings.get("fixed_tokens") is not None:
         lines.append(
             f"Every engine decoded exactly {report.settings['fixed_tokens']} forced tokens per "
@@ -465,9 +472,26 @@ RECIPE_HEADERS = (
 )
 
 
+def recipe_headers(report: BenchReport) -> tuple[str, ...]:
+    """RECIPE_HEADERS, and per language two more when the run holds several languages: the
+    CER difference from the original and the language-ID agreement with it."""
+    languages = _recipe_languages(report)
+    extra = [
+        header
+        for language in languages
+        for header in (f"CER − original ({language})", f"Language ID = original's ({language})")
+    ]
+    return (*RECIPE_HEADERS, *extra)
+
+
+def _recipe_languages(report: BenchReport) -> list[str]:
+    return list(report.per_language) if len(report.per_language) > 1 else []
+
+
 def recipe_rows(report: BenchReport) -> list[list]:
     """One row per engine with the recipe trade-off's figures: speed (median latency against
-    the original's and onnx-fp32's), cost per token, memory, size, accuracy."""
+    the original's and onnx-fp32's), cost per token, memory, size, accuracy; per language
+    (recipe_headers) the CER difference and language-ID agreement."""
     from .recipes import RECIPES
 
     original, fp32 = report.engines.get(ORIGINAL), report.engines.get("onnx-fp32")
@@ -499,7 +523,95 @@ def recipe_rows(report: BenchReport) -> list[list]:
                 else "",
             ]
         )
+        for language in _recipe_languages(report):
+            figures = report.per_language[language].engines.get(name)
+            if figures is None:
+                rows[-1] += ["", ""]
+                continue
+            rows[-1] += [
+                _language_figure(figures.cer_difference, signed=True),
+                "(reference)" if name == ORIGINAL else _share(figures.language_id.matches_original),
+            ]
     return rows
+
+
+LANGUAGE_HEADERS = (
+    "Language",
+    "Engine",
+    "CER [95% CI]",
+    "CER − original",
+    "WER [95% CI]",
+    "WER − original",
+    "Detected = label",
+    "Detected = original's",
+    "Heard instead",
+    "Dropped spans (clips)",
+)
+
+
+def _share(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+def _language_figure(figure, signed: bool = False, bold: bool = False) -> str:
+    """A per_language Rate or Difference: the value, its interval over speakers (or sources),
+    else its interval over clips marked so, else the number of clusters."""
+    if figure is None:
+        return ""
+    value = figure.difference if signed else figure.rate
+    fmt = "+.1%" if signed else ".1%"
+    text = format(value, fmt)
+    if bold:
+        text = f"**{text}**"
+    if figure.interval is not None:
+        low, high = figure.interval
+        return f"{text} [{format(low, fmt)}, {format(high, fmt)}]"
+    if figure.interval_over_clips is not None:
+        low, high = figure.interval_over_clips
+        return f"{text} [{format(low, fmt)}, {format(high, fmt)}] over clips"
+    return f"{text} (n={figure.units})"
+
+
+def language_rows(report: BenchReport) -> list[list]:
+    """One row per language and engine (per_language sections), the headline rate bold."""
+    rows = []
+    for language, section in report.per_language.items():
+        for name, e in section.engines.items():
+            heard = ", ".join(f"{code} {n}" for code, n in e.language_id.heard_instead.items())
+            rows.append(
+                [
+                    language,
+                    name,
+                    _language_figure(e.cer, bold=section.headline == "CER"),
+                    _language_figure(e.cer_difference, signed=True),
+                    _language_figure(e.wer, bold=section.headline == "WER"),
+                    _language_figure(e.wer_difference, signed=True),
+                    _share(e.language_id.matches_label),
+                    "(reference)" if name == ORIGINAL else _share(e.language_id.matches_original),
+                    heard,
+                    f"{e.dropped_spans} ({e.clips_with_dropped_span})",
+                ]
+            )
+    return rows
+
+
+def language_note(report: BenchReport) -> str:
+    """What the per-language table shows and how its intervals were drawn."""
+    sizes = "; ".join(
+        f"{language} {s.scored_clips} clips, {s.reference_words or 0} words, "
+        f"{s.reference_characters or 0} characters, {s.bootstrap_unit_count} "
+        f"cluster{'s' if s.bootstrap_unit_count != 1 else ''}"
+        for language, s in report.per_language.items()
+    )
+    return (
+        "Per language (each language's own normaliser; the headline rate in bold: CER for "
+        "every language but English). Intervals are 95% cluster-bootstrap intervals over "
+        "speakers (else sources); where a language has too few of them the interval over its "
+        "clips is shown, marked 'over clips': it covers other prompts of the same voices, not "
+        "other voices. Differences are paired over the same clips. Language identification "
+        "is the first window's detected language. Dropped spans: stretches of at least "
+        f"{MIN_DROPPED_S:g} s of the original's speech an engine left out (clips with one). {sizes}."
+    )
 
 
 def plot_tradeoff(report: BenchReport, path) -> None:

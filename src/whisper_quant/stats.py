@@ -198,11 +198,13 @@ def utterance_counts(
     language: str | None = "en",
     *,
     extra_rules: bool = False,
+    kind: str | None = None,
 ) -> tuple[str, np.ndarray, np.ndarray]:
-    """(kind, errors per utterance, reference length per utterance), as int64 arrays."""
+    """(kind, errors per utterance, reference length per utterance), as int64 arrays;
+    ``kind`` None scores as `metrics.error_rate` does for the language."""
     _check_pairs(references, hypotheses)
     rates = [
-        error_rate(ref, hyp, language, extra_rules=extra_rules)
+        error_rate(ref, hyp, language, extra_rules=extra_rules, kind=kind)
         for ref, hyp in zip(references, hypotheses, strict=True)
     ]
     errors = np.array([r.errors for r in rates], dtype=np.int64)
@@ -233,15 +235,17 @@ def corpus_wer(
     seed: int | None = DEFAULT_SEED,
     min_units: int = MIN_INTERVAL_UNITS,
     extra_rules: bool = False,
+    kind: str | None = None,
 ) -> CorpusWer:
     """Corpus WER (CER for non-English) with a percentile bootstrap interval.
 
     The bootstrap draws utterances, or the clusters given (one label per utterance: its
-    speaker or source). No interval below `min_units` utterances or clusters.
+    speaker or source). No interval below `min_units` utterances or clusters. ``kind`` WER
+    or CER asks for that rate whatever the language.
     """
     _check_settings(resamples, confidence)
     kind, errors, lengths = utterance_counts(
-        references, hypotheses, language, extra_rules=extra_rules
+        references, hypotheses, language, extra_rules=extra_rules, kind=kind
     )
     _check_reference_words(lengths)
     units, (unit_errors, unit_lengths) = _units(clusters, errors, lengths)
@@ -279,15 +283,16 @@ def paired_difference(
     seed: int | None = DEFAULT_SEED,
     min_units: int = MIN_INTERVAL_UNITS,
     extra_rules: bool = False,
+    kind: str | None = None,
 ) -> PairedDifference:
     """Engine minus original corpus rate, resampling the same utterances (or clusters) for
-    both. No interval below `min_units` utterances or clusters."""
+    both. No interval below `min_units` utterances or clusters. ``kind`` as in corpus_wer."""
     _check_settings(resamples, confidence)
     kind, engine_errors, lengths = utterance_counts(
-        references, engine, language, extra_rules=extra_rules
+        references, engine, language, extra_rules=extra_rules, kind=kind
     )
     _, original_errors, _ = utterance_counts(
-        references, original, language, extra_rules=extra_rules
+        references, original, language, extra_rules=extra_rules, kind=kind
     )
     _check_reference_words(lengths)
     # Both rates share the denominator (the reference words of the drawn utterances), so the
