@@ -873,3 +873,17 @@ def test_an_early_end_is_not_resumed_without_language_per_window():
     result, _ = run(model, 6000, temperatures=(0.0,), early_end_resume_s=5.0)
     assert [int(w[0, 0, 0] - 1) for w in model.windows] == [0, 3000]
     assert result.resumed_windows == 0
+
+
+def test_window_languages_cross_the_worker_pipe():
+    """A worker sends its Transcription to the app pickled (workers.Done)."""
+    import pickle
+
+    from whisper_quant.engines import Transcription
+    from whisper_quant.longform import WindowLanguage
+    from whisper_quant.workers import Done
+
+    detected = WindowLanguage.from_probs(1, 29.123, {"de": 0.7, "en": 0.2, "nl": 0.06, "fr": 0.04})
+    assert detected == WindowLanguage(1, 29.12, (("de", 0.7), ("en", 0.2), ("nl", 0.06)))
+    sent = Done(Transcription("quantized", "", "de", (), 60.0, {}, window_languages=(detected,)))
+    assert pickle.loads(pickle.dumps(sent)) == sent
