@@ -437,7 +437,7 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
         gr.Markdown(views.measurement_note(SETTINGS.readme_url))
         # Each engine's top three languages (first window, or every window with language per
         # window); empty for English-only models and a given language.
-        language_view = gr.Markdown(elem_id="language-id")
+        language_view = gr.Markdown(label="Language identification", elem_id="language-id")
         with gr.Row():
             # Bars start at zero, so their lengths compare.
             latency_plot = gr.BarPlot(

@@ -365,7 +365,7 @@ def language_table(comparison: Comparison) -> str:
     )
     lines = [
         f"**Language identification**: each engine's three most probable languages {which} "
-        "(softmax over the language tokens after <|startoftranscript|>).",
+        "(softmax over the language tokens after `<|startoftranscript|>`).",
         "",
         "| Engine | Window start | Top 3 |",
         "|---|---|---|",
