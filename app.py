@@ -24,15 +24,10 @@ from whisper_quant.batch import per_clip_records  # noqa: E402
 from whisper_quant.build import BuildError  # noqa: E402
 from whisper_quant.cli import configure_logging  # noqa: E402
 from whisper_quant.engines import ORIGINAL, QUANTIZED, EngineError, engine_class  # noqa: E402
+from whisper_quant.longform import EARLY_END_RESUME_S  # noqa: E402
 from whisper_quant.manifest import ModelIntegrityError, read_manifest  # noqa: E402
 from whisper_quant.options import AUTO_DETECT, AUTO_DETECT_PER_WINDOW  # noqa: E402
-from whisper_quant.report import (  # noqa: E402
-    LATENCY_METRIC,
-    MEMORY_METRIC,
-    TABLE_HEADERS,
-    chart_rows,
-    table_rows,
-)
+from whisper_quant.report import LATENCY_METRIC, MEMORY_METRIC, chart_rows  # noqa: E402
 from whisper_quant.run_report import build_report, write_report  # noqa: E402
 from whisper_quant.service import StudioSwitcher  # noqa: E402
 from whisper_quant.settings import Settings  # noqa: E402
@@ -136,7 +131,7 @@ def compare(
     except Exception as e:
         raise user_error(e, "request", "comparison") from e
 
-    table = pd.DataFrame(table_rows(comparison), columns=list(TABLE_HEADERS))
+    table = pd.DataFrame(views.result_rows(comparison), columns=list(views.RESULT_HEADERS))
     chart = pd.DataFrame(chart_rows(comparison), columns=["engine", "metric", "value"])
     return (
         views.transcript(comparison, ORIGINAL),
@@ -152,6 +147,7 @@ def compare(
         views.timestamped(comparison),
         _report(comparison),
         views.variants_view(comparison),
+        views.language_table(comparison),
     )
 
 
@@ -254,7 +250,9 @@ def _option_state(model: str) -> tuple[dict, dict]:
             "value": AUTO_DETECT,
             "interactive": True,
             "info": "Spoken language. auto-detect: each engine finds it on the first 30 s; "
-            "per window: on every 30 s (for recordings that switch language).",
+            "per window: on every 30 s (for recordings that switch language), and a window "
+            f"that stops writing {EARLY_END_RESUME_S:g} s or more before its end resumes at its "
+            "last segment.",
         },
         {
             "value": "transcribe",
@@ -391,7 +389,10 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
                     per_window = gr.Checkbox(
                         False,
                         label="Language per window",
-                        info="Detect the language on every 30 s window (multilingual models).",
+                        info="Detect the language on every 30 s window (multilingual models). "
+                        f"A window that stops writing {EARLY_END_RESUME_S:g} s or more before its "
+                        "end resumes at its last segment, so speech in another language after "
+                        "it is decoded in its own language.",
                     )
                 run = gr.Button("Run", variant="primary", elem_id="run")
 
@@ -427,13 +428,16 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
         # Each engine's segments (start, end, text, language, temperature), for API callers.
         segments_json = gr.JSON(label="Segments", visible=False)
         table = gr.Dataframe(
-            headers=list(TABLE_HEADERS),
+            headers=list(views.RESULT_HEADERS),
             label="Results",
             interactive=False,
             wrap=True,
             elem_id="results-table",
         )
         gr.Markdown(views.measurement_note(SETTINGS.readme_url))
+        # Each engine's top three languages (first window, or every window with language per
+        # window); empty for English-only models and a given language.
+        language_view = gr.Markdown(label="Language identification", elem_id="language-id")
         with gr.Row():
             # Bars start at zero, so their lengths compare.
             latency_plot = gr.BarPlot(
@@ -551,6 +555,7 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
             segments_view,
             report_files,
             variants_view,
+            language_view,
         ],
         api_name="compare",
     )

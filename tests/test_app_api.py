@@ -22,12 +22,19 @@ from app_server import running_app
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+from whisper_quant.engines import engine_class
 from whisper_quant.settings import Settings
+from whisper_quant.views import RESULT_HEADERS, SPEECH_COVERAGE, SPEEDUP_VS_PYTORCH
 
 pytestmark = pytest.mark.integration
 
 MAX_SECONDS = 5
 MAX_FILE_SIZE = "1mb"
+# compare's outputs: 11 of the contract, then the report files, the variants view and the
+# language identification, each added at the end.
+OUTPUTS = 14
+# The default variants' rows (WHISPER_ENGINES' default), in the registry's order.
+DEFAULT_LABELS = [engine_class(name).label for name in Settings().engines]
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
@@ -118,8 +125,9 @@ def test_compare_and_compare_batch_are_the_public_endpoints_with_documented_inpu
     outputs = [r["label"] for r in compare_api["returns"]]
     assert outputs[:3] == ["Original (PyTorch fp32)", "Quantized (ONNX int8) transcript", "Results"]
     assert outputs[8] == "Segments"
-    assert len(outputs) == 13  # 11 of the contract, then the report files and the variants
+    assert len(outputs) == OUTPUTS
     assert outputs[11].startswith("Report of this run (JSON, Markdown)")
+    assert outputs[13] == "Language identification"
 
 
 def test_both_engines_transcribe_a_clip_and_are_measured(client, clip, references):
@@ -128,20 +136,33 @@ def test_both_engines_transcribe_a_clip_and_are_measured(client, clip, reference
     assert "forward" in original.lower()
     assert "forward" in quantized.lower()
     assert table["headers"][:2] == ["Engine", "Latency (ms)"]
+    # The columns added since the first contract come last.
+    assert table["headers"] == list(RESULT_HEADERS)
+    assert table["headers"][-2:] == [SPEEDUP_VS_PYTORCH, SPEECH_COVERAGE]
     assert [row[0] for row in table["data"]] == [
         "Original (PyTorch fp32)",
+        "PyTorch fp32, same loop",
         "ONNX fp32 (no quantization)",
         "Quantized (ONNX int8)",
     ]
-    # The summary splits the speed-up into the runtime's part and int8's, and shows each
-    # worker's memory as total - baseline.
-    assert "from the runtime" in result[6] and "from int8" in result[6]
-    assert len(re.findall(r"\d+ − \d+ = \d+", result[6])) == 3
+    # The summary gives the speed-up against pytorch, like for like, and splits the stock
+    # figure three ways; it shows each worker's memory as total - baseline.
+    summary = result[6]
+    assert "Quantized vs PyTorch through the same loop (like for like)" in summary
+    for part in ("generate's own extra passes", "from the runtime and graphs", "from int8"):
+        assert part in summary, part
+    assert len(re.findall(r"\d+ − \d+ = \d+", summary)) == len(Settings().engines)
     headers = table["headers"]
     for row in table["data"]:
         assert row[headers.index("Latency (ms)")] > 0
         assert row[headers.index("Memory held (MiB)")] > 0
         assert "%" in row[headers.index("WER vs reference")]
+        assert re.fullmatch(r"\d+\.\d\dx", row[headers.index(SPEEDUP_VS_PYTORCH)]), row
+        assert re.fullmatch(
+            r"\d+\.\d s \((reference|\d+\.\d%)\)", row[headers.index(SPEECH_COVERAGE)]
+        ), row
+    # An English-only model identifies no language: nothing is shown.
+    assert result[13] == ""
     # The highlighted quantized transcript joins back to the quantized text.
     assert "".join(t["token"] for t in result[3]) == quantized
     assert "tiny.en" in result[6]
@@ -175,7 +196,7 @@ def test_chosen_variants_each_get_a_row_a_transcript_and_a_place_in_the_report(
     # Chosen in another order: the results come in the registry's order.
     chosen = [FOUR[3], FOUR[2], FOUR[0], FOUR[1]]
     result = compare(client, clip("goforward.wav"), references["goforward.wav"], engines=chosen)
-    assert len(result) == 13
+    assert len(result) == OUTPUTS
     table = result[2]
     assert [row[0] for row in table["data"]] == FOUR_LABELS
     assert set(result[8]) == set(FOUR)  # segments per engine
@@ -206,6 +227,10 @@ def test_chosen_variants_each_get_a_row_a_transcript_and_a_place_in_the_report(
     assert report["cpu"]["threads_per_engine"] == Settings().threads
     assert {"gradio", "onnxruntime", "torch"} <= set(report["runtime_versions"])
     assert report["speedup"]["quantized_vs_original"] is not None
+    # pytorch was not chosen: the like-for-like column says it fell back to the original.
+    assert report["speedup"]["quantized_vs_pytorch"] is None
+    speedups = [row[table["headers"].index(SPEEDUP_VS_PYTORCH)] for row in table["data"]]
+    assert all(cell.endswith("vs original (pytorch did not run)") for cell in speedups), speedups
     markdown = Path(report_md).read_text(encoding="utf-8")
     for label in FOUR_LABELS:
         assert f"| {label} |" in markdown
@@ -229,8 +254,8 @@ def test_without_the_quantized_variant_its_two_outputs_are_empty(client, clip):
 def test_the_old_positional_call_still_runs_the_default_variants(client, clip):
     audio = handle_file(str(clip("goforward.wav")))
     result = client.predict(audio, "", "tiny.en", "auto-detect", "transcribe", api_name="/compare")
-    assert len(result) == 13
-    assert [row[0] for row in rows(result)] == FOUR_LABELS[:3]  # WHISPER_ENGINES' default
+    assert len(result) == OUTPUTS
+    assert [row[0] for row in rows(result)] == DEFAULT_LABELS  # WHISPER_ENGINES' default
     result = client.predict(
         audio, "", "tiny.en", "auto-detect", "transcribe", True, True, False, api_name="/compare"
     )
@@ -406,16 +431,13 @@ def test_compare_batch_scores_several_clips_with_intervals(client, clip, tmp_pat
         "transcribe",
         api_name="/compare_batch",
     )
-    assert [row[0] for row in engines["data"]] == [
-        "Original (PyTorch fp32)",
-        "ONNX fp32 (no quantization)",
-        "Quantized (ONNX int8)",
-    ]
+    assert [row[0] for row in engines["data"]] == DEFAULT_LABELS  # WHISPER_ENGINES' default
     headers = engines["headers"]
     # Two clips are too few for an interval (stats.MIN_INTERVAL_UNITS): a rate and its n.
     for row in engines["data"]:
         assert row[headers.index("WER [95% CI]")].endswith("% (n=2)")
-    assert engines["data"][2][headers.index("WER − original [95% CI]")].endswith("% (n=2)")
+    quantized = engines["data"][DEFAULT_LABELS.index("Quantized (ONNX int8)")]
+    assert quantized[headers.index("WER − original [95% CI]")].endswith("% (n=2)")
     assert [row[0] for row in clips["data"]] == ["goforward.wav", "cards-005.wav", "broken.wav"]
     assert "13 reference words" in summary  # normalised: "go forward 10 meters" + 9
     assert "broken.wav" in summary

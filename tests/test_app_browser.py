@@ -82,7 +82,8 @@ def test_upload_run_and_read_both_transcripts_and_the_table(page, clip, referenc
     assert height > studio_page.VIEWPORT["height"]  # the whole page, results and charts
 
 
-# Four variants: the default three and faster-whisper (tiny.en's ct2/ folder; a dev requirement).
+# Four variants: three of the defaults and faster-whisper (tiny.en's ct2/ folder; a dev
+# requirement).
 FOUR_VARIANTS = [
     "Original (PyTorch fp32)",
     "ONNX fp32 (no quantization)",
@@ -149,7 +150,7 @@ def test_the_batch_tab_scores_several_clips_with_references(page, app_url, clip,
     )
     clips = [clip(name) for name in ("goforward.wav", "cards-001.wav", "cards-003.wav")]
     page.goto(app_url)  # a fresh page: the first results to appear are the batch's
-    # Two of the three default variants: the table has a row for each chosen one only.
+    # Two of the default variants: the table has a row for each chosen one only.
     chosen = ["Original (PyTorch fp32)", "Quantized (ONNX int8)"]
     table = studio_page.run_batch(page, clips, refs, variants=chosen)
     expect(page.locator("#batch-summary")).to_contain_text("10 reference words")

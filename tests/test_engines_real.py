@@ -314,6 +314,11 @@ def test_base_detects_the_language(base, base_results, audio, engine, clip):
     found = set(words(result.text, expected))
     missing = [options for options in key_words if not options & found]
     assert not missing, f"{engine} on {clip}: {result.text!r}"
+    # Its first window's three most probable languages, best first: the one it detected.
+    # (The original's stock generate path computes them after its latency was measured.)
+    detected = result.window_languages
+    assert [d.start_s for d in detected] == [0.0], detected
+    assert detected[0].top[0][0] == expected and len(detected[0].top) == 3, detected
 
 
 def test_base_fp32_onnx_transcribes_like_pytorch(base, audio):
@@ -339,6 +344,7 @@ def test_base_with_a_given_language_skips_detection(base, audio):
     result = base["quantized"].transcribe(audio["german-espeak.wav"], language="de")
     assert result.language == "de"
     assert "language" not in result.timings
+    assert result.window_languages == ()  # nothing detected
     assert "morgen" in words(result.text, "de"), result.text
 
 

@@ -423,6 +423,47 @@ def test_language_is_detected_on_the_first_window():
     assert [p for _, p in model.prompts][0] == [SOT, FR, TRANSLATE]
 
 
+def test_each_detection_keeps_its_windows_top_three_languages():
+    shares = [{DE: 0.6, FR: 0.3, EN: 0.05}, {FR: 0.5, EN: 0.4, DE: 0.05}, {EN: 0.9}]
+
+    def at_sot(window, history):
+        if history == (SOT,):
+            return peaked(shares[window])
+        return peaked({NO_SPEECH: 0.01})
+
+    scripts = [say([ts(0), i, ts(1)]) for i in range(3)]
+    per_window, _ = run(
+        FakeModel(scripts, at_sot, start_length=3),
+        9000,
+        special=MULTILINGUAL,
+        temperatures=(0.0,),
+        language_per_window=True,
+    )
+    detected = per_window.window_languages
+    assert [(d.window, d.start_s) for d in detected] == [(0, 0.0), (1, 30.0), (2, 60.0)]
+    # The softmax over the language tokens alone, best first.
+    assert [code for code, _ in detected[0].top] == ["de", "fr", "en"]
+    assert detected[0].top[0][1] == pytest.approx(0.6 / 0.95, abs=1e-4)
+    assert [code for code, _ in detected[1].top] == ["fr", "en", "de"]
+    assert detected[2].top[0][0] == "en"
+    assert [d.top[0][0] for d in detected] == [s.language for s in per_window.segments]
+
+    once, _ = run(
+        FakeModel(scripts, at_sot, start_length=3), 9000, special=MULTILINGUAL, temperatures=(0.0,)
+    )
+    assert once.window_languages == detected[:1]  # detected on the first window only
+    given, _ = run(
+        FakeModel(scripts, at_sot, start_length=3),
+        9000,
+        special=MULTILINGUAL,
+        temperatures=(0.0,),
+        language="fr",
+    )
+    assert given.window_languages == ()
+    english, _ = run(FakeModel(scripts, start_length=1), 9000, temperatures=(0.0,))
+    assert english.window_languages == ()
+
+
 def test_fixed_tokens_decode_every_window_with_the_same_forced_tokens():
     # Scripts that would end, emit timestamps or fall back: none of it happens.
     scripts = [say([1, 2, 3]), say([ts(0), 4, ts(1)]), say([5] * 40)]
@@ -757,6 +798,7 @@ def test_language_per_window_matches_transformers_detection(base):
     by_window = {s.window: s.language for s in result.segments}
     assert [by_window[w] for w in sorted(by_window)] == [expected[w] for w in sorted(by_window)]
     assert result.language == expected[0]
+    assert [d.top[0][0] for d in result.window_languages] == expected
     assert len(seeks) >= 2
 
 
@@ -831,3 +873,17 @@ def test_an_early_end_is_not_resumed_without_language_per_window():
     result, _ = run(model, 6000, temperatures=(0.0,), early_end_resume_s=5.0)
     assert [int(w[0, 0, 0] - 1) for w in model.windows] == [0, 3000]
     assert result.resumed_windows == 0
+
+
+def test_window_languages_cross_the_worker_pipe():
+    """A worker sends its Transcription to the app pickled (workers.Done)."""
+    import pickle
+
+    from whisper_quant.engines import Transcription
+    from whisper_quant.longform import WindowLanguage
+    from whisper_quant.workers import Done
+
+    detected = WindowLanguage.from_probs(1, 29.123, {"de": 0.7, "en": 0.2, "nl": 0.06, "fr": 0.04})
+    assert detected == WindowLanguage(1, 29.12, (("de", 0.7), ("en", 0.2), ("nl", 0.06)))
+    sent = Done(Transcription("quantized", "", "de", (), 60.0, {}, window_languages=(detected,)))
+    assert pickle.loads(pickle.dumps(sent)) == sent

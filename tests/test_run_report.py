@@ -21,7 +21,13 @@ from whisper_quant.run_report import (
     to_markdown,
     write_report,
 )
-from whisper_quant.views import measurement_note, segments_by_engine, speedup_split
+from whisper_quant.views import (
+    RESULT_HEADERS,
+    measurement_note,
+    result_rows,
+    segments_by_engine,
+    speedup_split,
+)
 from whisper_quant.workers import LoadReport
 
 MIB = 2**20
@@ -113,26 +119,29 @@ def _report(comparison=None, manifest=MANIFEST, **kwargs) -> RunReport:
 def test_the_report_holds_exactly_the_figures_of_the_pages_table():
     comparison = _comparison()
     report = _report(comparison)
-    page = table_rows(comparison)  # what app.py shows in the Results table
-    assert report.table_headers == TABLE_HEADERS
+    page = result_rows(comparison)  # what app.py shows in the Results table
+    assert report.table_headers == RESULT_HEADERS
+    # The report's columns first, unchanged, then the page's added ones at the end.
+    assert RESULT_HEADERS[: len(TABLE_HEADERS)] == TABLE_HEADERS
+    assert [row[: len(TABLE_HEADERS)] for row in page] == table_rows(comparison)
     assert [list(row) for row in report.table] == page
     assert len(report.table) == len(ENGINES)
     for variant, row in zip(report.variants, page, strict=True):
-        assert variant.figures == dict(zip(TABLE_HEADERS, row, strict=True))
+        assert variant.figures == dict(zip(RESULT_HEADERS, row, strict=True))
     # The same numbers, with the same rounding, in the JSON file...
     written = json.loads(to_json(report))
-    assert written["table_headers"] == list(TABLE_HEADERS)
+    assert written["table_headers"] == list(RESULT_HEADERS)
     assert written["table"] == page
     assert [v["figures"] for v in written["variants"]] == [
-        dict(zip(TABLE_HEADERS, row, strict=True)) for row in page
+        dict(zip(RESULT_HEADERS, row, strict=True)) for row in page
     ]
     # ...and in the markdown table, cell for cell.
     markdown = to_markdown(report)
-    assert "| " + " | ".join(TABLE_HEADERS) + " |" in markdown
+    assert "| " + " | ".join(RESULT_HEADERS) + " |" in markdown
     for row in page:
         assert "| " + " | ".join(str(v) for v in row) + " |" in markdown
     # Spot checks of the rounding the page uses.
-    original = dict(zip(TABLE_HEADERS, page[0], strict=True))
+    original = dict(zip(RESULT_HEADERS, page[0], strict=True))
     assert original["Latency (ms)"] == 914 and original["Memory held (MiB)"] == 160.4
     assert original["Agreement with original"] == "(reference)"
 
@@ -144,6 +153,10 @@ def test_the_speedup_split_and_order_seed_are_as_the_summary_shows_them():
         "quantized_vs_original": round(0.9137 / 0.2987, 2),
         "onnx_fp32_vs_original": round(0.9137 / 0.4123, 2),
         "quantized_vs_onnx_fp32": round(0.4123 / 0.2987, 2),
+        # pytorch did not run in this comparison: no like-for-like figures.
+        "quantized_vs_pytorch": None,
+        "pytorch_vs_original": None,
+        "onnx_fp32_vs_pytorch": None,
     }
     assert report.speedup_text == speedup_split(comparison)
     assert f"**{report.speedup['quantized_vs_original']:.2f}x**" in report.speedup_text

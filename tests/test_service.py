@@ -11,7 +11,13 @@ import pytest
 
 from whisper_quant.audio import AudioDecodeError, AudioTooLongError
 from whisper_quant.engines import NOTICE_SILENT
-from whisper_quant.options import AUTO_DETECT, ModelInfo, model_info, options_for
+from whisper_quant.options import (
+    AUTO_DETECT,
+    AUTO_DETECT_PER_WINDOW,
+    ModelInfo,
+    model_info,
+    options_for,
+)
 from whisper_quant.report import table_rows
 from whisper_quant.service import ModelNotBuiltError, StudioSwitcher
 from whisper_quant.settings import Settings, SettingsError
@@ -88,6 +94,16 @@ def test_options_for_a_multilingual_model():
         options_for(MULTILINGUAL, "xx", "transcribe")
     with pytest.raises(ValueError, match="Unknown task"):
         options_for(MULTILINGUAL, AUTO_DETECT, "summarise")
+
+
+def test_language_per_window_resumes_a_window_that_ended_early():
+    once = options_for(MULTILINGUAL, AUTO_DETECT, "transcribe")
+    assert not once.language_per_window and once.early_end_resume_s is None
+    for per_window in (
+        options_for(MULTILINGUAL, AUTO_DETECT_PER_WINDOW, "transcribe"),
+        options_for(MULTILINGUAL, AUTO_DETECT, "transcribe", language_per_window=True),
+    ):
+        assert per_window.language_per_window and per_window.early_end_resume_s == 5.0
 
 
 def test_model_info_comes_from_the_built_files(tmp_path):

@@ -223,6 +223,7 @@ def _languages(text: str) -> frozenset[str]:
 
 def benchmark_parser() -> argparse.ArgumentParser:
     from .engines import ENGINES
+    from .longform import EARLY_END_RESUME_S
 
     parser = argparse.ArgumentParser(
         prog="benchmark.py",
@@ -271,7 +272,9 @@ def benchmark_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--language-per-window",
         action="store_true",
-        help="detect the language on every 30 s window (multilingual models)",
+        help="detect the language on every 30 s window (multilingual models); a window that "
+        f"ends {EARLY_END_RESUME_S:g} s or more before its end then resumes at its last segment, "
+        "so speech after a change of language inside it is decoded as a window of its own",
     )
     parser.add_argument(
         "--no-fallback",
@@ -317,6 +320,7 @@ def benchmark_main(argv: list[str] | None = None) -> int:
     from .bench import load_clips, read_references, run_benchmark, split_fixed_token_engines
     from .engines import EngineError, TranscribeOptions, available_engines, engine_class
     from .layout import build_command
+    from .longform import EARLY_END_RESUME_S
     from .manifest import ModelIntegrityError, read_manifest
     from .report import markdown_report, plot_report, plot_tradeoff
 
@@ -386,6 +390,7 @@ def benchmark_main(argv: list[str] | None = None) -> int:
         options = TranscribeOptions(
             beam_size=args.beam_size,
             language_per_window=args.language_per_window,
+            early_end_resume_s=EARLY_END_RESUME_S if args.language_per_window else None,
             fixed_tokens=args.fixed_tokens,
             max_new_tokens=args.max_new_tokens,
         )

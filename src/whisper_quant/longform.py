@@ -62,7 +62,7 @@ Where it deliberately differs from transformers or openai-whisper:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -95,6 +95,9 @@ COMPRESSION_RATIO_KINDS = ("text", "tokens")
 # fixed_tokens: the decoder's 448 positions minus the longest start (sot, language, task,
 # notimestamps).
 MAX_FIXED_TOKENS = N_TEXT_CTX - 4
+# early_end_resume_s as the app and the benchmark set it for language per window: a window
+# that ends this many seconds or more before its end resumes at its last segment.
+EARLY_END_RESUME_S = 5.0
 # fixed_tokens on a multilingual model without a language: this one, never detected.
 FIXED_TOKENS_LANGUAGE = "en"
 
@@ -312,6 +315,32 @@ class Timings:
         return self.first_step_s + self.next_steps_s
 
 
+# Language identification keeps the most probable languages of each window detected.
+TOP_LANGUAGES = 3
+
+
+@dataclass(frozen=True)
+class WindowLanguage:
+    """A window's language identification: its most probable languages, best first.
+
+    Probabilities are the softmax over the language tokens after <|startoftranscript|>
+    (decoding.detect_language), rounded to 4 decimals.
+    """
+
+    window: int  # index of the window (0: the first)
+    start_s: float  # where the window starts in the audio, seconds
+    top: tuple[tuple[str, float], ...]  # (code, probability), at most TOP_LANGUAGES
+
+    @classmethod
+    def from_probs(
+        cls, window: int, start_s: float, probs: Mapping[str, float], n: int = TOP_LANGUAGES
+    ) -> WindowLanguage:
+        best = sorted(probs.items(), key=lambda item: (-item[1], item[0]))[:n]
+        return cls(
+            window, round(float(start_s), 2), tuple((c, round(float(p), 4)) for c, p in best)
+        )
+
+
 @dataclass(frozen=True)
 class LongFormResult:
     segments: tuple[Segment, ...]
@@ -324,6 +353,9 @@ class LongFormResult:
     timings: Timings
     # Windows that ended early and were resumed at their last segment (early_end_resume_s).
     resumed_windows: int = 0
+    # Each language detection made: the first window's, and every window's with
+    # language_per_window; none when the language was given or the model is English-only.
+    window_languages: tuple[WindowLanguage, ...] = ()
 
 
 # How the decoding of a clip reports its progress: progress(window, seek seconds, total
@@ -594,6 +626,7 @@ def transcribe(
     detect = special.multilingual and not fixed
     first_language: str | None = language
     segments: list[Segment] = []
+    detections: list[WindowLanguage] = []
     # Forced windows are prompted with their start alone: the same prompt for every window.
     condition = options.condition_on_previous_text and not fixed
     windows = fallback_windows = skipped = resumed = 0
@@ -616,6 +649,7 @@ def transcribe(
             detection = detect_language(model, encoded, special)
             clock.language_s += detection.seconds
             language = detection.language
+            detections.append(WindowLanguage.from_probs(windows, seek * FRAME_S, detection.probs))
             if first_language is None:
                 first_language = language
 
@@ -694,6 +728,7 @@ def transcribe(
         skipped_windows=skipped,
         timings=clock.timings(),
         resumed_windows=resumed,
+        window_languages=tuple(detections),
     )
 
 

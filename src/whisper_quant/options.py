@@ -13,7 +13,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .layout import GENERATION_CONFIG_FILE, ORIGINAL_DIR
-from .longform import DEFAULT_TEMPERATURES, TranscribeOptions, fit_to_model
+from .longform import (
+    DEFAULT_TEMPERATURES,
+    EARLY_END_RESUME_S,
+    TranscribeOptions,
+    fit_to_model,
+)
 from .manifest import ModelIntegrityError, read_manifest
 from .tokens import TASKS
 
@@ -72,7 +77,8 @@ def options_for(
     ValueError, in the page's words, for a combination the model cannot follow.
 
     The language menu's AUTO_DETECT_PER_WINDOW, or `language_per_window`, detects the
-    language on every 30 s window (multilingual models; English-only ones ignore it).
+    language on every 30 s window (multilingual models; English-only ones ignore it), and
+    resumes a window that ended EARLY_END_RESUME_S or more before its end at its last segment.
     """
     per_window = language == AUTO_DETECT_PER_WINDOW or language_per_window
     code = None if language in (None, "", AUTO_DETECT, AUTO_DETECT_PER_WINDOW) else language
@@ -82,6 +88,7 @@ def options_for(
         condition_on_previous_text=condition_on_previous_text,
         temperatures=DEFAULT_TEMPERATURES if temperature_fallback else (0.0,),
         language_per_window=per_window,
+        early_end_resume_s=EARLY_END_RESUME_S if per_window else None,
     )
     if info.synthetic:
         # Random weights never say the end token: they would decode 448 tokens at each of
@@ -92,6 +99,7 @@ def options_for(
             condition_on_previous_text=True,
             temperatures=(0.0,),
             language_per_window=False,
+            early_end_resume_s=None,
             fixed_tokens=SYNTHETIC_FIXED_TOKENS,
         )
     return fit_to_model(

@@ -15,11 +15,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .compare import Comparison
-from .engines import ONNX_FP32, QUANTIZED, OnnxEngine, engine_class
+from .engines import ONNX_FP32, ORIGINAL, PYTORCH, QUANTIZED, OnnxEngine, engine_class
 from .hardware import CpuInfo, cpu_info
 from .measure import mib
-from .report import TABLE_HEADERS, table_rows
-from .views import measurement_note, segments_by_engine, speedup_split
+from .views import (
+    RESULT_HEADERS,
+    coverages,
+    dropped_lines,
+    language_table,
+    measurement_note,
+    result_rows,
+    segments_by_engine,
+    speedup_comparable,
+    speedup_split,
+)
 
 REPORT_FORMAT = 1
 # Installed versions of what serves the page and runs the engines (the manifest has the
@@ -49,6 +58,18 @@ class VariantReport:
     # What its recipe brings over ONNX fp32, for the other ONNX variants (same runtime and
     # loop); None for the rest.
     speedup_vs_onnx_fp32: float | None
+    # Against pytorch (the original's model through the same loop), when it ran.
+    speedup_vs_pytorch: float | None = None
+    # Seconds its segments with text cover, the share of the original's covered seconds it
+    # covered too, and the spans of the original's speech it left out (views.coverages).
+    speech_covered_s: float | None = None
+    speech_coverage_vs_original: float | None = None
+    dropped_spans: tuple[tuple[float, float], ...] = ()
+    # False when it covered less than coverage.COMPARABLE_COVERAGE of the original's speech:
+    # it did less work, so its speed-ups do not compare.
+    speedup_comparable: bool = True
+    # Language identification: per detected window, its start and top three languages.
+    languages: tuple[Mapping, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,8 +85,9 @@ class RunReport:
     notice: str
     table_headers: tuple[str, ...]
     table: tuple[tuple, ...]  # the page's table, row for row
-    # Quantized vs original = runtime (ONNX fp32 vs original) x int8 (quantized vs ONNX fp32),
-    # rounded as the summary shows them; None where an engine did not run.
+    # Speed-ups as the summary shows them, rounded; None where an engine did not run.
+    # Quantized vs original = generate's passes (pytorch vs original) x runtime (onnx-fp32 vs
+    # pytorch) x int8 (quantized vs onnx-fp32); quantized vs pytorch is the like-for-like one.
     speedup: Mapping
     speedup_text: str
     order: tuple[str, ...]  # the order the engines ran in
@@ -80,6 +102,10 @@ class RunReport:
     method: str  # the page's note on how latency and memory are measured
     memory_method: str
     peak_method: str
+    # The summary's sentences on variants that left out speech the original transcribed.
+    coverage_notes: tuple[str, ...] = ()
+    # The page's language identification table (Markdown); empty when nothing was detected.
+    language_text: str = ""
     format: int = field(default=REPORT_FORMAT)
 
 
@@ -128,9 +154,11 @@ def build_report(
     """
     cpu = cpu or cpu_info()
     created = created or dt.datetime.now(dt.UTC)
-    rows = [tuple(row) for row in table_rows(comparison)]
+    rows = [tuple(row) for row in result_rows(comparison)]
     segments = segments_by_engine(comparison)
     onnx = comparison.get(ONNX_FP32)
+    torch_loop = comparison.get(PYTORCH)
+    covered = coverages(comparison)
     variants = tuple(
         VariantReport(
             engine=r.engine,
@@ -140,13 +168,33 @@ def build_report(
             threads=r.load.threads,
             transcript=r.transcription.text,
             segments=tuple(segments.get(r.engine, ())),
-            figures=dict(zip(TABLE_HEADERS, row, strict=True)),
+            figures=dict(zip(RESULT_HEADERS, row, strict=True)),
             memory_baseline_mib=round(mib(r.load.baseline_bytes)),
             memory_total_mib=round(mib(r.load.total_bytes)),
             speedup_vs_onnx_fp32=(
                 _rounded(comparison.speedup(r.engine, baseline=ONNX_FP32))
                 if onnx is not None and r.engine != ONNX_FP32 and _onnx(r.engine)
                 else None
+            ),
+            speedup_vs_pytorch=(
+                _rounded(comparison.speedup(r.engine, baseline=PYTORCH))
+                if torch_loop is not None and r.engine != PYTORCH
+                else None
+            ),
+            speech_covered_s=_rounded(covered[r.engine].covered_s) if r.engine in covered else None,
+            speech_coverage_vs_original=(
+                _rounded(covered[r.engine].coverage)
+                if r.engine in covered and r.engine != ORIGINAL
+                else None
+            ),
+            dropped_spans=tuple(
+                (round(a, 2), round(b, 2))
+                for a, b in (covered[r.engine].dropped if r.engine in covered else ())
+            ),
+            speedup_comparable=speedup_comparable(comparison, r.engine),
+            languages=tuple(
+                {"window": d.window, "start_s": d.start_s, "top": [list(t) for t in d.top]}
+                for d in r.transcription.window_languages
             ),
         )
         for r, row in zip(comparison.results, rows, strict=True)
@@ -162,12 +210,15 @@ def build_report(
         reference=comparison.reference,
         options=asdict(comparison.options),
         notice=comparison.notice,
-        table_headers=tuple(TABLE_HEADERS),
+        table_headers=tuple(RESULT_HEADERS),
         table=tuple(rows),
         speedup={
             "quantized_vs_original": _rounded(comparison.speedup(QUANTIZED)),
             "onnx_fp32_vs_original": _rounded(comparison.speedup(ONNX_FP32)),
             "quantized_vs_onnx_fp32": _rounded(comparison.speedup(QUANTIZED, baseline=ONNX_FP32)),
+            "quantized_vs_pytorch": _rounded(comparison.speedup(QUANTIZED, baseline=PYTORCH)),
+            "pytorch_vs_original": _rounded(comparison.speedup(PYTORCH)),
+            "onnx_fp32_vs_pytorch": _rounded(comparison.speedup(ONNX_FP32, baseline=PYTORCH)),
         },
         speedup_text=speedup_split(comparison),
         order=tuple(comparison.order),
@@ -189,6 +240,8 @@ def build_report(
         method=method if method is not None else measurement_note(None),
         memory_method=first.memory_method if first else "",
         peak_method=first.peak_method if first else "",
+        coverage_notes=tuple(dropped_lines(comparison)),
+        language_text=language_table(comparison),
     )
 
 
@@ -241,6 +294,10 @@ def to_markdown(report: RunReport) -> str:
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in report.table]
     if report.speedup_text:
         lines += ["", report.speedup_text]
+    for note in report.coverage_notes:
+        lines += ["", f"**Left out speech:** {note}"]
+    if report.language_text:
+        lines += ["", "## Language identification", "", report.language_text]
     lines += [
         "",
         "## How it was measured",

@@ -30,6 +30,7 @@ from ..longform import (
     Progress,
     Segment,
     TranscribeOptions,
+    WindowLanguage,
     fit_to_model,
     log_mel,
     transcribe,
@@ -73,6 +74,9 @@ class Transcription:
     # runtime's own loop does not time its steps apart.
     next_steps: int = 0
     notice: str = ""
+    # Language identification: the first window's top languages, and every window's with
+    # language per window; empty when the language was given or the model is English-only.
+    window_languages: tuple[WindowLanguage, ...] = ()
     # Filled in by the worker process that ran the engine (see workers.py).
     peak_memory_bytes: int | None = None
 
@@ -146,6 +150,14 @@ class Engine(ABC):
     def runtime_details(self) -> dict:
         """What runs, for load reports: runtime, graph changes, session options."""
         return {}
+
+    def untimed_languages(
+        self, mel: LogMel, options: TranscribeOptions, result: LongFormResult
+    ) -> tuple[WindowLanguage, ...]:
+        """Language identification the engine's own loop made but did not report, computed
+        after its latency was measured; by default none (the shared loop reports its own in
+        `result.window_languages`)."""
+        return ()
 
     # --- shared --------------------------------------------------------------------------
 
@@ -258,6 +270,9 @@ class Engine(ABC):
         timings["other"] = max(total - sum(timings.get(k, 0.0) for k in TIMED_SECTIONS), 0.0)
         timings["total"] = total
         language = result.language if self.multilingual else "en"
+        window_languages = result.window_languages
+        if self.multilingual and not window_languages:
+            window_languages = self.untimed_languages(mel, options, result)
         return Transcription(
             engine=self.name,
             text=result.text.strip(),
@@ -271,6 +286,7 @@ class Engine(ABC):
             skipped_windows=result.skipped_windows,
             tokens_decoded=result.timings.tokens_decoded,
             next_steps=result.timings.next_steps if result.timings.first_step_s else 0,
+            window_languages=window_languages if self.multilingual else (),
         )
 
     def disk_bytes(self) -> int:

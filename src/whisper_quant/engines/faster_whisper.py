@@ -20,7 +20,14 @@ from collections.abc import Mapping
 
 from ..hardware import CpuInfo, cpu_info
 from ..layout import CT2_DIR, ORIGINAL_DIR
-from ..longform import LogMel, LongFormResult, Segment, Timings, TranscribeOptions
+from ..longform import (
+    LogMel,
+    LongFormResult,
+    Segment,
+    Timings,
+    TranscribeOptions,
+    WindowLanguage,
+)
 from ..measure import Stopwatch
 from .base import Engine, EngineError, Progress
 
@@ -132,6 +139,10 @@ class FasterWhisperEngine(Engine):
         ]
         seconds = time.perf_counter() - started
         windows = len({s.window for s in result})
+        # faster-whisper detects on the first 30 s only when no language is given (its
+        # per-window detection is not reported); all_language_probs is that window's.
+        probs = getattr(info, "all_language_probs", None) if self.multilingual else None
+        detected = (WindowLanguage.from_probs(0, 0.0, dict(probs)),) if probs else ()
         return LongFormResult(
             segments=tuple(result),
             text="".join(s.text for s in result),
@@ -144,4 +155,5 @@ class FasterWhisperEngine(Engine):
             timings=Timings(
                 next_steps_s=seconds, tokens_decoded=sum(len(s.tokens) for s in result)
             ),
+            window_languages=detected,
         )

@@ -24,7 +24,16 @@ from dataclasses import dataclass
 
 from ..decoding import text_compression_ratio
 from ..layout import ORIGINAL_DIR, SEED_DIR
-from ..longform import LogMel, LongFormResult, Segment, Timings, TranscribeOptions
+from ..longform import (
+    N_FRAMES,
+    LogMel,
+    LongFormResult,
+    Segment,
+    Timings,
+    TranscribeOptions,
+    WindowLanguage,
+    window_features,
+)
 from ..measure import Stopwatch
 from .base import Progress
 from .names import ORIGINAL
@@ -238,6 +247,28 @@ class OriginalEngine(PyTorchEngine):
             return result
         return self._generate(mel, options)
 
+    def untimed_languages(
+        self, mel: LogMel, options: TranscribeOptions, result: LongFormResult
+    ) -> tuple[WindowLanguage, ...]:
+        """The first window's language probabilities, when stock generate detected it.
+
+        generate's `detect_language` returns the chosen language, not its probabilities. They
+        are computed again here, after the latency was measured, so this extra encoder pass and
+        decoder step are in no timing: the same model and the same maths (the encoder on the
+        first 3000 frames, one decoder step on <|startoftranscript|>; generate takes the
+        argmax over the language tokens, whose softmax `detect_language` gives).
+        """
+        if options.language is not None or options.language_per_window or options.fixed_tokens:
+            return ()  # the shared loop reported its own, or nothing was detected
+        from ..decoding import detect_language
+        from ..torch_window import TorchWindowModel
+
+        model = TorchWindowModel(self.model)
+        encoded = model.encode(window_features(mel.features, 0, min(mel.frames, N_FRAMES)))
+        detection = detect_language(model, encoded, self.special)
+        self._calls.take()  # the wrappers observed these calls: they are not generate's
+        return (WindowLanguage.from_probs(0, 0.0, detection.probs),)
+
     def generate_kwargs(self, mel: LogMel, options: TranscribeOptions) -> dict:
         """transformers' long-form `generate` arguments for these options."""
         torch = self._torch
@@ -380,6 +411,9 @@ class OptimumEngine(OriginalEngine):
             self.folder, provider="CPUExecutionProvider", session_options=options
         )
         self._observe(self.model)
+
+    def untimed_languages(self, mel, options, result) -> tuple[WindowLanguage, ...]:
+        return ()  # Optimum's generate does not expose its language probabilities
 
     def window_model(self, watch: Stopwatch):
         raise NotImplementedError(
