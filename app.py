@@ -24,7 +24,7 @@ from whisper_quant.batch import per_clip_records  # noqa: E402
 from whisper_quant.build import BuildError  # noqa: E402
 from whisper_quant.cli import configure_logging  # noqa: E402
 from whisper_quant.engines import ORIGINAL, QUANTIZED, EngineError, engine_class  # noqa: E402
-from whisper_quant.longform import EARLY_END_RESUME_S  # noqa: E402
+from whisper_quant.longform_options import EARLY_END_RESUME_S  # noqa: E402
 from whisper_quant.manifest import ModelIntegrityError, read_manifest  # noqa: E402
 from whisper_quant.options import AUTO_DETECT, AUTO_DETECT_PER_WINDOW  # noqa: E402
 from whisper_quant.report import LATENCY_METRIC, MEMORY_METRIC, chart_rows  # noqa: E402

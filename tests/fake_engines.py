@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from whisper_quant.engines import Engine
-from whisper_quant.longform import LongFormResult, Timings
+from whisper_quant.longform_options import LongFormResult, Timings
 
 MIB = 2**20
 

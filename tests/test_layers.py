@@ -32,6 +32,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "logit_filters",
         "token_decoders",
         "decoding",
+        "longform_options",
         "longform",
         "measure",
         "metrics",

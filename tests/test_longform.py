@@ -19,9 +19,7 @@ from whisper_quant.decoding import GenerationRules, WindowResult, fixed_token_id
 from whisper_quant.longform import (
     N_FRAMES,
     LogMel,
-    TranscribeOptions,
     _window_positions,
-    fit_to_model,
     judge,
     log_mel,
     previous_tokens,
@@ -29,6 +27,7 @@ from whisper_quant.longform import (
     transcribe,
     window_features,
 )
+from whisper_quant.longform_options import TranscribeOptions, fit_to_model
 from whisper_quant.tokens import SpecialTokens
 
 # A toy vocabulary like Whisper's: text 0-9, the special tokens, then 1501 timestamps
@@ -880,7 +879,7 @@ def test_window_languages_cross_the_worker_pipe():
     import pickle
 
     from whisper_quant.engines import Transcription
-    from whisper_quant.longform import WindowLanguage
+    from whisper_quant.longform_options import WindowLanguage
     from whisper_quant.workers import Done
 
     detected = WindowLanguage.from_probs(1, 29.123, {"de": 0.7, "en": 0.2, "nl": 0.06, "fr": 0.04})

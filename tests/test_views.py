@@ -10,7 +10,7 @@ import numpy as np
 from whisper_quant.batch import BatchClip, BatchResult, ClipResult
 from whisper_quant.compare import Comparison
 from whisper_quant.engines import Segment, TranscribeOptions
-from whisper_quant.longform import WindowLanguage
+from whisper_quant.longform_options import WindowLanguage
 from whisper_quant.metrics import DIFF_CHANGED
 from whisper_quant.run_report import to_json, to_markdown
 from whisper_quant.views import (

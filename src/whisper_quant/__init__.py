@@ -27,6 +27,7 @@ core:
     logit_filters.py      suppressed tokens and the timestamp rules
     token_decoders.py     greedy, sampling, forced tokens and beam search
     decoding.py           one 30-second window: options, prompt, language, no-speech
+    longform_options.py   the long-form options and results (frozen dataclasses)
     longform.py           the long-form loop: seek, fallback, prompts, segments
     measure.py            memory and wall-clock measurement
     metrics.py            text normalisation, WER/CER, diffs

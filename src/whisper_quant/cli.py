@@ -201,7 +201,7 @@ def build_main(argv: list[str] | None = None) -> int:
 
 
 def _fixed_tokens(text: str) -> int:
-    from .longform import MAX_FIXED_TOKENS
+    from .longform_options import MAX_FIXED_TOKENS
 
     try:
         value = int(text)
@@ -223,7 +223,7 @@ def _languages(text: str) -> frozenset[str]:
 
 def benchmark_parser() -> argparse.ArgumentParser:
     from .engines import ENGINES
-    from .longform import EARLY_END_RESUME_S
+    from .longform_options import EARLY_END_RESUME_S
 
     parser = argparse.ArgumentParser(
         prog="benchmark.py",
@@ -320,7 +320,7 @@ def benchmark_main(argv: list[str] | None = None) -> int:
     from .bench import load_clips, read_references, run_benchmark, split_fixed_token_engines
     from .engines import EngineError, TranscribeOptions, available_engines, engine_class
     from .layout import build_command
-    from .longform import EARLY_END_RESUME_S
+    from .longform_options import EARLY_END_RESUME_S
     from .manifest import ModelIntegrityError, read_manifest
     from .report import markdown_report, plot_report, plot_tradeoff
 

@@ -2,7 +2,7 @@
 
 `model_info` reads a model's languages from its files without starting any worker;
 `options_for` turns the language and task menus (and the advanced switches) into one
-`TranscribeOptions`, fitted to the model by `longform.fit_to_model`, the one home of the
+`TranscribeOptions`, fitted to the model by `longform_options.fit_to_model`, the one home of the
 model's rules (English-only models, known languages).
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .layout import GENERATION_CONFIG_FILE, ORIGINAL_DIR
-from .longform import (
+from .longform_options import (
     DEFAULT_TEMPERATURES,
     EARLY_END_RESUME_S,
     TranscribeOptions,

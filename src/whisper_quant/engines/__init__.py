@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..longform import Segment, TranscribeOptions
+from ..longform_options import Segment, TranscribeOptions
 from ..recipes import RECIPES
 from .base import (
     DEFAULT_THREADS,

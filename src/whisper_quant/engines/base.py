@@ -24,16 +24,14 @@ import numpy as np
 from ..audio import SAMPLE_RATE, is_silent
 from ..decoding import GenerationRules, WindowModel
 from ..layout import CONFIG_FILE, GENERATION_CONFIG_FILE, weight_bytes
-from ..longform import (
-    LogMel,
+from ..longform import LogMel, log_mel, transcribe
+from ..longform_options import (
     LongFormResult,
     Progress,
     Segment,
     TranscribeOptions,
     WindowLanguage,
     fit_to_model,
-    log_mel,
-    transcribe,
 )
 from ..measure import Stopwatch
 from ..tokens import SpecialTokens, is_multilingual, special_tokens

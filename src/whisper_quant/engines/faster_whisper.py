@@ -20,14 +20,8 @@ from collections.abc import Mapping
 
 from ..hardware import CpuInfo, cpu_info
 from ..layout import CT2_DIR, ORIGINAL_DIR
-from ..longform import (
-    LogMel,
-    LongFormResult,
-    Segment,
-    Timings,
-    TranscribeOptions,
-    WindowLanguage,
-)
+from ..longform import LogMel
+from ..longform_options import LongFormResult, Segment, Timings, TranscribeOptions, WindowLanguage
 from ..measure import Stopwatch
 from .base import Engine, EngineError, Progress
 

@@ -24,16 +24,8 @@ from dataclasses import dataclass
 
 from ..decoding import text_compression_ratio
 from ..layout import ORIGINAL_DIR, SEED_DIR
-from ..longform import (
-    N_FRAMES,
-    LogMel,
-    LongFormResult,
-    Segment,
-    Timings,
-    TranscribeOptions,
-    WindowLanguage,
-    window_features,
-)
+from ..longform import N_FRAMES, LogMel, window_features
+from ..longform_options import LongFormResult, Segment, Timings, TranscribeOptions, WindowLanguage
 from ..measure import Stopwatch
 from .base import Progress
 from .names import ORIGINAL
