@@ -318,7 +318,8 @@ def benchmark_main(argv: list[str] | None = None) -> int:
     from .engines import EngineError, TranscribeOptions, available_engines, engine_class
     from .layout import build_command
     from .manifest import ModelIntegrityError, read_manifest
-    from .report import markdown_report, plot_report, plot_tradeoff
+    from .plots import plot_report, plot_tradeoff
+    from .report_markdown import markdown_report
 
     args = benchmark_parser().parse_args(argv)
     configure_logging(args.verbose)
