@@ -7,9 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from whisper_quant.bench import bootstrap_clusters
 from whisper_quant.cli import benchmark_main, benchmark_parser
-from whisper_quant.report import _interval, bootstrap_note
+from whisper_quant.clip_groups import bootstrap_clusters
+from whisper_quant.report import _interval
+from whisper_quant.report_markdown import bootstrap_note
 
 
 def clips(**labels):

@@ -29,7 +29,8 @@ from whisper_quant.coverage import (
     total,
 )
 from whisper_quant.engines import Segment, Transcription
-from whisper_quant.report import bench_rows, markdown_report
+from whisper_quant.report import bench_rows
+from whisper_quant.report_markdown import markdown_report
 from whisper_quant.workers import LoadReport
 
 # --- the span arithmetic -------------------------------------------------------------------

@@ -57,8 +57,13 @@ runtime:
 evaluation:
     coverage.py           how much of a clip an engine's segments cover
     clip_groups.py        clips grouped by language, and by the cluster a bootstrap resamples
+    per_language.py       per-language accuracy, language identification and dropped speech
+    bench_methods.py      the benchmark report's notes on how each figure is measured
+    bench_stats.py        the benchmark's figures per engine and across engines, from its runs
     bench.py              the benchmark: every engine on every clip, repeated
-    report.py             table rows, chart data, markdown and plots
+    report.py             table rows and chart data
+    report_markdown.py    the benchmark report as markdown
+    plots.py              the benchmark's charts as PNG
     datasets.py           evaluation clips from folders, TSVs and Hub datasets
     batch.py              the batch tab's comparison of many clips
 

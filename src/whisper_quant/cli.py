@@ -322,7 +322,8 @@ def benchmark_main(argv: list[str] | None = None) -> int:
     from .layout import build_command
     from .longform_options import EARLY_END_RESUME_S
     from .manifest import ModelIntegrityError, read_manifest
-    from .report import markdown_report, plot_report, plot_tradeoff
+    from .plots import plot_report, plot_tradeoff
+    from .report_markdown import markdown_report
 
     args = benchmark_parser().parse_args(argv)
     configure_logging(args.verbose)

@@ -7,10 +7,13 @@ missing or empty label reads as the default.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
+
+# Clip attributes that name a clip's cluster for the bootstrap, tried in this order.
+CLUSTER_ATTRIBUTES = ("speaker", "source")
 
 
 def label_of(clip: object, field: str, default: str = "") -> str:
@@ -47,3 +50,17 @@ def cluster_of(clip: object) -> str:
     if source:
         return f"source:{source}"
     return f"clip:{label_of(clip, 'name')}"
+
+
+def bootstrap_clusters(clips: Sequence) -> tuple[str, list[str] | None]:
+    """The bootstrap's unit and each clip's cluster label: "speaker" or "source" when the
+    clips carry one (the first of CLUSTER_ATTRIBUTES any clip has), else "clip" and None
+    (clips are resampled). A clip without a label is a cluster of its own."""
+    for attribute in CLUSTER_ATTRIBUTES:
+        labels = [getattr(clip, attribute, None) for clip in clips]
+        if any(labels):
+            return attribute, [
+                str(label) if label else f"clip:{clip.name}"
+                for label, clip in zip(labels, clips, strict=True)
+            ]
+    return "clip", None

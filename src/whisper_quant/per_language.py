@@ -49,7 +49,7 @@ class LabelledClip:
 @dataclass(frozen=True)
 class EngineOutput:
     """One engine's outputs per clip name: transcript, detected language, coverage (a
-    `bench.EngineStats.clip_coverage` entry: covered_s, original_s, shared_s,
+    `bench_stats.EngineStats.clip_coverage` entry: covered_s, original_s, shared_s,
     dropped_spans)."""
 
     transcripts: Mapping[str, str]
