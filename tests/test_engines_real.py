@@ -365,7 +365,11 @@ def sonnets() -> np.ndarray:
     )
 
 
-@pytest.mark.parametrize("engine", list(TRANSCRIBING))
+# The quantized engine only: for the original and onnx-fp32 this re-measured what the long-form
+# benchmark publishes for all three on the same sonnets (docs/benchmark-long-tiny.en.json:
+# windows, fallback windows, highest compression ratio, longest 4-gram run and WER at 1, 3
+# and 10 minutes), and onnx-fp32 gives the original's tokens on a long clip (below).
+@pytest.mark.parametrize("engine", ["quantized"])
 def test_long_form_transcribes_start_middle_and_end(tiny_en, sonnets, engine):
     result = tiny_en[engine].transcribe(sonnets)
     assert result.windows >= 4
