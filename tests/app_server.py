@@ -1,17 +1,33 @@
 """Start `python app.py` for the UI tests (see whisper_quant.launch), isolated from the
-developer's own settings and from the network, and show its log when it stops."""
+developer's own settings and from the network, and show its log when it stops.
+
+Each launch costs an app start plus a load and warm-up of every engine worker, so the API,
+hardening and browser tests share one app (conftest's `studio_app`, with the settings
+below); only tests that need other settings (a damaged model, a queue of one, a short time
+limit) launch their own.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from whisper_quant.launch import log_tail
+import psutil
+
+from whisper_quant.launch import listening_pid, log_tail
 from whisper_quant.launch import running_app as _running_app
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The shared app's limits. The length limit is far under the default (10 minutes), so a
+# refusal shows that the setting is read; it still admits an 11 s clip that keeps an engine
+# busy. The upload limit admits a 48 kHz stereo float WAV of goforward.wav (1.1 MB).
+MAX_SECONDS = 12
+MAX_FILE_SIZE = "2mb"
+MAX_FILE_SIZE_BYTES = 2 * 2**20  # what Gradio reads "2mb" as
 
 
 @contextlib.contextmanager
@@ -30,3 +46,41 @@ def running_app(models_dir: Path, log_path: Path, **env: str) -> Iterator[str]:
             yield url
     finally:
         print(f"app log ({log_path}):\n{log_tail(log_path)}")
+
+
+@dataclass(frozen=True)
+class LaunchedApp:
+    """A running app: its URL, its log (unbuffered) and the pid of its server process."""
+
+    url: str
+    log: Path
+    pid: int
+
+    def log_size(self) -> int:
+        return self.log.stat().st_size
+
+    def log_since(self, offset: int) -> str:
+        with open(self.log, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+
+    def engine_workers(self) -> list[psutil.Process]:
+        """The app's children started by multiprocessing's spawn: one per engine."""
+        return [p for p in psutil.Process(self.pid).children() if "spawn_main" in " ".join(cmd(p))]
+
+
+def cmd(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
+@contextlib.contextmanager
+def launched(models_dir: Path, log: Path, **env: str) -> Iterator[LaunchedApp]:
+    """`running_app` with an unbuffered log, yielding a LaunchedApp."""
+    with running_app(models_dir, log, PYTHONUNBUFFERED="1", **env) as url:
+        pid = listening_pid(url)
+        if pid is None:
+            raise RuntimeError(f"nothing listens at {url}")
+        yield LaunchedApp(url, log, pid)

@@ -141,3 +141,22 @@ def built_base(models_dir):
     from whisper_quant.recipes import RECIPES
 
     return build_model("base", models_dir, BuildOptions(recipes=tuple(RECIPES)))
+
+
+@pytest.fixture(scope="session")
+def studio_app(built_tiny_en, tmp_path_factory):
+    """One `python app.py` on the real tiny.en, shared by the API, hardening and browser
+    tests (app_server's limits: a 12 s clip length, 2 MB uploads); a LaunchedApp.
+
+    Tests may leave it serving more variants than the default three (a variant chosen on the
+    page stays loaded), so none here counts its engine workers."""
+    from app_server import MAX_FILE_SIZE, MAX_SECONDS, launched
+
+    log = tmp_path_factory.mktemp("studio-app") / "app.log"
+    with launched(
+        built_tiny_en.folder.parent,
+        log,
+        WHISPER_MAX_SECONDS=str(MAX_SECONDS),
+        WHISPER_MAX_FILE_SIZE=MAX_FILE_SIZE,
+    ) as app:
+        yield app

@@ -1,16 +1,15 @@
 """The app through its public API: `python app.py` launched as a Space launches it, driven by
 gradio_client, with the real tiny.en model.
 
-One app serves most tests, with a 5 s length limit and a 1 MB upload limit so that those
-limits can be tested with small files; the damaged-model and timeout cases need their own.
+The app is the session's shared one (conftest's `studio_app`), with a 12 s length limit and a
+2 MB upload limit so that those limits can be tested with small files. A damaged model and
+the time limit need an app of their own: test_hardening.py's small app tests both.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import threading
 import wave
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from app_server import running_app
+from app_server import MAX_FILE_SIZE_BYTES, MAX_SECONDS
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
@@ -28,8 +27,6 @@ from whisper_quant.views import RESULT_HEADERS, SPEECH_COVERAGE, SPEEDUP_VS_PYTO
 
 pytestmark = pytest.mark.integration
 
-MAX_SECONDS = 5
-MAX_FILE_SIZE = "1mb"
 # compare's outputs: 11 of the contract, then the report files, the variants view and the
 # language identification, each added at the end.
 OUTPUTS = 14
@@ -52,15 +49,8 @@ def tone(seconds: float, rate: int = 16000) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def app_url(built_tiny_en, tmp_path_factory):
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    with running_app(
-        built_tiny_en.folder.parent,
-        log,
-        WHISPER_MAX_SECONDS=str(MAX_SECONDS),
-        WHISPER_MAX_FILE_SIZE=MAX_FILE_SIZE,
-    ) as url:
-        yield url
+def app_url(studio_app):
+    return studio_app.url
 
 
 @pytest.fixture(scope="module")
@@ -289,9 +279,9 @@ def test_a_clip_over_the_length_limit_is_refused_naming_the_limit(client, tmp_pa
 
 
 def test_a_file_over_the_upload_limit_is_refused(app_url, client, tmp_path):
-    big = write_wav(tmp_path / "big.wav", tone(40))  # 1.3 MB, over the 1 MB limit
+    big = write_wav(tmp_path / "big.wav", tone(70))  # 2.2 MB, over the 2 MB limit
     # The app publishes its limit, so the client refuses before uploading...
-    with pytest.raises(ValueError, match="maximum file size of 1048576 bytes"):
+    with pytest.raises(ValueError, match=f"maximum file size of {MAX_FILE_SIZE_BYTES} bytes"):
         compare(client, big)
     # ...and the server refuses the upload from anyone who does not check.
     with open(big, "rb") as f:
@@ -334,45 +324,6 @@ def test_the_app_still_serves_after_bad_requests(client, clip):
     result = compare(client, clip("goforward.wav"))
     assert result[0] == result[1] == "Go forward 10 meters."
     assert len(rows(result)) == len(Settings().engines)
-
-
-# --- failures that need an app of their own -----------------------------------------------
-
-
-def _linked_copy(source: Path, target: Path) -> None:
-    """A copy of a model folder that shares the big files (hard links where possible)."""
-
-    def link(src, dst):
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
-    shutil.copytree(source, target, copy_function=link)
-
-
-def test_a_damaged_model_is_refused_with_the_rebuild_command(built_tiny_en, tmp_path, clip):
-    models = tmp_path / "models"
-    damaged = models / built_tiny_en.folder.name
-    _linked_copy(built_tiny_en.folder, damaged)
-    config = damaged / "quantized" / "config.json"
-    text = config.read_text()
-    config.unlink()  # a new file: the linked original stays intact
-    config.write_text(text.replace("{", '{"tampered": true, ', 1))
-
-    with running_app(models, tmp_path / "app.log") as url:
-        client = Client(url, verbose=False)
-        with pytest.raises(AppError, match=r"build_model\.py --model tiny\.en"):
-            compare(client, clip("goforward.wav"))
-
-
-def test_an_engine_that_runs_too_long_is_stopped_with_a_message(built_tiny_en, tmp_path, clip):
-    with running_app(
-        built_tiny_en.folder.parent, tmp_path / "app.log", WHISPER_REQUEST_TIMEOUT_S="0.01"
-    ) as url:
-        client = Client(url, verbose=False)
-        with pytest.raises(AppError, match="took longer than"):
-            compare(client, clip("goforward.wav"))
 
 
 def test_a_remote_url_as_audio_is_refused_before_anything_is_fetched(app_url, client):

@@ -10,7 +10,6 @@ import struct
 
 import pytest
 import studio_page
-from app_server import running_app
 
 from whisper_quant.metrics import normalize_text
 from whisper_quant.settings import Settings
@@ -30,10 +29,9 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def app_url(built_tiny_en, tmp_path_factory):
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    with running_app(built_tiny_en.folder.parent, log) as url:
-        yield url
+def app_url(studio_app):
+    """The session's shared app (conftest): its limits are far above these clips."""
+    return studio_app.url
 
 
 @pytest.fixture(scope="module")
