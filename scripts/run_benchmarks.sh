@@ -21,6 +21,8 @@ if [ "$recipes_per_language" = all ]; then
 else
     recipes_subset=(--limit-per-language "$recipes_per_language")
 fi
+# RECIPES_LANGUAGES (default en,es,fr,it,ru) names the languages of the recipes set on base.
+recipes_languages=${RECIPES_LANGUAGES:-en,es,fr,it,ru}
 languages_per_language=${LANGUAGES_PER_LANGUAGE:-25}
 if [ "$languages_per_language" = all ]; then
     languages_subset=()
@@ -72,7 +74,8 @@ for set in $sets; do
               # tiny.en: the English clips; base: every language, RECIPES_PER_LANGUAGE clips each
         run recipes tiny.en --dataset eval --languages en --repeat 1 \
             --tradeoff-plot docs/benchmark-recipes-tiny.en-tradeoff.png
-        run recipes base --dataset eval ${recipes_subset[@]+"${recipes_subset[@]}"} --repeat 1 \
+        run recipes base --dataset eval --languages "$recipes_languages" \
+            ${recipes_subset[@]+"${recipes_subset[@]}"} --repeat 1 \
             --tradeoff-plot docs/benchmark-recipes-base-tradeoff.png ;;
     languages)  # base on every clip of all five languages: per-language accuracy, language
                 # identification and dropped speech; one timed pass
