@@ -205,11 +205,11 @@ def test_every_recipe_transcribes_a_real_clip(model, request):
     print(f"{folder.name}: int4 files are {share:.1%} of the fp32 weights")
     assert share <= INT4_SIZE_BUDGET
     audio = decode_audio(DATA / "goforward.wav")
-    names = ["original", *RECIPES]
-    with Studio(folder, names) as studio:
-        comparison = studio.compare(audio)
-    for result in comparison.results:
-        print(result.engine, result.transcription.text)
-        assert normalize_text(result.transcription.text, "en") == "go forward 10 meters", (
-            result.engine
-        )
+    # In this process, one engine at a time: what is checked is each recipe's transcript.
+    # A Studio would spawn, load and warm up a worker per engine (eight here) first; each
+    # recipe through a Studio's worker is test_each_recipe_loads_and_runs_on_its_own above.
+    for name in ["original", *RECIPES]:
+        result = ENGINES[name](folder).transcribe(audio)
+        print(result.engine, result.text)
+        assert result.engine == name
+        assert normalize_text(result.text, "en") == "go forward 10 meters", name
