@@ -131,7 +131,9 @@ def test_transcript_wer_against_reference(tiny_en_results, references, engine, c
     result = tiny_en_results[engine, clip]
     assert result.language == "en"
     assert result.windows == 1
-    wer = word_error_rate(references[clip], result.text)
+    # With the extra rules (metrics.EXTRA_RULES): Whisper's normaliser alone leaves a spoken
+    # "five five" written as "5 5" two words apart from the reference, a spelling, not an error.
+    wer = word_error_rate(references[clip], result.text, extra_rules=True)
     assert wer.rate <= MAX_WER, f"{engine} on {clip}: {result.text!r} ({wer})"
 
 
