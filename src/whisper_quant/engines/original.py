@@ -209,6 +209,7 @@ class OriginalEngine(PyTorchEngine):
     name = ORIGINAL
     label = "Original (PyTorch fp32)"
     subfolder = ORIGINAL_DIR
+    long_form = "transformers generate"
 
     def _load(self) -> None:
         super()._load()
@@ -220,15 +221,6 @@ class OriginalEngine(PyTorchEngine):
         self._calls.wrap_forward(model, _kind)
         self._calls.wrap_steps(model)
         self._fallbacks = _FallbackLog(model)
-
-    def runtime_details(self) -> dict:
-        return {
-            "runtime": f"PyTorch {self._torch.__version__} (transformers generate)",
-            "threads": self._torch.get_num_threads(),
-            "graph_changes": [],
-            "encoder_attention_fused": False,
-            "attention_implementation": self.model.config._attn_implementation,
-        }
 
     def _long_form(
         self, mel: LogMel, options: TranscribeOptions, watch: Stopwatch, progress: Progress | None

@@ -27,6 +27,8 @@ class PyTorchEngine(Engine):
     name = PYTORCH
     label = "PyTorch fp32, same loop"
     subfolder = ORIGINAL_DIR
+    # What drives the model's windows, as the load report names it.
+    long_form = "the studio's long-form loop"
 
     @classmethod
     def preload(cls) -> None:
@@ -57,7 +59,7 @@ class PyTorchEngine(Engine):
 
     def runtime_details(self) -> dict:
         return {
-            "runtime": f"PyTorch {self._torch.__version__} (the studio's long-form loop)",
+            "runtime": f"PyTorch {self._torch.__version__} ({self.long_form})",
             "threads": self._torch.get_num_threads(),
             "graph_changes": [],
             "encoder_attention_fused": False,
