@@ -61,7 +61,7 @@ def prompts(unpacked: Path, language: str) -> list[tuple[Path, str]]:
 def mixed(second: list[tuple[Path, str]], seconds: float) -> tuple[np.ndarray, float, str]:
     """The sonnet, then every STRIDE-th prompt until the second part lasts `seconds`."""
     pause = np.zeros(round(PAUSE_S * SAMPLE_RATE), np.float32)
-    sonnet = next(item for item in read_set(EVAL) if "sonnet-001" in item[0].name)
+    sonnet = next(item for item in read_set(EVAL, "en") if "sonnet-001" in item[0].name)
     parts = [decode_audio(sonnet[0], max_seconds=None), pause]
     start = sum(len(p) for p in parts) / SAMPLE_RATE
     texts = []
