@@ -26,6 +26,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "shapes",
         "recipes",
         "hardware",
+        "roofline",
         "audio",
         "tokens",
         "graphs",

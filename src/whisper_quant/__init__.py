@@ -21,6 +21,7 @@ core:
     shapes.py             the shapes of openai's checkpoints, for random-weight builds
     recipes.py            the quantization recipes, by name
     hardware.py           the CPU's model and flags (/proc/cpuinfo)
+    roofline.py           a model's work from its dims, and its floor from measured peaks
     audio.py              decoding any upload to 16 kHz mono, silence, splitting
     tokens.py             Whisper's special tokens, from a model's tokenizer
     graphs.py             ONNX graph walks and rewrites, for the build and the ONNX engines

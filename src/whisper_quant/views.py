@@ -8,6 +8,7 @@ text, table rows or HTML, so all of it can be tested without the page.
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 
 from .batch import BatchResult
@@ -21,6 +22,7 @@ from .coverage import (
     format_span,
 )
 from .engines import ONNX_FP32, ORIGINAL, PYTORCH, QUANTIZED, Transcription
+from .layout import CONFIG_FILE, ONNX_FP32_DIR, ORIGINAL_DIR, QUANTIZED_DIR
 from .manifest import ModelIntegrityError, read_manifest
 from .measure import MEMORY_METHOD, mib, timing_method
 from .metrics import DIFF_ADDED, DIFF_CHANGED, DIFF_MISSING, word_diff
@@ -531,12 +533,31 @@ def batch_summary(result: BatchResult) -> str:
 # --- the machine -----------------------------------------------------------------------------
 
 
-def hardware_panel(settings: Settings, model: str) -> str:
-    """The CPU, its int8 features, the threads, and the model's quantization preset."""
+def hardware_panel(settings: Settings, model: str, roofline_json: Path | None = None) -> str:
+    """The CPU, its int8 features, the threads, the model's quantization preset, and the
+    model's floor (roofline.py: measured peaks only where docs/roofline.json names this CPU)."""
     from .hardware import cpu_info, cpu_panel
+    from .roofline import ROOFLINE_JSON, floor_panel, load_report, shape_from_config
 
+    folder = Path(settings.models_dir) / model
     try:
-        preset = read_manifest(Path(settings.models_dir) / model)["quantization"]["preset"]
+        preset = read_manifest(folder)["quantization"]["preset"]
     except (ModelIntegrityError, KeyError):
         preset = None
-    return cpu_panel(cpu_info(), settings.threads, preset)
+    panel = cpu_panel(cpu_info(), settings.threads, preset)
+    config = next(
+        (
+            folder / sub / CONFIG_FILE
+            for sub in (ORIGINAL_DIR, ONNX_FP32_DIR, QUANTIZED_DIR)
+            if (folder / sub / CONFIG_FILE).is_file()
+        ),
+        None,
+    )
+    if config is None:
+        return panel
+    try:
+        shape = shape_from_config(model, json.loads(config.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return panel
+    report = load_report(roofline_json or ROOFLINE_JSON)
+    return panel + "  \n" + floor_panel(shape, cpu_info(), report)
