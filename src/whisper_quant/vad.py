@@ -23,6 +23,8 @@ Where this differs from faster-whisper:
   it through the chunk's own spans. faster-whisper maps through every span of the recording,
   so a timestamp the model places past the end of a chunk's audio lands in the next chunk's
   time (timestamps can then go backwards, or past the end of the clip); here they cannot.
+- `Chunk.original_time` is not rounded (faster-whisper rounds to 0.01 s, which can put a
+  segment's start before its chunk's first sample).
 - `Chunk.spans` lists every span of the chunk. faster-whisper's metadata leaves out the span
   that opens a new chunk (its audio is the same; only its word-timestamp code reads them).
 - The options and spans are frozen dataclasses; faster-whisper uses a mutable dataclass and
@@ -141,7 +143,7 @@ class Chunk:
             index = min(bisect.bisect(ends, sample), len(ends) - 1)
         before = ends[index - 1] if index else 0
         silence = self.spans[index].start - before  # samples left out before this span
-        return round((sample + silence) / SAMPLE_RATE, 2)
+        return (sample + silence) / SAMPLE_RATE
 
 
 def model_path() -> Path:
