@@ -106,9 +106,13 @@ def compare(
     temperature_fallback=True,
     language_per_window=False,
     engines=None,
+    batch_windows=1,
     progress=gr.Progress(),  # noqa: B008
 ):
-    """Transcribe the clip with each chosen engine, window by window, and compare them."""
+    """Transcribe the clip with each chosen engine, window by window, and compare them.
+
+    `batch_windows` above 1 cuts the clip at pauses into chunks of at most 30 s and decodes
+    that many at a time (the API's last input; 1, the default, is sequential windows)."""
     if not audio:
         raise gr.Error("Upload or record audio first.", print_exception=False)
     try:
@@ -119,6 +123,7 @@ def compare(
             condition_on_previous_text=bool(condition_on_previous_text),
             temperature_fallback=bool(temperature_fallback),
             language_per_window=bool(language_per_window),
+            batch_size=int(batch_windows or 1),
         )
         comparison = POOL.compare(
             audio,
@@ -394,6 +399,18 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
                         "end resumes at its last segment, so speech in another language after "
                         "it is decoded in its own language.",
                     )
+                    batch_windows = gr.Slider(
+                        1,
+                        16,
+                        value=1,
+                        step=1,
+                        label="Batch windows",
+                        info="Above 1: cut the clip at pauses (Silero VAD) into chunks of at most "
+                        "30 s and decode this many at a time, greedily, without previous text or "
+                        "temperature fallback (faster-whisper's batched pipeline). 1: one 30 s "
+                        "window after another.",
+                        elem_id="batch-windows",
+                    )
                 run = gr.Button("Run", variant="primary", elem_id="run")
 
         with gr.Row(equal_height=True):
@@ -540,7 +557,18 @@ with gr.Blocks(title="Whisper Quantization Studio", delete_cache=(600, 3600)) as
 
     run.click(
         compare,
-        inputs=[audio, reference, model, language, task, condition, fallback, per_window, engines],
+        inputs=[
+            audio,
+            reference,
+            model,
+            language,
+            task,
+            condition,
+            fallback,
+            per_window,
+            engines,
+            batch_windows,
+        ],
         outputs=[
             original_text,
             quantized_text,

@@ -102,6 +102,7 @@ def test_compare_and_compare_batch_are_the_public_endpoints_with_documented_inpu
         "temperature_fallback",
         "language_per_window",
         "engines",
+        "batch_windows",
     ]
     defaults = {p["parameter_name"]: p.get("parameter_default") for p in compare_api["parameters"]}
     assert defaults["reference"] == ""
@@ -112,6 +113,7 @@ def test_compare_and_compare_batch_are_the_public_endpoints_with_documented_inpu
     assert defaults["temperature_fallback"] is True
     assert defaults["language_per_window"] is False
     assert defaults["engines"] == list(Settings().engines)  # the page's default selection
+    assert defaults["batch_windows"] == 1  # sequential windows unless asked
     outputs = [r["label"] for r in compare_api["returns"]]
     assert outputs[:3] == ["Original (PyTorch fp32)", "Quantized (ONNX int8) transcript", "Results"]
     assert outputs[8] == "Segments"
@@ -250,6 +252,13 @@ def test_the_old_positional_call_still_runs_the_default_variants(client, clip):
         audio, "", "tiny.en", "auto-detect", "transcribe", True, True, False, api_name="/compare"
     )
     assert len(rows(result)) == len(Settings().engines)
+
+
+def test_batch_windows_decode_the_clip_in_chunks(client, clip, references):
+    result = compare(client, clip("goforward.wav"), references["goforward.wav"], batch_windows=2)
+    assert len(result) == OUTPUTS
+    assert len(rows(result)) == len(Settings().engines)
+    assert "go forward" in result[0].lower()  # the original's transcript
 
 
 def test_no_audio_is_refused_with_a_plain_message(client):

@@ -28,8 +28,10 @@ core:
     logit_filters.py      suppressed tokens and the timestamp rules
     token_decoders.py     greedy, sampling, forced tokens and beam search
     decoding.py           one 30-second window: options, prompt, language, no-speech
+    vad.py                speech spans (Silero VAD, onnxruntime) merged into 30 s chunks
     longform_options.py   the long-form options and results (frozen dataclasses)
     longform.py           the long-form loop: seek, fallback, prompts, segments
+    longform_batched.py   the batched long-form path: VAD chunks decoded N at a time
     measure.py            memory and wall-clock measurement
     metrics.py            text normalisation, WER/CER, diffs
     stats.py              bootstrap intervals, loop flags, per-utterance tables

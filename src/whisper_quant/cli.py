@@ -282,6 +282,21 @@ def benchmark_parser() -> argparse.ArgumentParser:
         help="decode at temperature 0 only (no temperature fallback)",
     )
     parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        metavar="N",
+        help="above 1: cut each clip at pauses (Silero VAD) into chunks of at most 30 s and "
+        "decode N at a time, greedily, without previous text (faster-whisper's batched "
+        "pipeline; faster-whisper itself runs its BatchedInferencePipeline); 1: sequential "
+        "30 s windows (default)",
+    )
+    parser.add_argument(
+        "--no-timestamps",
+        action="store_true",
+        help="decode without timestamp tokens: one segment per window or chunk",
+    )
+    parser.add_argument(
         "--max-new-tokens",
         type=int,
         metavar="N",
@@ -394,6 +409,8 @@ def benchmark_main(argv: list[str] | None = None) -> int:
             early_end_resume_s=EARLY_END_RESUME_S if args.language_per_window else None,
             fixed_tokens=args.fixed_tokens,
             max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            timestamps=not args.no_timestamps,
         )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -76,11 +76,13 @@ from .logit_filters import (
 )
 from .token_decoders import (
     DEFAULT_TOP_K,
+    BatchGreedyDecoder,
     BeamSearchDecoder,
     DecoderState,
     DecoderTiming,
     ForcedDecoder,
     GreedyDecoder,
+    Hypothesis,
     Inference,
     SequenceRanker,
     TokenDecoder,
@@ -354,17 +356,76 @@ def decode_window(
     else:
         decoder = GreedyDecoder(special.eot, options.temperature, rng=rng, top_k=options.top_k)
     hypothesis = decoder.decode(inference, logits[:, -1], filters, limit)
+    return _window_result(
+        hypothesis, special.eot, options.temperature, no_speech, vocab, inference.timing
+    )
+
+
+def _window_result(
+    hypothesis: Hypothesis,
+    eot: int,
+    temperature: float,
+    no_speech: float,
+    vocab: int,
+    timing: DecoderTiming,
+) -> WindowResult:
     generated = hypothesis.tokens
-    ended = bool(generated) and generated[-1] == special.eot
+    ended = bool(generated) and generated[-1] == eot
     return WindowResult(
         tokens=generated[:-1] if ended else generated,
         ended=ended,
-        temperature=options.temperature,
+        temperature=temperature,
         avg_logprob=float(np.float32(sum(hypothesis.logprobs)) / max(len(generated), 1)),
         no_speech_prob=no_speech,
         token_compression_ratio=token_compression_ratio(generated, vocab),
-        timing=inference.timing,
+        timing=timing,
     )
+
+
+def decode_windows(
+    model: WindowModel,
+    encoded: object,
+    prompts: Sequence[Sequence[int]],
+    *,
+    special: SpecialTokens,
+    rules: GenerationRules,
+    options: WindowOptions,
+    rng: np.random.Generator | None = None,
+) -> tuple[list[WindowResult], DecoderTiming]:
+    """Decode several windows at once: row i of `encoded` after `prompts[i]`.
+
+    The batched path's decoding (longform_batched.py): greedy or sampling at
+    `options.temperature` (`BatchGreedyDecoder`), the same filters, limits, no-speech
+    probability and figures as `decode_window` gives each window alone. The prompts have one
+    length (they differ at most in the language token). The decoder's time is the batch's,
+    returned once; each result's `timing` is empty.
+    """
+    if options.uses_beam_search or options.fixed_tokens is not None:
+        raise ValueError("Batched windows decode greedily or by sampling, without forced tokens")
+    batch = np.asarray([list(p) for p in prompts], dtype=np.int64)
+    if batch.ndim != 2 or not batch.shape[0]:
+        raise ValueError("Expected one prompt per window, all of one length")
+    sot_index = list(batch[0]).index(special.sot)
+    limit = token_limit(rules, options, batch.shape[1])
+    inference = Inference(model.decoder(encoded, batch.shape[0]))
+    logits = inference.prompt(batch)
+    if options.transformers_no_speech and sot_index == batch.shape[1] - 1:
+        no_speech = [
+            transformers_no_speech_probability(row, special.no_speech, rules, beam=False)
+            for row in logits[:, sot_index]
+        ]
+    else:
+        no_speech = [no_speech_probability(row, special.no_speech) for row in logits[:, sot_index]]
+    vocab = logits.shape[-1]
+    decoder = BatchGreedyDecoder(special.eot, options.temperature, rng=rng, top_k=options.top_k)
+    hypotheses = decoder.decode(
+        inference, logits[:, -1], window_filters(special, rules, options), limit
+    )
+    results = [
+        _window_result(h, special.eot, options.temperature, p, vocab, DecoderTiming())
+        for h, p in zip(hypotheses, no_speech, strict=True)
+    ]
+    return results, inference.timing
 
 
 # --- language -----------------------------------------------------------------------------
@@ -378,6 +439,33 @@ class LanguageDetection:
     # Language code -> probability (softmax over the language tokens only).
     probs: Mapping[str, float]
     seconds: float
+
+
+def detect_languages(
+    model: WindowModel,
+    encoded: object,
+    rows: int,
+    special: SpecialTokens,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[LanguageDetection]:
+    """`detect_language` for each of `rows` windows in `encoded`, in one decoder call; each
+    detection's `seconds` is its share of the call."""
+    if not special.multilingual:
+        raise ValueError("An English-only model has no language tokens")
+    started = clock()
+    prompt = np.full((rows, 1), special.sot, dtype=np.int64)
+    logits = model.decoder(encoded, rows).step(prompt)[:, -1]
+    seconds = (clock() - started) / rows
+    return [_language_of(row, special, seconds) for row in logits]
+
+
+def _language_of(logits: np.ndarray, special: SpecialTokens, seconds: float) -> LanguageDetection:
+    codes = list(special.languages)
+    ids = np.array([special.languages[c] for c in codes], dtype=np.int64)
+    chosen = np.asarray(logits, dtype=np.float32)[ids]
+    probs = softmax(chosen.astype(np.float64))
+    best = codes[int(np.argmax(chosen))]
+    return LanguageDetection(best, dict(zip(codes, probs.tolist(), strict=True)), seconds)
 
 
 def detect_language(
@@ -396,9 +484,4 @@ def detect_language(
     started = clock()
     logits = model.decoder(encoded, 1).step(np.array([[special.sot]], dtype=np.int64))[0, -1]
     seconds = clock() - started
-    codes = list(special.languages)
-    ids = np.array([special.languages[c] for c in codes], dtype=np.int64)
-    chosen = np.asarray(logits, dtype=np.float32)[ids]
-    probs = softmax(chosen.astype(np.float64))
-    best = codes[int(np.argmax(chosen))]
-    return LanguageDetection(best, dict(zip(codes, probs.tolist(), strict=True)), seconds)
+    return _language_of(logits, special, seconds)

@@ -72,6 +72,10 @@ class TranscribeOptions:
     # seconds before its end resumes at its last segment's end (None: past the window, as
     # openai-whisper and transformers do). See the module's docstring.
     early_end_resume_s: float | None = None
+    # Above 1: the batched path (longform_batched.py): the recording cut at pauses by a
+    # voice-activity detector into chunks of at most 30 s, decoded this many at a time,
+    # greedily, at the first temperature, without previous text. 1: the sequential windows.
+    batch_size: int = 1
 
     def __post_init__(self):
         temperatures = tuple(float(t) for t in self.temperatures)
@@ -105,6 +109,12 @@ class TranscribeOptions:
             raise ValueError("top_k must be at least 1 (or None)")
         if self.early_end_resume_s is not None and not self.early_end_resume_s > 0:
             raise ValueError("early_end_resume_s must be more than 0 (or None)")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.batch_size > 1 and self.beam_size > 1:
+            raise ValueError("Batched windows decode greedily: set the beam size to 1.")
+        if self.batch_size > 1 and self.fixed_tokens is not None:
+            raise ValueError("fixed_tokens decodes sequential windows: set batch_size to 1.")
 
     def window_options(self, temperature: float) -> WindowOptions:
         return WindowOptions(
@@ -158,7 +168,10 @@ class Segment:
     avg_logprob: float
     no_speech_prob: float
     compression_ratio: float  # the kind the fallback judged (options.compression_ratio_kind)
-    window: int  # index of the window it came from
+    window: int  # index of the window it came from (the batched path: of its chunk)
+    # The batched path: where the segment's chunk starts in the audio, seconds (its first
+    # speech span; vad.Chunk.start_s). None for sequential windows.
+    chunk_start: float | None = None
 
 
 @dataclass(frozen=True)

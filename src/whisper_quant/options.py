@@ -72,6 +72,7 @@ def options_for(
     condition_on_previous_text: bool = True,
     temperature_fallback: bool = True,
     language_per_window: bool = False,
+    batch_size: int = 1,
 ) -> TranscribeOptions:
     """Transcription options from the page's menus, fitted to the model (`fit_to_model`):
     ValueError, in the page's words, for a combination the model cannot follow.
@@ -79,6 +80,8 @@ def options_for(
     The language menu's AUTO_DETECT_PER_WINDOW, or `language_per_window`, detects the
     language on every 30 s window (multilingual models; English-only ones ignore it), and
     resumes a window that ended EARLY_END_RESUME_S or more before its end at its last segment.
+    `batch_size` above 1 decodes chunks cut at pauses that many at a time (longform_batched.py);
+    random-weight models decode forced tokens, sequentially.
     """
     per_window = language == AUTO_DETECT_PER_WINDOW or language_per_window
     code = None if language in (None, "", AUTO_DETECT, AUTO_DETECT_PER_WINDOW) else language
@@ -89,6 +92,7 @@ def options_for(
         temperatures=DEFAULT_TEMPERATURES if temperature_fallback else (0.0,),
         language_per_window=per_window,
         early_end_resume_s=EARLY_END_RESUME_S if per_window else None,
+        batch_size=int(batch_size or 1),
     )
     if info.synthetic:
         # Random weights never say the end token: they would decode 448 tokens at each of
@@ -101,6 +105,7 @@ def options_for(
             language_per_window=False,
             early_end_resume_s=None,
             fixed_tokens=SYNTHETIC_FIXED_TOKENS,
+            batch_size=1,
         )
     return fit_to_model(
         options, info.name, multilingual=info.multilingual, languages=info.languages

@@ -206,6 +206,7 @@ class StudioSwitcher:
         condition_on_previous_text: bool = True,
         temperature_fallback: bool = True,
         language_per_window: bool = False,
+        batch_size: int = 1,
     ) -> TranscribeOptions:
         """Transcription options from the page's menus for `model` (`options_for`)."""
         return options_for(
@@ -215,6 +216,7 @@ class StudioSwitcher:
             condition_on_previous_text=condition_on_previous_text,
             temperature_fallback=temperature_fallback,
             language_per_window=language_per_window,
+            batch_size=batch_size,
         )
 
     def _known(self, model: str | None) -> str:

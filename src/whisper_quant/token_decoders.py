@@ -185,6 +185,58 @@ class GreedyDecoder(TokenDecoder):
         return token, kept
 
 
+class BatchGreedyDecoder:
+    """`GreedyDecoder` on many rows at once, each its own sequence (its own window's audio).
+
+    Each step filters every running row's logits with that row's tokens, chooses its token as
+    `GreedyDecoder` does (argmax, or one draw from `rng` per row, in row order), and runs the
+    decoder once for the rows still running. A row that ends (end token or `limit`) stops
+    contributing: the cache keeps only the running rows (`Inference.reorder` on their indices),
+    so later steps compute nothing for it.
+    """
+
+    def __init__(
+        self,
+        eot: int,
+        temperature: float = 0.0,
+        *,
+        rng: np.random.Generator | None = None,
+        top_k: int | None = DEFAULT_TOP_K,
+    ):
+        self.eot = eot
+        self.row = GreedyDecoder(eot, temperature, rng=rng, top_k=top_k)
+
+    def decode(
+        self, inference: Inference, logits: np.ndarray, filters: LogitFilters, limit: int
+    ) -> list[Hypothesis]:
+        """`logits` (rows, vocab): each row's prompt's last position; one hypothesis per row."""
+        rows = logits.shape[0]
+        tokens: list[list[int]] = [[] for _ in range(rows)]
+        logprobs: list[list[float]] = [[] for _ in range(rows)]
+        running = list(range(rows))  # the rows the cache holds, in its order
+        step = 0
+        while True:
+            scores = np.array(logits, dtype=np.float32)
+            generated = np.array([tokens[r] for r in running], dtype=np.int64)
+            filters.apply(scores, generated.reshape(len(running), step))
+            for i, r in enumerate(running):
+                token, kept = self.row._choose(scores[i])
+                tokens[r].append(token)
+                logprobs[r].append(float(log_softmax(kept)[token]))
+            step += 1
+            still = [i for i, r in enumerate(running) if tokens[r][-1] != self.eot]
+            if step >= limit or not still:
+                break
+            if len(still) < len(running):
+                inference.reorder(np.array(still, dtype=np.int64))
+                running = [running[i] for i in still]
+            logits = inference.next(np.array([tokens[r][-1] for r in running]))
+        return [
+            Hypothesis(tuple(t), tuple(p), float(sum(p)))
+            for t, p in zip(tokens, logprobs, strict=True)
+        ]
+
+
 class ForcedDecoder(TokenDecoder):
     """Feeds a fixed token sequence instead of choosing: identical work for every engine.
 

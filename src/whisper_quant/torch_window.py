@@ -42,7 +42,10 @@ class TorchDecoderState:
     def reorder(self, index: np.ndarray) -> None:
         import torch
 
-        self.cache.reorder_cache(torch.as_tensor(np.asarray(index, dtype=np.int64)))
+        index = torch.as_tensor(np.asarray(index, dtype=np.int64))
+        self.cache.reorder_cache(index)
+        if len(index) != self.hidden.shape[0]:  # batched windows: finished rows dropped
+            self.hidden = self.hidden.index_select(0, index)
 
 
 class TorchWindowModel:
@@ -64,7 +67,8 @@ class TorchWindowModel:
         return cls(model)
 
     def encode(self, features: np.ndarray):
-        """The encoder's last hidden state (1, 1500, d_model), a torch tensor."""
+        """The encoder's last hidden state (rows, 1500, d_model), a torch tensor, for
+        (rows, n_mels, 3000) features."""
         import torch
 
         with torch.inference_mode():

@@ -25,6 +25,7 @@ from ..audio import SAMPLE_RATE, is_silent
 from ..decoding import GenerationRules, WindowModel
 from ..layout import CONFIG_FILE, GENERATION_CONFIG_FILE, weight_bytes
 from ..longform import LogMel, log_mel, transcribe
+from ..longform_batched import chunk_features, transcribe_batched
 from ..longform_options import (
     LongFormResult,
     Progress,
@@ -35,6 +36,7 @@ from ..longform_options import (
 )
 from ..measure import Stopwatch
 from ..tokens import SpecialTokens, is_multilingual, special_tokens
+from ..vad import speech_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +147,29 @@ class Engine(ABC):
             progress=progress,
         )
 
+    def _batched(
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        watch: Stopwatch,
+        progress: Progress | None,
+    ) -> LongFormResult:
+        """The clip cut at pauses into chunks decoded `options.batch_size` at a time
+        (longform_batched.py); by default through the shared loop. The voice-activity
+        detector and each chunk's features are timed together as "features"."""
+        with watch.section("features"):
+            chunks = chunk_features(self._features, audio, speech_chunks(audio))
+        return transcribe_batched(
+            self.window_model(watch),
+            chunks,
+            special=self.special,
+            rules=self.rules,
+            decode_text=self.decode_text,
+            options=options,
+            audio_s=len(audio) / SAMPLE_RATE,
+            progress=progress,
+        )
+
     def runtime_details(self) -> dict:
         """What runs, for load reports: runtime, graph changes, session options."""
         return {}
@@ -248,11 +273,15 @@ class Engine(ABC):
             )
         watch = Stopwatch()
         started = time.perf_counter()
-        with watch.section("features"):
-            mel = self.features(audio)
-        result = self._long_form(mel, options, watch, progress)
+        mel = None
+        if options.batch_size > 1:
+            result = self._batched(audio, options, watch, progress)
+        else:
+            with watch.section("features"):
+                mel = self.features(audio)
+            result = self._long_form(mel, options, watch, progress)
         total = time.perf_counter() - started
-        timings = {"features": watch.seconds["features"]}
+        timings = {"features": watch.seconds.get("features", 0.0)}
         own = watch.seconds
         # Engines that time their own parts (encoder, cross_kv) put them in `watch`.
         if own.get("encoder", result.timings.encoder_s):
@@ -269,7 +298,7 @@ class Engine(ABC):
         timings["total"] = total
         language = result.language if self.multilingual else "en"
         window_languages = result.window_languages
-        if self.multilingual and not window_languages:
+        if self.multilingual and not window_languages and mel is not None:
             window_languages = self.untimed_languages(mel, options, result)
         return Transcription(
             engine=self.name,

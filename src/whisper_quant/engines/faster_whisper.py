@@ -17,6 +17,7 @@ import os
 import platform
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 
 from ..hardware import CpuInfo, cpu_info
 from ..layout import CT2_DIR, ORIGINAL_DIR
@@ -90,6 +91,30 @@ class FasterWhisperEngine(Engine):
         # faster-whisper computes its own features inside transcribe.
         return LogMel(audio[None, None, :], len(audio))
 
+    def _batched(
+        self, audio, options: TranscribeOptions, watch: Stopwatch, progress: Progress | None
+    ) -> LongFormResult:
+        """faster-whisper's `BatchedInferencePipeline` on the same model and threads, with
+        the same batch size, temperature and timestamp setting: its own VAD (the same
+        model and options as vad.py, so the same chunks), features and loop, all timed as
+        decoding. Its segments name their chunk by its offset on the speech time line
+        (`seek`); a chunk's start here is its first segment's start."""
+        from faster_whisper import BatchedInferencePipeline
+
+        started = time.perf_counter()
+        segments, info = BatchedInferencePipeline(self.model).transcribe(
+            audio,
+            language=options.language if self.multilingual else None,
+            task=options.task,
+            beam_size=options.beam_size,
+            temperature=options.temperatures[0],
+            without_timestamps=not options.timestamps,
+            max_new_tokens=options.max_new_tokens,
+            multilingual=options.language_per_window,
+            batch_size=options.batch_size,
+        )
+        return self._result(segments, info, started, chunked=True)
+
     def _long_form(
         self, mel: LogMel, options: TranscribeOptions, watch: Stopwatch, progress: Progress | None
     ) -> LongFormResult:
@@ -115,6 +140,10 @@ class FasterWhisperEngine(Engine):
             multilingual=options.language_per_window,
             vad_filter=False,
         )
+        return self._result(segments, info, started)
+
+    def _result(self, segments, info, started: float, *, chunked: bool = False) -> LongFormResult:
+        """faster-whisper's segments (a generator: decoding happens here) as a result."""
         language = info.language if self.multilingual else "en"
         result = [
             Segment(
@@ -132,6 +161,13 @@ class FasterWhisperEngine(Engine):
             for s in segments  # a generator: decoding happens here
         ]
         seconds = time.perf_counter() - started
+        if chunked:  # chunk indices in order of their offsets, and where each starts
+            index = {seek: i for i, seek in enumerate(dict.fromkeys(s.window for s in result))}
+            starts: dict[int, float] = {}
+            result = [
+                replace(s, window=index[s.window], chunk_start=starts.setdefault(s.window, s.start))
+                for s in result
+            ]
         windows = len({s.window for s in result})
         # faster-whisper detects on the first 30 s only when no language is given (its
         # per-window detection is not reported); all_language_probs is that window's.

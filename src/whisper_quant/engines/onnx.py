@@ -86,7 +86,9 @@ class OnnxDecoderState:
 
     def __init__(self, model: OnnxWindowModel, cross: dict[str, np.ndarray], batch: int):
         self.model = model
-        if batch != 1:
+        # One encoded window read by every row (beam search), or one window per row
+        # (batched windows).
+        if next(iter(cross.values())).shape[0] != batch:
             cross = {name: np.repeat(value, batch, axis=0) for name, value in cross.items()}
         empty = np.zeros((batch, model.heads, 0, model.head_dim), np.float32)
         self.cache = {**dict.fromkeys(model.self_past, empty), **cross}
@@ -117,7 +119,8 @@ class OnnxWindowModel:
         self.output_names = engine.output_names
 
     def encode(self, features: np.ndarray) -> dict[str, np.ndarray]:
-        """The cross-attention keys and values of every decoder layer, by input name."""
+        """The cross-attention keys and values of every decoder layer, by input name, for
+        (rows, n_mels, 3000) features: one row per window."""
         engine = self.engine
         with self.watch.section("encoder"):
             (hidden,) = engine.encoder.run(None, {"input_features": features})

@@ -22,11 +22,14 @@ import math
 import time
 from dataclasses import dataclass
 
-from ..decoding import text_compression_ratio
+from ..audio import SAMPLE_RATE
+from ..decoding import DecoderTiming, WindowResult, text_compression_ratio
 from ..layout import ORIGINAL_DIR, SEED_DIR
 from ..longform import N_FRAMES, LogMel, window_features
+from ..longform_batched import chunk_features, segments_of, window_batch
 from ..longform_options import LongFormResult, Segment, Timings, TranscribeOptions, WindowLanguage
 from ..measure import Stopwatch
+from ..vad import speech_chunks
 from .base import Progress
 from .names import ORIGINAL
 from .onnx import initialise_onnxruntime, ort_session_options
@@ -230,6 +233,100 @@ class OriginalEngine(PyTorchEngine):
             self._calls.take(), self._fallbacks.take_windows(0)
             return result
         return self._generate(mel, options)
+
+    def _batched(
+        self, audio, options: TranscribeOptions, watch: Stopwatch, progress: Progress | None
+    ) -> LongFormResult:
+        """The same chunks as every engine (longform_batched.py), `batch_size` windows per
+        stock `generate` call on a batch of input features: one call each
+        (`force_unique_generate_call`), no previous text, at the first temperature. Its
+        tokens become segments as the shared path's do (`longform_batched.segments_of`);
+        generate does not return each window's log-probability or no-speech probability,
+        so they are NaN."""
+        torch = self._torch
+        with watch.section("features"):
+            chunks = chunk_features(self._features, audio, speech_chunks(audio))
+        torch.manual_seed(options.seed)
+        self._calls.take()
+        eot, special = self.special.eot, self.special
+        segments: list[Segment] = []
+        ended_rows = tokens_decoded = 0
+        language = options.language if self.multilingual else "en"
+        first_language = language
+        for first in range(0, len(chunks), options.batch_size):
+            batch = chunks[first : first + options.batch_size]
+            if progress is not None:
+                progress(first, batch[0].chunk.start_s, len(audio) / SAMPLE_RATE)
+            kwargs = {
+                "input_features": torch.from_numpy(window_batch(batch)),
+                "return_timestamps": options.timestamps,
+                "temperature": options.temperatures[0],
+                "condition_on_prev_tokens": False,
+                "force_unique_generate_call": True,
+                "return_dict_in_generate": True,
+            }
+            if self.multilingual:
+                kwargs["language"] = options.language
+                kwargs["task"] = options.task
+            if options.max_new_tokens is not None:
+                kwargs["max_new_tokens"] = options.max_new_tokens
+            with torch.inference_mode():
+                out = self.model.generate(**kwargs)
+            for item, row in zip(batch, out.sequences.tolist(), strict=True):
+                row_language = self._language_in(row) or language or "en"
+                first_language = first_language or row_language
+                start = 0
+                while start < len(row) and eot < row[start] < special.timestamp_begin:
+                    start += 1  # the prompt: <|sot|> [<|lang|> <|task|>] [<|notimestamps|>]
+                generated = row[start:]
+                ended = eot in generated
+                tokens = tuple(generated[: generated.index(eot)] if ended else generated)
+                ended_rows += ended
+                tokens_decoded += len(tokens) + int(ended)
+                text = self.decode_text(tokens)
+                result = WindowResult(
+                    tokens, ended, options.temperatures[0], math.nan, math.nan, 0.0,
+                    DecoderTiming(),
+                )  # fmt: skip
+                segments += segments_of(
+                    result,
+                    item,
+                    language=row_language,
+                    compression_ratio=text_compression_ratio(text) if text else 0.0,
+                    special=special,
+                    text_of=self.decode_text,
+                )
+        calls = self._calls.take()
+        self._fallbacks.take_windows(0)
+        seconds = {kind: sum(c.seconds for c in calls if c.kind == kind) for kind in _KINDS}
+        model_calls = {
+            kind: sum(c.part == "model" and c.kind == kind for c in calls) for kind in _KINDS
+        }
+        tokens = tuple(t for s in segments for t in s.tokens)
+        return LongFormResult(
+            segments=tuple(segments),
+            text="".join(s.text for s in segments),
+            tokens=tokens,
+            language=first_language,
+            windows=len(chunks),
+            fallback_windows=0,
+            skipped_windows=0,
+            timings=Timings(
+                encoder_s=seconds["encoder"],
+                language_s=seconds["language"],
+                first_step_s=seconds["first"],
+                next_steps_s=seconds["next"],
+                next_steps=model_calls["next"],
+                tokens_decoded=tokens_decoded,
+            ),
+        )
+
+    def _language_in(self, sequence: list[int]) -> str | None:
+        """The language token after <|startoftranscript|> in a decoder sequence."""
+        if not self.multilingual or self.special.sot not in sequence:
+            return None
+        index = sequence.index(self.special.sot) + 1
+        return self.special.language_by_id.get(sequence[index]) if index < len(sequence) else None
 
     def untimed_languages(
         self, mel: LogMel, options: TranscribeOptions, result: LongFormResult

@@ -1,0 +1,267 @@
+"""The batched long-form path: a recording cut at pauses, its chunks decoded N at a time.
+
+With `TranscribeOptions.batch_size` above 1 an engine does what faster-whisper's
+`BatchedInferencePipeline.transcribe` (1.2.1) does, through the same shared decoding as the
+sequential path (decoding.py):
+
+1. The voice-activity detector (vad.py, faster-whisper's Silero VAD and its batched options)
+   finds the speech; consecutive spans are merged into chunks of at most 30 s of speech, the
+   pauses between them left out. Every engine gets the same chunks.
+2. Each chunk's log-mel features are computed from its audio alone (`chunk_features`:
+   transformers' extractor, unpadded) and zero-padded to a 3000-frame window.
+3. `batch_size` windows at a time go through the encoder as one batch, and the decoder runs
+   one row per window (`decoding.decode_windows`): the prompt is the window's start alone
+   (no previous text), the same logit filters as the sequential path, greedy; a row that
+   ends stops contributing to the later steps.
+4. Each window's tokens are split into segments at timestamp pairs (`longform.split_window`)
+   and their times mapped back to the recording (`vad.Chunk.original_time`). Segments carry
+   their chunk's index (`Segment.window`) and start (`Segment.chunk_start`).
+
+As faster-whisper's batched pipeline, and unlike the sequential path:
+
+- One decoding per window at the first temperature (`temperatures[0]`; above 0 it samples):
+  no temperature fallback, so the compression-ratio and log-probability thresholds are not
+  applied, and no window is skipped as silence (the detector already left silence out).
+  Each segment still reports its window's compression ratio, log-probability and no-speech
+  probability.
+- No previous-text prompt: windows are independent, so they can be decoded together.
+- Language: a given language is used for every window; otherwise it is detected on the first
+  window and used for all, or on every window with `language_per_window` (faster-whisper's
+  `multilingual=True`). English-only models have none to detect.
+
+Where it differs from faster-whisper's batched pipeline:
+
+- Timestamps: decoded by default (`TranscribeOptions.timestamps`), as the sequential path;
+  faster-whisper's batched `transcribe` defaults to `without_timestamps=True` (one segment
+  per chunk). Its peer row in the benchmark is given the same setting.
+- Decoding is greedy (`beam_size` must be 1); faster-whisper's batched default is a beam of 5.
+- The first timestamp is limited to `max_initial_timestamp` (1 s); faster-whisper's batched
+  path passes no limit of its own, so CTranslate2's default, also 1 s, applies.
+- A window's text after its last timestamp pair, when it does not end with a single
+  timestamp, is kept as a last segment running to the window's end. faster-whisper drops it
+  (its `_split_segments_by_timestamps` leaves it for a seek that the batched path never
+  makes); the sequential path seeks back and decodes it in the next window. Dropping it lost
+  the last 7 s of a 30 s chunk of read speech on tiny.en.
+- Segment times are clamped to their chunk's audio before mapping (see vad.py), so they stay
+  monotonic and within the clip.
+- Features: transformers' extractor, as every engine here (faster-whisper computes its own in
+  numpy and drops the last frame).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .decoding import (
+    DecoderTiming,
+    GenerationRules,
+    WindowModel,
+    WindowResult,
+    decode_windows,
+    detect_languages,
+    init_tokens,
+)
+from .longform import FRAME_S, N_FRAMES, RawSegment, judge, split_window, window_features
+from .longform_options import (
+    LongFormResult,
+    Progress,
+    Segment,
+    Timings,
+    TranscribeOptions,
+    WindowLanguage,
+)
+from .tokens import SpecialTokens
+from .vad import Chunk
+
+
+@dataclass(frozen=True)
+class ChunkFeatures:
+    """A chunk and the log-mel features of its audio (not yet padded to a window)."""
+
+    chunk: Chunk
+    features: np.ndarray = field(repr=False)  # float32 (1, n_mels, frames)
+
+    @property
+    def frames(self) -> int:
+        return min(int(self.features.shape[-1]), N_FRAMES)
+
+
+def chunk_features(extractor, audio: np.ndarray, chunks: Sequence[Chunk]) -> list[ChunkFeatures]:
+    """Each chunk's features from its own audio: transformers' `WhisperFeatureExtractor`
+    without padding (`padding="longest"`), so the window is zero-padded after the features,
+    as faster-whisper pads them and as the sequential path pads a clip's last window."""
+    result = []
+    for chunk in chunks:
+        out = extractor(
+            chunk.audio(audio),
+            sampling_rate=SAMPLE_RATE,
+            truncation=False,
+            padding="longest",
+            return_tensors="np",
+        )
+        features = np.ascontiguousarray(out["input_features"], dtype=np.float32)
+        result.append(ChunkFeatures(chunk, features))
+    return result
+
+
+def window_batch(chunks: Sequence[ChunkFeatures]) -> np.ndarray:
+    """float32 (len(chunks), n_mels, 3000): each chunk's features zero-padded to a window."""
+    return np.concatenate([window_features(c.features, 0, c.frames) for c in chunks])
+
+
+def segments_of(
+    result: WindowResult,
+    item: ChunkFeatures,
+    *,
+    language: str,
+    compression_ratio: float,
+    special: SpecialTokens,
+    text_of: Callable[[Sequence[int]], str],
+) -> list[Segment]:
+    """A chunk's decoding as segments, their times in the recording's time."""
+    chunk = item.chunk
+    raw, _ = split_window(
+        result.tokens,
+        timestamp_begin=special.timestamp_begin,
+        seek=0,
+        window_frames=item.frames,
+    )
+    # The tokens after the last timestamp pair of a window that did not end with a single
+    # timestamp: the sequential path seeks back to decode them again; with no seek they
+    # would be lost, so they are a last segment from the pair to the window's end.
+    tail = result.tokens[sum(len(s.tokens) for s in raw) :]
+    if any(t < special.eot for t in tail):
+        end_s = item.frames * FRAME_S
+        raw.append(RawSegment(min(raw[-1].end, end_s), end_s, tuple(tail)))
+    segments = []
+    for s in raw:
+        start = chunk.original_time(s.start)
+        end = max(chunk.original_time(s.end, is_end=True), start)
+        segments.append(
+            Segment(
+                start=start,
+                end=end,
+                text=text_of(s.tokens),
+                tokens=s.tokens,
+                language=language,
+                temperature=result.temperature,
+                avg_logprob=result.avg_logprob,
+                no_speech_prob=result.no_speech_prob,
+                compression_ratio=compression_ratio,
+                window=chunk.index,
+                chunk_start=chunk.start_s,
+            )
+        )
+    return segments
+
+
+def transcribe_batched(
+    model: WindowModel,
+    chunks: Sequence[ChunkFeatures],
+    *,
+    special: SpecialTokens,
+    rules: GenerationRules,
+    decode_text: Callable[[Sequence[int]], str],
+    options: TranscribeOptions,
+    audio_s: float = 0.0,
+    progress: Progress | None = None,
+) -> LongFormResult:
+    """Decode `chunks` `options.batch_size` at a time (see the module's docstring).
+
+    `model.encode` is given (rows, n_mels, 3000) features and `model.decoder(encoded, rows)`
+    one cache row per window. `progress(chunk, start_s, audio_s)` is called before each batch.
+    """
+    rows_per_batch = max(options.batch_size, 1)
+    eot = special.eot
+    temperature = options.temperatures[0]
+    window_options = options.window_options(temperature)
+    rng = np.random.default_rng(options.seed)
+    language = options.language if special.multilingual else "en"
+    detect = special.multilingual and language is None
+    first_language: str | None = language
+    detections: list[WindowLanguage] = []
+    segments: list[Segment] = []
+    encoder_s = language_s = decoding_s = 0.0
+    decoder = DecoderTiming()
+    tokens_decoded = 0
+
+    def text_of(tokens: Sequence[int]) -> str:
+        return decode_text([t for t in tokens if t < eot])
+
+    for first in range(0, len(chunks), rows_per_batch):
+        batch = list(chunks[first : first + rows_per_batch])
+        if progress is not None:
+            progress(first, batch[0].chunk.start_s, audio_s)
+        started = time.perf_counter()
+        encoded = model.encode(window_batch(batch))
+        encoder_s += time.perf_counter() - started
+
+        languages = [language] * len(batch)
+        if detect and (options.language_per_window or first_language is None):
+            found = detect_languages(model, encoded, len(batch), special)
+            language_s += sum(d.seconds for d in found)
+            if not options.language_per_window:
+                found = found[:1]
+                language = first_language = found[0].language
+                languages = [language] * len(batch)
+            else:
+                languages = [d.language for d in found]
+                first_language = first_language or languages[0]
+            detections += [
+                WindowLanguage.from_probs(item.chunk.index, item.chunk.start_s, d.probs)
+                for item, d in zip(batch, found, strict=False)
+            ]
+
+        prompts = [
+            init_tokens(special, lang, options.task, timestamps=window_options.timestamps)
+            for lang in languages
+        ]
+        started = time.perf_counter()
+        results, timing = decode_windows(
+            model,
+            encoded,
+            prompts,
+            special=special,
+            rules=rules,
+            options=window_options,
+            rng=rng,
+        )
+        decoding_s += time.perf_counter() - started
+        decoder = decoder + timing
+        for item, result, lang in zip(batch, results, languages, strict=True):
+            tokens_decoded += len(result.tokens) + int(result.ended)
+            ratio = judge(result, text_of(result.tokens), options).compression_ratio
+            segments += segments_of(
+                result,
+                item,
+                language=lang or "en",
+                compression_ratio=ratio,
+                special=special,
+                text_of=text_of,
+            )
+
+    tokens = tuple(t for s in segments for t in s.tokens)
+    return LongFormResult(
+        segments=tuple(segments),
+        text=text_of(tokens),
+        tokens=tokens,
+        language=first_language,
+        windows=len(chunks),
+        fallback_windows=0,
+        skipped_windows=0,
+        timings=Timings(
+            encoder_s,
+            language_s,
+            decoder.first_step_s,
+            # Every later step whole: the model call and the filtering and choice around it.
+            max(decoding_s - decoder.first_step_s, decoder.next_steps_s),
+            decoder.next_steps,
+            tokens_decoded,
+        ),
+        window_languages=tuple(detections),
+    )
