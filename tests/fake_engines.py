@@ -38,3 +38,13 @@ class AllocatingEngine(Engine):
 
     def _long_form(self, mel, options, watch, progress):
         return LongFormResult((), "", (), "en", 1, 0, 0, Timings())
+
+
+class FailingLoadEngine(AllocatingEngine):
+    """Imports and prepares like any engine, then fails to load its model."""
+
+    name = "failing-load"
+    label = "Fake engine (its model does not load)"
+
+    def _load(self) -> None:
+        raise OSError("the weights are unreadable")

@@ -212,3 +212,48 @@ def test_memory_held_is_what_the_model_allocates_and_not_the_shared_front_end(bu
         assert abs(report.held_bytes - expected) <= 0.05 * expected, report.held_bytes / 2**20
         assert report.total_bytes == report.baseline_bytes + report.held_bytes
         assert report.baseline_bytes > AllocatingEngine.SHARED_MIB * 2**20
+
+
+def test_workers_started_together_each_measure_their_own_model(built_tiny):
+    """start_workers: both workers import at once, then load in turn; each one's memory held
+    is still its own model's, as when started alone."""
+    from fake_engines import AllocatingEngine
+
+    from whisper_quant.workers import EngineWorker, start_workers
+
+    workers = [EngineWorker(AllocatingEngine, built_tiny.folder) for _ in range(2)]
+    loaded = []
+    try:
+        reports = start_workers(workers, on_load=loaded.append)
+        assert loaded == [AllocatingEngine.name] * 2
+        assert len({r.pid for r in reports}) == 2
+        for report in reports:
+            expected = AllocatingEngine.MODEL_MIB * 2**20
+            assert abs(report.held_bytes - expected) <= 0.05 * expected, report.held_bytes
+    finally:
+        for worker in workers:
+            worker.close()
+
+
+def test_a_worker_that_cannot_load_stops_the_ones_not_yet_loaded(built_tiny):
+    """The first worker loads and keeps serving; the second fails to load, naming why; the
+    third, prepared but never told to load, is stopped."""
+    from fake_engines import AllocatingEngine, FailingLoadEngine
+
+    from whisper_quant.engines import EngineError
+    from whisper_quant.workers import EngineWorker, start_workers
+
+    workers = [
+        EngineWorker(AllocatingEngine, built_tiny.folder),
+        EngineWorker(FailingLoadEngine, built_tiny.folder),
+        EngineWorker(AllocatingEngine, built_tiny.folder),
+    ]
+    try:
+        with pytest.raises(EngineError, match="could not load: the weights are unreadable"):
+            start_workers(workers)
+        assert workers[0].alive and workers[0].report is not None
+        assert not workers[1].alive and not workers[2].alive
+        assert workers[2].report is None
+    finally:
+        for worker in workers:
+            worker.close()

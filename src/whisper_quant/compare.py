@@ -28,7 +28,13 @@ from .layout import build_command
 from .manifest import ModelIntegrityError, verify_folder
 from .measure import speedup
 from .metrics import ErrorRate, agreement, error_rate
-from .workers import DEFAULT_REQUEST_TIMEOUT_S, EngineWorker, LoadReport, WindowStarted
+from .workers import (
+    DEFAULT_REQUEST_TIMEOUT_S,
+    EngineWorker,
+    LoadReport,
+    WindowStarted,
+    start_workers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -204,14 +210,10 @@ class Studio:
         self.workers[name] = worker
 
     def start(self, on_engine: Callable[[str], None] | None = None) -> list[LoadReport]:
-        """Verify the files, then load and warm up every engine, one after the other."""
+        """Verify the files, then start every engine's worker: their imports at once, then
+        each load and warm-up one after the other (workers.start_workers)."""
         self.verify()
-        reports = []
-        for name, worker in self.workers.items():
-            if on_engine:
-                on_engine(name)
-            reports.append(worker.start())
-        return reports
+        return start_workers(list(self.workers.values()), on_engine)
 
     @property
     def multilingual(self) -> bool:

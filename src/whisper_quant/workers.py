@@ -1,8 +1,11 @@
 """Run each engine in its own worker process, so its memory is its own and a crash is contained.
 
-A worker imports its engine's libraries, notes its resident memory, loads the model, runs one
-warm-up transcription and notes its memory again: the difference is what the model holds, and
-no other model's allocations can be counted in it. Each transcription then reports the peak
+A worker imports its engine's libraries and says so (`Prepared`); told to `Load`, it notes its
+resident memory, loads the model, runs one warm-up transcription and notes its memory again:
+the difference is what the model holds, and no other model's allocations can be counted in
+it. `start_workers` lets several workers import at once (seconds of Python imports each, on
+every core), then loads them one after the other with the others idle, so each worker's load
+and warm-up times are taken on a quiet machine as when they start alone. Each transcription then reports the peak
 extra memory it needed. If a worker dies (killed, out of memory) the request fails with a
 clear message and the worker is started again by the next request.
 """
@@ -83,6 +86,16 @@ class LoadReport:
 
 
 # --- messages between a worker and its parent (one pipe, one message at a time) ---------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The worker imported its libraries and ran the shared front end; it waits for Load."""
+
+
+@dataclass(frozen=True)
+class Load:
+    """Load the model now (the parent's other workers are idle)."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +180,13 @@ def _serve(conn, cls: type[Engine], model_dir: str, threads: int) -> None:
         engine.prepare()
         engine.initialise_runtime()
         engine.warm_shared(audio)
+        conn.send(Prepared())
+        try:
+            go = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if not isinstance(go, Load):  # Close: the parent gave up on this start
+            return
         baseline = _rss()
         started = time.perf_counter()
         engine.load()
@@ -276,6 +296,12 @@ class EngineWorker:
             return self._start()
 
     def _start(self) -> LoadReport:
+        self._spawn()
+        self._await_prepared()
+        return self._load()
+
+    def _spawn(self) -> None:
+        """Start the process; it imports its libraries while the caller goes on."""
         self._stop()
         context = mp.get_context("spawn")
         parent, child = context.Pipe()
@@ -289,6 +315,10 @@ class EngineWorker:
             process.start()
         child.close()
         self._process, self._conn = process, parent
+
+    def _await_start_message(self):
+        """The worker's next message while starting: Prepared or Ready, else EngineError."""
+        process, parent = self._process, self._conn
         if not parent.poll(START_TIMEOUT_S):
             self._stop()
             raise EngineError(
@@ -306,6 +336,15 @@ class EngineWorker:
             self._stop()
             logger.debug("%s worker traceback:\n%s", self.engine, message.traceback)
             raise EngineError(f"The {self.engine} engine could not load: {message.message}")
+        return message
+
+    def _await_prepared(self) -> None:
+        self._await_start_message()
+
+    def _load(self) -> LoadReport:
+        """Tell the prepared worker to load, measure and warm up; its report."""
+        self._conn.send(Load())
+        message = self._await_start_message()
         self.report = message.report
         logger.info(
             "%s ready in %.1f s (pid %s, holds %.0f MiB)",
@@ -421,3 +460,31 @@ class EngineWorker:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def start_workers(
+    workers: list[EngineWorker], on_load: Callable[[str], None] | None = None
+) -> list[LoadReport]:
+    """Start `workers` together: every process imports its libraries at once, then each loads
+    and warms up in turn while the others wait, so load times and memory are measured as when
+    a worker starts alone. `on_load(engine)` is called before each load. On a failure the
+    workers not yet loaded are stopped (those loaded keep serving, as when started one by
+    one) and the error raised."""
+    reports: list[LoadReport] = []
+    try:
+        for worker in workers:
+            with worker._lock:
+                worker._spawn()
+        for worker in workers:
+            with worker._lock:
+                worker._await_prepared()
+        for worker in workers:
+            if on_load:
+                on_load(worker.engine)
+            with worker._lock:
+                reports.append(worker._load())
+        return reports
+    except BaseException:
+        for worker in workers[len(reports) :]:
+            worker.close()
+        raise
