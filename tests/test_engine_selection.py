@@ -59,6 +59,16 @@ class FakeWorker:
         self.report = LoadReport(self.engine, ENGINES[self.engine].label, "", 2, 1, 0, 0, 0, 0, 0)
         return self.report
 
+    # Studio.start's three steps (workers.start_workers): only the last one does anything here.
+    def spawn(self):
+        pass
+
+    def wait_prepared(self):
+        pass
+
+    def load(self):
+        return self.start()
+
     @property
     def alive(self):
         return self.report is not None

@@ -300,6 +300,20 @@ class EngineWorker:
         self._await_prepared()
         return self._load()
 
+    # start() in three steps, for start_workers: spawn every worker, wait until each has
+    # imported its libraries, then load them one at a time.
+    def spawn(self) -> None:
+        with self._lock:
+            self._spawn()
+
+    def wait_prepared(self) -> None:
+        with self._lock:
+            self._await_prepared()
+
+    def load(self) -> LoadReport:
+        with self._lock:
+            return self._load()
+
     def _spawn(self) -> None:
         """Start the process; it imports its libraries while the caller goes on."""
         self._stop()
@@ -473,16 +487,13 @@ def start_workers(
     reports: list[LoadReport] = []
     try:
         for worker in workers:
-            with worker._lock:
-                worker._spawn()
+            worker.spawn()
         for worker in workers:
-            with worker._lock:
-                worker._await_prepared()
+            worker.wait_prepared()
         for worker in workers:
             if on_load:
                 on_load(worker.engine)
-            with worker._lock:
-                reports.append(worker._load())
+            reports.append(worker.load())
         return reports
     except BaseException:
         for worker in workers[len(reports) :]:
