@@ -16,6 +16,8 @@ from whisper_quant.workers import EngineTimeoutError, EngineWorker
 class _Recorder:
     """Stands in for an engine worker: remembers the deadline it was given."""
 
+    alive = True  # never restarted (compare restarts dead workers first)
+
     def __init__(self, name: str, seen: list, fail: bool):
         self.name, self.seen, self.fail = name, seen, fail
 

@@ -33,6 +33,7 @@ from .workers import (
     EngineWorker,
     LoadReport,
     WindowStarted,
+    ensure_alive_together,
     start_workers,
 )
 
@@ -259,9 +260,7 @@ class Studio:
             # A worker stopped by an earlier request's time limit restarts before the clock
             # starts (its start-up is not this request's work), and before a new engine's
             # memory check, which counts the running ones.
-            for name in chosen:
-                if name in self.workers:
-                    self.workers[name].ensure_alive()
+            ensure_alive_together([self.workers[n] for n in chosen if n in self.workers])
             for name in chosen:
                 if name not in self.workers:
                     self._add_worker(name, on_load)

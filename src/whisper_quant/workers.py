@@ -420,10 +420,13 @@ class EngineWorker:
     def _ensure_alive(self) -> None:
         if self.alive:
             return
+        self._count_restart()
+        self._start()
+
+    def _count_restart(self) -> None:
         if self._process is not None:
             self.restarts += 1
             logger.warning("restarting the %s engine", self.engine)
-        self._start()
 
     def _receive(self, ends: float | None):
         """The worker's next message, or EngineTimeoutError at `ends` (monotonic time)."""
@@ -499,3 +502,14 @@ def start_workers(
         for worker in workers[len(reports) :]:
             worker.close()
         raise
+
+
+def ensure_alive_together(workers: list[EngineWorker]) -> None:
+    """Restart every worker of `workers` that died (stopped at a time limit, killed), the dead
+    ones together as start_workers starts them."""
+    dead = [worker for worker in workers if not worker.alive]
+    for worker in dead:
+        with worker._lock:
+            worker._count_restart()
+    if dead:
+        start_workers(dead)
