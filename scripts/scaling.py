@@ -7,10 +7,10 @@ encoder time per window, the decoder's cost per step, latency, memory held, peak
 with the model's build time and build peak from its manifest (and docs/builds.json's
 /usr/bin/time figure where it has the shape). Writes docs/scaling.json, .md and .png.
 
-The benchmark runs `--passes` times per model (at least MIN_PASSES, each a fresh set of
-workers, models taken in turn so a slow spell of the machine does not fall on one model);
-every figure is the median over the passes, with its spread (lowest and highest pass) beside
-it as `<figure>_range`. A pass's speed-up is against the original of the same pass.
+The benchmark runs `--passes` times per model (in this process, at least MIN_PASSES, each a
+fresh set of workers, models taken in turn so a slow spell of the machine does not fall on
+one model); every figure is the median over the passes, with its spread (lowest and highest
+pass) beside it as `<figure>_range`. A pass's speed-up is against the original of the same pass.
 
     python scripts/scaling.py models/tiny.en models-big/large-v2-random \\
         --clip tests/data/goforward.wav --fixed-tokens 64 --passes 3
@@ -21,14 +21,15 @@ Run on a quiet machine: every figure is wall-clock time on this machine's cores.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
 DOCS = ROOT / "docs"
 # The article: whisper-large-v2, Optimum dynamic int8 (avx512_vnni, per-tensor), CPU.
 ARTICLE = {"model": "large-v2", "speedup": 1.43, "memory_saving": 0.64}
@@ -39,11 +40,13 @@ DEFAULT_PASSES = 3
 
 
 def run(folder: Path, clips: list[Path], tokens: int, engines: tuple[str, ...], repeat: int):
+    """One pass: the benchmark, in this process; its engines run in fresh worker processes
+    (compare.Studio), so nothing of an earlier pass is in their timings or memory."""
+    from whisper_quant.cli import benchmark_main
+
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "report.json"
-        command = [
-            sys.executable,
-            str(ROOT / "benchmark.py"),
+        arguments = [
             *map(str, clips),
             "--models-dir",
             str(folder.parent),
@@ -58,7 +61,10 @@ def run(folder: Path, clips: list[Path], tokens: int, engines: tuple[str, ...], 
             "--json",
             str(out),
         ]
-        subprocess.run(command, check=True, stdout=sys.stderr)
+        with contextlib.redirect_stdout(sys.stderr):
+            code = benchmark_main(arguments)
+        if code not in (0, 1):  # 1: a clip failed, and the report says which
+            raise SystemExit(f"benchmark.py {' '.join(arguments)} exited with {code}")
         return json.loads(out.read_text(encoding="utf-8"))
 
 

@@ -124,7 +124,7 @@ def models_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def real_builds(models_dir) -> None:
+def real_builds(models_dir, request) -> None:
     """Build the real tiny.en and base with every recipe side by side, before any test that
     needs either runs: base in a `build_model.py` process while tiny.en builds here. Much of a
     build is one thread of Python (export tracing, the quantizers' graph walks), so the pair
@@ -133,21 +133,30 @@ def real_builds(models_dir) -> None:
     are current."""
     import subprocess
     import sys
+    import tempfile
 
     from whisper_quant.build import BuildOptions, build_model
     from whisper_quant.recipes import RECIPES
 
     script = Path(__file__).resolve().parents[1] / "build_model.py"
     command = [sys.executable, str(script), "--model", "base", "--output-dir", str(models_dir)]
-    base = subprocess.Popen(
-        [*command, "--recipes", "all"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
-        build_model("tiny.en", models_dir, BuildOptions(recipes=tuple(RECIPES)))
-    finally:
-        output, _ = base.communicate()
-    if base.returncode != 0:
-        pytest.fail(f"building base failed:\n{output.decode(errors='replace')[-4000:]}")
+    # Its output goes to a file: a pipe nobody reads until the end could fill and stall it.
+    with tempfile.TemporaryFile() as log:
+        base = subprocess.Popen(
+            [*command, "--recipes", "all"], stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            build_model("tiny.en", models_dir, BuildOptions(recipes=tuple(RECIPES)))
+            if base.poll() is None:
+                # base takes longer: the tiny random model, which many tests use, takes the
+                # core tiny.en leaves free.
+                request.getfixturevalue("built_tiny")
+        finally:
+            base.wait()
+        if base.returncode != 0:
+            log.seek(0)
+            output = log.read().decode(errors="replace")[-4000:]
+            pytest.fail(f"building base failed:\n{output}")
 
 
 @pytest.fixture(scope="session")
