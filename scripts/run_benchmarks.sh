@@ -2,7 +2,8 @@
 # The README's benchmark runs, one after another, each writing docs/benchmark-<set>-<model>.*
 # Run on a quiet machine: every figure is wall-clock time on this machine's cores.
 #   bash scripts/run_benchmarks.sh [models dir] [set ...]
-#   (sets: tuning eval long batched mixed recipes languages recipes-languages)
+#   (sets: tuning eval long batched batched-no-timestamps mixed recipes languages
+#    recipes-languages)
 # eval/ holds five languages (en es fr it ru). tiny.en is English-only: it runs on --languages en.
 # RECIPES_PER_LANGUAGE=N (default all) runs the recipes set on base with the first N clips of
 # each of its languages in metadata order. LANGUAGES_PER_LANGUAGE=N (default all: every clip
@@ -17,7 +18,7 @@ shift || true
 # The default sets write every table of docs/results.md; the recipes set holds the evaluation
 # table's engines (original, pytorch, onnx-fp32, quantized) on the same clips, so `eval` (those
 # four alone) is not among them.
-sets=${*:-tuning long batched mixed recipes languages recipes-languages}
+sets=${*:-tuning long batched batched-no-timestamps mixed recipes languages recipes-languages}
 recipes_per_language=${RECIPES_PER_LANGUAGE:-all}
 if [ "$recipes_per_language" = all ]; then
     recipes_subset=()
@@ -78,6 +79,12 @@ for set in $sets; do
         run batched tiny.en "$long"/english-*.flac --references "$long/refs.tsv" \
             --engines original,pytorch,onnx-fp32,quantized,faster-whisper --repeat 1 \
             --batch-size 8 ;;
+    batched-no-timestamps)  # the same without timestamps: one segment per chunk, as
+                            # faster-whisper's batched pipeline does by default
+        python scripts/long_clips.py "$long"
+        run batched-no-timestamps tiny.en "$long"/english-*.flac --references "$long/refs.tsv" \
+            --engines original,pytorch,onnx-fp32,quantized,faster-whisper --repeat 1 \
+            --batch-size 8 --no-timestamps ;;
     mixed)  # English then German on base, language per window, every recipe; one timed pass
         python scripts/long_clips.py "$long"
         run mixed base "$long/english-then-german.flac" --references "$long/refs.tsv" \
