@@ -73,9 +73,6 @@ class FakeWorker:
     def alive(self):
         return self.report is not None
 
-    def ensure_alive(self):
-        pass
-
     def transcribe(self, audio, options=None, *, deadline=None, on_window=None):
         return Transcription(self.engine, "go forward", "en", (1,), 1.0, {"total": 0.1})
 

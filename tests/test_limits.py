@@ -21,9 +21,6 @@ class _Recorder:
     def __init__(self, name: str, seen: list, fail: bool):
         self.name, self.seen, self.fail = name, seen, fail
 
-    def ensure_alive(self):
-        pass
-
     def transcribe(self, audio, options=None, *, deadline=None, on_window=None):
         self.seen.append((self.name, deadline))
         if self.fail:

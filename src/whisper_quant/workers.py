@@ -412,11 +412,6 @@ class EngineWorker:
             return message.result
         raise ValueError(message.message) if message.bad_input else EngineError(message.message)
 
-    def ensure_alive(self) -> None:
-        """Restart the worker if it died (e.g. stopped at a time limit)."""
-        with self._lock:
-            self._ensure_alive()
-
     def _ensure_alive(self) -> None:
         if self.alive:
             return

@@ -250,7 +250,7 @@ class OriginalEngine(PyTorchEngine):
         self._calls.take()
         eot, special = self.special.eot, self.special
         segments: list[Segment] = []
-        ended_rows = tokens_decoded = 0
+        tokens_decoded = 0
         language = options.language if self.multilingual else "en"
         first_language = language
         for first in range(0, len(chunks), options.batch_size):
@@ -281,7 +281,6 @@ class OriginalEngine(PyTorchEngine):
                 generated = row[start:]
                 ended = eot in generated
                 tokens = tuple(generated[: generated.index(eot)] if ended else generated)
-                ended_rows += ended
                 tokens_decoded += len(tokens) + int(ended)
                 text = self.decode_text(tokens)
                 result = WindowResult(
@@ -298,10 +297,6 @@ class OriginalEngine(PyTorchEngine):
                 )
         calls = self._calls.take()
         self._fallbacks.take_windows(0)
-        seconds = {kind: sum(c.seconds for c in calls if c.kind == kind) for kind in _KINDS}
-        model_calls = {
-            kind: sum(c.part == "model" and c.kind == kind for c in calls) for kind in _KINDS
-        }
         tokens = tuple(t for s in segments for t in s.tokens)
         return LongFormResult(
             segments=tuple(segments),
@@ -311,14 +306,7 @@ class OriginalEngine(PyTorchEngine):
             windows=len(chunks),
             fallback_windows=0,
             skipped_windows=0,
-            timings=Timings(
-                encoder_s=seconds["encoder"],
-                language_s=seconds["language"],
-                first_step_s=seconds["first"],
-                next_steps_s=seconds["next"],
-                next_steps=model_calls["next"],
-                tokens_decoded=tokens_decoded,
-            ),
+            timings=_call_timings(calls, tokens_decoded),
         )
 
     def _language_in(self, sequence: list[int]) -> str | None:
@@ -390,18 +378,8 @@ class OriginalEngine(PyTorchEngine):
         segments, language = self._segments(out["segments"][0], decoded, options)
         tokens = tuple(t for t in out["sequences"][0].tolist() if t != self.special.eot)
         text = "".join(self.decode_text(s.tokens) for s in segments)
-        seconds = {kind: sum(c.seconds for c in calls if c.kind == kind) for kind in _KINDS}
-        model_calls = {
-            kind: sum(c.part == "model" and c.kind == kind for c in calls) for kind in _KINDS
-        }
-        timings = Timings(
-            encoder_s=seconds["encoder"],
-            language_s=seconds["language"],
-            first_step_s=seconds["first"],
-            next_steps_s=seconds["next"],
-            next_steps=model_calls["next"],
-            tokens_decoded=model_calls["first"] + model_calls["next"],
-        )
+        decoder_calls = sum(c.part == "model" and c.kind in ("first", "next") for c in calls)
+        timings = _call_timings(calls, decoder_calls)
         return LongFormResult(
             segments=tuple(segments),
             text=text,
@@ -443,17 +421,26 @@ class OriginalEngine(PyTorchEngine):
 
     def _prompt_language(self, result: dict) -> str | None:
         """The language token after <|startoftranscript|> in a window's decoder input."""
-        if not self.multilingual or "sequences" not in result:
+        if "sequences" not in result:
             return None
-        sequence = result["sequences"].tolist()
-        if self.special.sot in sequence:
-            index = sequence.index(self.special.sot) + 1
-            if index < len(sequence):
-                return self.special.language_by_id.get(sequence[index])
-        return None
+        return self._language_in(result["sequences"].tolist())
 
 
 _KINDS = ("encoder", "language", "first", "next")
+
+
+def _call_timings(calls, tokens_decoded: int) -> Timings:
+    """Timings from the wrapped model calls of one transcription: seconds per kind, and the
+    steps after each window's first."""
+    seconds = {kind: sum(c.seconds for c in calls if c.kind == kind) for kind in _KINDS}
+    return Timings(
+        encoder_s=seconds["encoder"],
+        language_s=seconds["language"],
+        first_step_s=seconds["first"],
+        next_steps_s=seconds["next"],
+        next_steps=sum(c.part == "model" and c.kind == "next" for c in calls),
+        tokens_decoded=tokens_decoded,
+    )
 
 
 class OptimumEngine(OriginalEngine):
