@@ -43,6 +43,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import av
@@ -494,7 +495,35 @@ def has_lost_letters(text: str) -> bool:
 
 
 def voice_utterances(tree: Path, voice: AsteriskVoice) -> list[Utterance]:
-    """One language's prompts: whole sentences in a fixed pseudo-random order, up to the minimums.
+    """One language's prompts for eval/: the first eligible ones (eligible_prompts) up to the
+    minimums of clips and words."""
+    chosen = []
+    words = 0
+    for name, text, audio in eligible_prompts(tree, voice):
+        if len(chosen) >= MULTILINGUAL_MIN_CLIPS and words >= MULTILINGUAL_MIN_WORDS:
+            break
+        chosen.append(voice_utterance(voice, name, text, audio))
+        words += word_count(text, voice.language)
+    if len(chosen) < MULTILINGUAL_MIN_CLIPS or words < MULTILINGUAL_MIN_WORDS:
+        raise SystemExit(f"{voice.source}: only {len(chosen)} prompts and {words} words")
+    return chosen
+
+
+def tuning_utterances(tree: Path, voice: AsteriskVoice, count: int) -> list[Utterance]:
+    """The next `count` eligible prompts after eval/'s: the same voice and rules, never an
+    evaluation clip, so a recipe can be tuned on them and judged on eval/."""
+    taken = {u.audio for u in voice_utterances(tree, voice)}
+    rest = [p for p in eligible_prompts(tree, voice) if p[2] not in taken]
+    return [voice_utterance(voice, *prompt) for prompt in rest[:count]]
+
+
+def voice_utterance(voice: AsteriskVoice, name: str, text: str, audio: Path) -> Utterance:
+    stem = f"{voice.language}/asterisk-" + name.replace("/", "-")
+    return Utterance(stem, text, voice.speaker, voice.source, audio, language=voice.language)
+
+
+def eligible_prompts(tree: Path, voice: AsteriskVoice) -> list[tuple[str, str, Path]]:
+    """One language's prompts: whole sentences in a fixed pseudo-random order.
 
     Eligible: the audio exists, the prompt is not in a folder of numbers, letters or silences
     and is not a sound effect, its name is listed once, its text has no markup
@@ -524,20 +553,7 @@ def voice_utterances(tree: Path, voice: AsteriskVoice) -> list[Utterance]:
             continue
         eligible.append((name, text, audio))
     eligible.sort(key=lambda item: hashlib.sha256(item[0].encode()).hexdigest())
-
-    chosen = []
-    words = 0
-    for name, text, audio in eligible:
-        if len(chosen) >= MULTILINGUAL_MIN_CLIPS and words >= MULTILINGUAL_MIN_WORDS:
-            break
-        stem = f"{voice.language}/asterisk-" + name.replace("/", "-")
-        chosen.append(
-            Utterance(stem, text, voice.speaker, voice.source, audio, language=voice.language)
-        )
-        words += word_count(text, voice.language)
-    if len(chosen) < MULTILINGUAL_MIN_CLIPS or words < MULTILINGUAL_MIN_WORDS:
-        raise SystemExit(f"{voice.source}: only {len(chosen)} prompts and {words} words")
-    return chosen
+    return eligible
 
 
 def pocketsphinx_utterances(tree: Path) -> list[Utterance]:
@@ -1060,17 +1076,46 @@ def build(out: Path, work: Path) -> None:
         )
 
 
+def build_tuning(out: Path, work: Path, count: int) -> None:
+    """Tuning clips: the Asterisk voices' prompts after eval/'s, with the same metadata."""
+    tree = fetch_debian([p for voice in ASTERISK_VOICES for p in (voice.audio, voice.texts)], work)
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "audio").mkdir(parents=True)
+    (out / "LICENSES").mkdir()
+    rows = [
+        write_clip(utterance, out)
+        for voice in ASTERISK_VOICES
+        for utterance in tuning_utterances(tree, voice, count)
+    ]
+    write_metadata(in_metadata_order(rows), out / "metadata.csv")
+    write_voice_licenses(tree, out)
+    for voice in ASTERISK_VOICES:
+        mine = [r for r in rows if r.language == voice.language]
+        print(f"  {voice.language}: {len(mine)} tuning clips, {sum(r.words for r in mine)} words")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "eval", help="output folder")
     parser.add_argument("--work", type=Path, help="download/unpack folder (default: temporary)")
+    parser.add_argument(
+        "--tuning",
+        type=int,
+        metavar="N",
+        help="instead of eval/, write N prompts per Asterisk voice that eval/ does not hold"
+        " (a tuning pool, never committed) to --out",
+    )
     args = parser.parse_args(argv)
+    if args.tuning is not None and args.out.resolve() == (REPO / "eval").resolve():
+        parser.error("--tuning needs an --out folder other than eval/")
+    make = build if args.tuning is None else partial(build_tuning, count=args.tuning)
     if args.work is not None:
         args.work.mkdir(parents=True, exist_ok=True)
-        build(args.out, args.work)
+        make(args.out, args.work)
         return
     with tempfile.TemporaryDirectory(prefix="eval-sources-") as work:
-        build(args.out, Path(work))
+        make(args.out, Path(work))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ change of the probability of fp32's top language.
 
     python scripts/sensitivity.py models/base clips/*.flac --preset avx2 \
         --variants only:enc.attn,only:enc.ffn,but:dec.out --json out.json
+
+`+` joins groups: `but:enc.fc2+dec.out` is the recipe (encoder fc2 in fp32) with the output
+projection in fp32 too.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from language_windows import engine_for  # noqa: E402
 
 from whisper_quant.audio import SAMPLE_RATE, decode_audio  # noqa: E402
-from whisper_quant.build import quantization_config  # noqa: E402
+from whisper_quant.quantizers import quantization_config  # noqa: E402
 from whisper_quant.decoding import detect_language  # noqa: E402
 from whisper_quant.graphs import activation_matmuls, walk  # noqa: E402
 from whisper_quant.layout import DECODER_FILE, ENCODER_FILE  # noqa: E402
@@ -112,15 +115,17 @@ def build_variant(fp32_dir: Path, model_dir: Path, variant: str, preset: str) ->
     out = model_dir / folder_name(variant)
     if (out / DECODER_FILE).is_file():
         return out
-    file, pattern = group_pattern(group)
+    # `but:enc.fc2+dec.out` leaves several groups in fp32 (or `only:` quantizes several).
+    patterns = [group_pattern(g) for g in group.split("+")]
     convolutions = {"/conv1/Conv", "/conv2/Conv"}
     out.mkdir(parents=True, exist_ok=True)
     for name in (ENCODER_FILE, DECODER_FILE):
         default_fp32 = set(activation_matmuls(fp32_dir / name))
-        if name == ENCODER_FILE and group != "enc.conv":
+        if name == ENCODER_FILE and "enc.conv" not in group.split("+"):
             default_fp32 |= convolutions
         nodes = quantizable(fp32_dir / name, default_fp32)
-        chosen = [n for n in nodes if pattern.search(n)] if name == file else []
+        mine = [pattern for file, pattern in patterns if file == name]
+        chosen = [n for n in nodes if any(p.search(n) for p in mine)]
         if mode == "only":
             selected = chosen
         elif mode == "but":
@@ -145,12 +150,13 @@ def folder_name(variant: str) -> str:
 
 
 def windows_of(clips: list[Path], starts: tuple[float, ...]) -> list[tuple[str, float, np.ndarray]]:
-    """(clip, start, audio) of every window start that lies inside each clip."""
+    """(clip, start, audio) of every window start that lies inside each clip (a start of 0
+    in every clip, however short)."""
     found = []
     for clip in clips:
         audio = decode_audio(clip, max_seconds=None)
         for start in starts:
-            if start * SAMPLE_RATE < len(audio) - 5 * SAMPLE_RATE:
+            if start == 0 or start * SAMPLE_RATE < len(audio) - 5 * SAMPLE_RATE:
                 found.append((clip.name, start, audio))
     return found
 

@@ -196,3 +196,30 @@ def test_the_docstring_lists_every_module_under_its_layer():
         assert re.search(rf"^\s+{re.escape(shown)}\s", sections[layer], flags=re.M), (
             f"{shown} is not listed under {layer} in src/whisper_quant/__init__.py"
         )
+
+
+SCRIPTS = sorted((PACKAGE.parents[1] / "scripts").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
+def test_scripts_import_names_the_package_has(path):
+    """A script run by hand (benchmarks, sensitivity, the eval set) is not run by the suite: a
+    name moved between modules would break it silently. Every `from whisper_quant.X import n`
+    in it must still resolve."""
+    import importlib
+    import importlib.util
+
+    missing = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("whisper_quant"):
+            module = importlib.import_module(node.module)
+            missing += [
+                f"{node.module}.{alias.name}"
+                for alias in node.names
+                if not hasattr(module, alias.name)
+                and not (
+                    hasattr(module, "__path__")
+                    and importlib.util.find_spec(f"{node.module}.{alias.name}") is not None
+                )
+            ]
+    assert not missing, f"{path.name} imports names that do not exist: {missing}"
