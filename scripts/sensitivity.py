@@ -41,12 +41,12 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from language_windows import engine_for  # noqa: E402
 
 from whisper_quant.audio import SAMPLE_RATE, decode_audio  # noqa: E402
-from whisper_quant.quantizers import quantization_config  # noqa: E402
 from whisper_quant.decoding import detect_language  # noqa: E402
 from whisper_quant.graphs import activation_matmuls, walk  # noqa: E402
 from whisper_quant.layout import DECODER_FILE, ENCODER_FILE  # noqa: E402
 from whisper_quant.longform import N_FRAMES, window_features  # noqa: E402
 from whisper_quant.measure import Stopwatch  # noqa: E402
+from whisper_quant.quantizers import quantization_config  # noqa: E402
 from whisper_quant.weights import copy_preprocessing_files  # noqa: E402
 
 # Node-name patterns of Optimum's Whisper export (encoder: `/layers.N/...`, merged decoder:
