@@ -168,6 +168,76 @@ def test_quantized_graphs_hold_int8(built_tiny):
         assert not onnx_op_types(built_tiny.folder / "onnx-fp32" / name) & INT8_OPS, name
 
 
+def test_a_multilingual_decoder_is_8_bit_weight_blocks_with_a_per_row_embedding(built_base):
+    """base's quantized decoder: every weight MatMul is MatMulNBits (8 bits, blocks of 64,
+    int8 kernels), none is Optimum's dynamic int8, and the embedding is int8 rows with one scale
+    each; the encoder stays dynamic int8 with its fc2 MatMuls and convolutions in fp32."""
+    import onnx
+
+    from whisper_quant.graphs import walk
+    from whisper_quant.recipes import DECODER_ACCURACY_LEVEL, DECODER_BLOCK_SIZE
+
+    folder = built_base.folder / "quantized"
+    decoder = onnx.load(str(folder / DECODER_FILE), load_external_data=False).graph
+    kinds = [node.op_type for node, _ in walk(decoder)]
+    assert kinds.count("MatMulNBits") > 0 and not set(kinds) & INT8_OPS
+    for node, _ in walk(decoder):
+        if node.op_type == "MatMulNBits":
+            attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            assert attributes["bits"] == 8 and attributes["block_size"] == DECODER_BLOCK_SIZE
+            assert attributes["accuracy_level"] == DECODER_ACCURACY_LEVEL
+    shapes = {i.name: (i.data_type, list(i.dims)) for i in decoder.initializer}
+    (rows,) = [name for name in shapes if name.endswith("_int8")]
+    assert shapes[rows] == (onnx.TensorProto.INT8, [51865, 512])
+    assert shapes[rows.replace("_int8", "_row_scale")] == (onnx.TensorProto.FLOAT, [51865, 1])
+    assert onnx_op_types(folder / ENCODER_FILE) & INT8_OPS
+    record = built_base.manifest["recipes"]["quantized"]
+    assert record["decoder_blocks"]["bits"] == 8 and len(record["fp32_feed_forward_outputs"]) == 6
+
+
+def test_the_per_row_embedding_gathers_what_it_stored_in_every_branch(tmp_path):
+    """per_row_int8_embedding on a graph whose Gathers sit in both branches of an If, as in
+    Optimum's merged decoder: each looked-up row is the int8 row times its own scale."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from whisper_quant.quantizers import per_row_int8_embedding
+
+    weight = np.random.default_rng(0).normal(size=(10, 8)).astype(np.float32)
+    weight[3] *= 100  # a row of its own scale: a single scale would flatten the others
+
+    def branch(name):
+        gather = helper.make_node("Gather", ["embed_tokens.weight", "ids"], [name], name=name)
+        out = helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, 8])
+        return helper.make_graph([gather], name, [], [out])
+
+    node = helper.make_node(
+        "If", ["flag"], ["rows"], then_branch=branch("then"), else_branch=branch("else")
+    )
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info("flag", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("ids", TensorProto.INT64, [None]),
+        ],
+        [helper.make_tensor_value_info("rows", TensorProto.FLOAT, [None, 8])],
+        [numpy_helper.from_array(weight, "embed_tokens.weight")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert per_row_int8_embedding(model) == 10
+    onnx.checker.check_model(model)
+    session = ort.InferenceSession(model.SerializeToString())
+    ids = np.array([3, 0, 9], dtype=np.int64)
+    scale = np.abs(weight).max(axis=1, keepdims=True) / 127
+    expected = (np.clip(np.rint(weight / scale), -127, 127) * scale)[ids]
+    for flag in (True, False):
+        (got,) = session.run(None, {"flag": np.array(flag), "ids": ids})
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+        assert np.abs(got - weight[ids]).max() <= scale[ids].max() / 2 + 1e-6
+
+
 def _matmul_inputs(path: Path) -> tuple[int, int]:
     """(float MatMuls left, MatMulInteger nodes) in a graph and its subgraphs."""
     import onnx
