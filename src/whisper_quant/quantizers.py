@@ -128,24 +128,14 @@ def _quantize_both(
     for name in ONNX_FILES:
         if blocks and name == DECODER_FILE:
             decoder = {"decoder_blocks": quantize_decoder_blocks(fp32_dir, out_dir)}
-            continue
-        qconfig = quantization_config(preset, per_channel, excluded[name])
-        _quantize(fp32_dir, name, out_dir, qconfig).rename(out_dir / name)
-    over_budget = size_budget is not None and weight_bytes(out_dir) > size_budget
-    if per_channel and over_budget and not blocks:
-        per_tensor[DECODER_FILE] = output_projections(fp32_dir / DECODER_FILE)
-        qconfig = quantization_config(
-            preset, per_channel, excluded[DECODER_FILE] + per_tensor[DECODER_FILE]
-        )
-        written = _quantize(fp32_dir, DECODER_FILE, out_dir, qconfig)
-        second = quantization_config(preset, False)
-        second.nodes_to_quantize = per_tensor[DECODER_FILE]
-        # Each pass rewrites ort_config.json; keep the first pass's, which describes the
-        # model (the manifest records both).
-        ort_config = (out_dir / "ort_config.json").read_bytes()
-        written = _quantize(out_dir, written.name, out_dir, second, replace=written)
-        (out_dir / "ort_config.json").write_bytes(ort_config)
-        written.replace(out_dir / DECODER_FILE)
+        elif name == DECODER_FILE and per_channel and size_budget is not None:
+            per_tensor[name] = _budgeted_decoder(
+                fp32_dir, out_dir, preset, excluded[name], size_budget
+            )
+        else:
+            qconfig = quantization_config(preset, per_channel, excluded[name])
+            _quantize(fp32_dir, name, out_dir, qconfig).rename(out_dir / name)
+    qconfig = quantization_config(preset, per_channel, excluded[ENCODER_FILE])
     copy_preprocessing_files(fp32_dir, out_dir)
     return {
         "weights": str(qconfig.weights_dtype),
@@ -281,6 +271,71 @@ def _graphs(graph):
         for attribute in node.attribute:
             if attribute.type == onnx.AttributeProto.GRAPH:
                 yield from _graphs(attribute.g)
+
+
+# Per-channel output-projection scales cost at least this many bytes per output channel more
+# than one scale: a 4-byte float scale and a zero point of at least one byte (onnxruntime
+# stores both as lists in the initializers). Other differences between the two decoders' files
+# (node names, the second pass's bookkeeping) stay far below PROJECTION_SLACK_BYTES.
+PER_CHANNEL_BYTES = 5
+PROJECTION_SLACK_BYTES = 64 * 1024
+
+
+def _budgeted_decoder(
+    fp32_dir: Path, out_dir: Path, preset: str, excluded: list[str], size_budget: int
+) -> list[str]:
+    """The decoder with per-channel scales, unless the files would then exceed `size_budget`:
+    the output projection then gets one scale (see `quantize_onnx`). Returns the projections
+    quantized per tensor.
+
+    The one-scale decoder is written first: when even it plus the per-channel scales' least
+    possible bytes is over the budget (tiny.en, and any model whose vocabulary matrices dominate
+    its weights), the per-channel pass, whose 51864-channel loop is most of the quantizer's time
+    on a tiny model, would only be thrown away. Otherwise the per-channel decoder is written and
+    kept if it fits. Either way the files are those of the per-channel pass followed by a size
+    check, the order this function had before.
+    """
+    projections = output_projections(fp32_dir / DECODER_FILE)
+    _decoder_with_one_projection_scale(fp32_dir, out_dir, preset, excluded, projections)
+    one_scale = weight_bytes(out_dir)
+    channels = _projection_channels(fp32_dir)
+    least_per_channel = one_scale + PER_CHANNEL_BYTES * (channels - 1) - PROJECTION_SLACK_BYTES
+    if least_per_channel > size_budget:
+        return projections
+    aside = out_dir / (DECODER_FILE + ".one-scale")
+    (out_dir / DECODER_FILE).replace(aside)
+    ort_config = (out_dir / "ort_config.json").read_bytes()
+    qconfig = quantization_config(preset, True, excluded)
+    _quantize(fp32_dir, DECODER_FILE, out_dir, qconfig).rename(out_dir / DECODER_FILE)
+    if weight_bytes(out_dir) > size_budget:
+        aside.replace(out_dir / DECODER_FILE)
+        (out_dir / "ort_config.json").write_bytes(ort_config)
+        return projections
+    aside.unlink()
+    return []
+
+
+def _decoder_with_one_projection_scale(
+    fp32_dir: Path, out_dir: Path, preset: str, excluded: list[str], projections: list[str]
+) -> None:
+    """Per-channel scales everywhere but the output projection, which a second pass of the same
+    quantizer gives one scale."""
+    qconfig = quantization_config(preset, True, excluded + projections)
+    written = _quantize(fp32_dir, DECODER_FILE, out_dir, qconfig)
+    second = quantization_config(preset, False)
+    second.nodes_to_quantize = projections
+    # Each pass rewrites ort_config.json; keep the first pass's, which describes the
+    # model (the manifest records both).
+    ort_config = (out_dir / "ort_config.json").read_bytes()
+    written = _quantize(out_dir, written.name, out_dir, second, replace=written)
+    (out_dir / "ort_config.json").write_bytes(ort_config)
+    written.replace(out_dir / DECODER_FILE)
+
+
+def _projection_channels(fp32_dir: Path) -> int:
+    import json
+
+    return int(json.loads((fp32_dir / "config.json").read_text(encoding="utf-8"))["vocab_size"])
 
 
 def _quantize(src_dir: Path, file_name: str, out_dir: Path, qconfig, replace: Path | None = None):
