@@ -17,8 +17,11 @@ change of the probability of fp32's top language.
     python scripts/sensitivity.py models/base clips/*.flac --preset avx2 \
         --variants only:enc.attn,only:enc.ffn,but:dec.out --json out.json
 
-`+` joins groups: `but:enc.fc2+dec.out` is the recipe (encoder fc2 in fp32) with the output
-projection in fp32 too.
+`+` joins groups: `but:enc.fc2+dec.out` is the dynamic int8 recipe of builds up to version 9
+(encoder fc2 in fp32) with the output projection in fp32 too. `blocks:64` is the built
+encoder with a decoder of 8-bit weight blocks of 64 and a per-row int8 embedding (the
+multilingual decoder from version 10); `blocks:64:tensor` and `blocks:64:fp32` give the
+embedding one int8 scale or keep it fp32.
 """
 
 from __future__ import annotations
@@ -46,7 +49,10 @@ from whisper_quant.graphs import activation_matmuls, walk  # noqa: E402
 from whisper_quant.layout import DECODER_FILE, ENCODER_FILE  # noqa: E402
 from whisper_quant.longform import N_FRAMES, window_features  # noqa: E402
 from whisper_quant.measure import Stopwatch  # noqa: E402
-from whisper_quant.quantizers import quantization_config  # noqa: E402
+from whisper_quant.quantizers import (  # noqa: E402
+    quantization_config,
+    quantize_decoder_blocks,
+)
 from whisper_quant.weights import copy_preprocessing_files  # noqa: E402
 
 # Node-name patterns of Optimum's Whisper export (encoder: `/layers.N/...`, merged decoder:
@@ -115,6 +121,8 @@ def build_variant(fp32_dir: Path, model_dir: Path, variant: str, preset: str) ->
     out = model_dir / folder_name(variant)
     if (out / DECODER_FILE).is_file():
         return out
+    if mode == "blocks":
+        return build_blocks_variant(fp32_dir, model_dir, out, group, preset)
     # `but:enc.fc2+dec.out` leaves several groups in fp32 (or `only:` quantizes several).
     patterns = [group_pattern(g) for g in group.split("+")]
     convolutions = {"/conv1/Conv", "/conv2/Conv"}
@@ -141,6 +149,29 @@ def build_variant(fp32_dir: Path, model_dir: Path, variant: str, preset: str) ->
             save_dir=out, quantization_config=config
         )
         (out / name.replace(".onnx", "_quantized.onnx")).rename(out / name)
+    copy_preprocessing_files(fp32_dir, out)
+    return out
+
+
+def build_blocks_variant(
+    fp32_dir: Path, model_dir: Path, out: Path, spec: str, preset: str
+) -> Path:
+    """`blocks:<size>[:row|tensor|fp32]`: the built `quantized` encoder with a decoder of 8-bit
+    weight blocks of <size> (quantizers.quantize_decoder_blocks) and its token embedding int8
+    per row (the multilingual recipe), int8 with one scale (as Optimum's dynamic int8 gives it:
+    the embedding quantized alone first) or fp32."""
+    size, _, embedding = spec.partition(":")
+    embedding = embedding or "row"
+    if embedding not in ("row", "tensor", "fp32"):
+        raise SystemExit(f"blocks:{spec}: the embedding is row, tensor or fp32")
+    source = None
+    if embedding == "tensor":
+        source = build_variant(fp32_dir, model_dir, "only:dec.embed", preset) / DECODER_FILE
+    out.mkdir(parents=True, exist_ok=True)
+    os.link(model_dir / "quantized" / ENCODER_FILE, out / ENCODER_FILE)
+    quantize_decoder_blocks(
+        fp32_dir, out, block_size=int(size), per_row_embedding=embedding == "row", source=source
+    )
     copy_preprocessing_files(fp32_dir, out)
     return out
 

@@ -113,6 +113,18 @@ def built_tiny(tmp_path_factory, tiny_ct2_dir):
 
 
 @pytest.fixture(scope="session")
+def every_recipe(tmp_path_factory, tiny_ct2_dir):
+    """The tiny random model built with every recipe (read-only: tests of recipes and of the
+    int8-seed baseline share it)."""
+    from whisper_quant.build import BuildOptions, build_model
+    from whisper_quant.recipes import RECIPES
+
+    return build_model(
+        str(tiny_ct2_dir), tmp_path_factory.mktemp("recipes"), BuildOptions(recipes=tuple(RECIPES))
+    )
+
+
+@pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
     """Where the real models are built: $WHISPER_TEST_MODELS_DIR, else a session temp folder."""
     configured = os.environ.get("WHISPER_TEST_MODELS_DIR")

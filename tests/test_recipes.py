@@ -94,13 +94,6 @@ def test_calibration_folder_must_hold_audio(tmp_path):
 # --- the tiny random model with every recipe -------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def every_recipe(tiny_ct2_dir, tmp_path_factory):
-    return build_model(
-        str(tiny_ct2_dir), tmp_path_factory.mktemp("recipes"), BuildOptions(recipes=tuple(RECIPES))
-    )
-
-
 def test_every_recipe_is_built_and_recorded(every_recipe):
     folder, manifest = every_recipe.folder, every_recipe.manifest
     verify_folder(folder)  # every file listed with its checksum

@@ -154,7 +154,14 @@ def _quantize_both(
     }
 
 
-def quantize_decoder_blocks(fp32_dir: Path, out_dir: Path) -> dict:
+def quantize_decoder_blocks(
+    fp32_dir: Path,
+    out_dir: Path,
+    *,
+    block_size: int = DECODER_BLOCK_SIZE,
+    per_row_embedding: bool = True,
+    source: Path | None = None,
+) -> dict:
     """A multilingual model's decoder: 8-bit weight-only blocks and a per-row int8 embedding.
 
     Language identification is one decoder step, and on borderline clips a small shift of its
@@ -171,6 +178,8 @@ def quantize_decoder_blocks(fp32_dir: Path, out_dir: Path) -> dict:
     dynamic int8 had given the whole token embedding one uint8 scale.
 
     MatMuls without a constant weight (attention's scores) stay fp32, as MatMulNBits needs one.
+    `block_size`, `per_row_embedding` and `source` (another decoder file to start from) are
+    for scripts/sensitivity.py's variants; the recipe uses the defaults.
     """
     import onnx
     from onnxruntime.quantization import QuantFormat
@@ -180,7 +189,7 @@ def quantize_decoder_blocks(fp32_dir: Path, out_dir: Path) -> dict:
     )
 
     config = DefaultWeightOnlyQuantConfig(
-        block_size=DECODER_BLOCK_SIZE,
+        block_size=block_size,
         is_symmetric=True,
         accuracy_level=DECODER_ACCURACY_LEVEL,
         quant_format=QuantFormat.QOperator,
@@ -188,20 +197,21 @@ def quantize_decoder_blocks(fp32_dir: Path, out_dir: Path) -> dict:
         quant_axes=(("MatMul", 0),),
         bits=DECODER_BLOCK_BITS,
     )
-    quantizer = MatMulNBitsQuantizer(onnx.load(str(fp32_dir / DECODER_FILE)), algo_config=config)
+    model = onnx.load(str(source or fp32_dir / DECODER_FILE))
+    quantizer = MatMulNBitsQuantizer(model, algo_config=config)
     quantizer.process()
     model = quantizer.model.model
-    rows = per_row_int8_embedding(model)
+    rows = per_row_int8_embedding(model) if per_row_embedding else 0
     save_model(model, out_dir / DECODER_FILE)
     blocks = sum(node.op_type == "MatMulNBits" for node, _ in walk(model.graph))
     return {
         "method": "onnxruntime MatMulNBitsQuantizer (weight-only, QOperator)",
         "bits": DECODER_BLOCK_BITS,
-        "block_size": DECODER_BLOCK_SIZE,
+        "block_size": block_size,
         "accuracy_level": DECODER_ACCURACY_LEVEL,
         "symmetric": True,
         "matmulnbits_nodes": blocks,
-        "embedding": f"int8, one scale per row ({rows} rows)",
+        "embedding": f"int8, one scale per row ({rows} rows)" if rows else "as in the source",
     }
 
 
