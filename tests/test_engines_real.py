@@ -609,27 +609,12 @@ def test_a_multilingual_encoder_keeps_its_feed_forward_outputs_in_fp32(built_tin
 
 
 def test_only_a_model_over_the_size_budget_gives_its_output_projection_one_scale(
-    built_tiny_en, built_base, tmp_path
+    built_tiny_en, built_base
 ):
     # tiny.en's output projection scales per channel would take its files past 40% of the
-    # original's bytes (see quantizers.quantize_onnx); base's decoder is weight blocks.
-    from whisper_quant.graphs import activation_matmuls
-    from whisper_quant.layout import DECODER_FILE, ENCODER_FILE, weight_bytes
-    from whisper_quant.quantizers import _budgeted_decoder
-
+    # original's bytes; base has room for them (see build.quantize_onnx).
     tiny = built_tiny_en.manifest["quantization"]
     base = built_base.manifest["quantization"]
     assert tiny["per_tensor"] == "/proj_out/MatMul"
     assert base["per_tensor"] == "none"
-    assert "decoder_blocks" in built_base.manifest["recipes"]["quantized"]
     assert 0 < base["size_budget_bytes"]
-    # With room for them, tiny.en's decoder keeps its per-channel projection scales, and its
-    # files grow by at least those scales' bytes.
-    fp32 = built_tiny_en.folder / "onnx-fp32"
-    (tmp_path / ENCODER_FILE).symlink_to(built_tiny_en.folder / "quantized" / ENCODER_FILE)
-    excluded = activation_matmuls(fp32 / DECODER_FILE)
-    room = 10 * weight_bytes(built_tiny_en.folder / "quantized")
-    assert _budgeted_decoder(fp32, tmp_path, tiny["preset"], excluded, room) == []
-    per_channel = weight_bytes(tmp_path)
-    assert per_channel > weight_bytes(built_tiny_en.folder / "quantized") + 4 * 51863
-    assert not list(tmp_path.glob("*.one-scale"))

@@ -123,12 +123,8 @@ def _quantize_both(
     feed_forward = [] if plain else fp32_feed_forward_outputs(fp32_dir)
     excluded[ENCODER_FILE] += convolutions + feed_forward
     per_tensor: dict[str, list[str]] = dict.fromkeys(ONNX_FILES, [])
-    blocks = not plain and multilingual_export(fp32_dir)
-    decoder: dict = {}  # the manifest's record of a block-quantized decoder
     for name in ONNX_FILES:
-        if blocks and name == DECODER_FILE:
-            decoder = {"decoder_blocks": quantize_decoder_blocks(fp32_dir, out_dir)}
-        elif name == DECODER_FILE and per_channel and size_budget is not None:
+        if name == DECODER_FILE and per_channel and size_budget is not None:
             per_tensor[name] = _budgeted_decoder(
                 fp32_dir, out_dir, preset, excluded[name], size_budget
             )
@@ -150,7 +146,6 @@ def _quantize_both(
         "per_tensor": ", ".join(n for names in per_tensor.values() for n in sorted(set(names)))
         or "none",
         "size_budget_bytes": size_budget,
-        **decoder,
     }
 
 
@@ -162,24 +157,25 @@ def quantize_decoder_blocks(
     per_row_embedding: bool = True,
     source: Path | None = None,
 ) -> dict:
-    """A multilingual model's decoder: 8-bit weight-only blocks and a per-row int8 embedding.
+    """A decoder of 8-bit weight-only blocks with a per-row int8 embedding: measured as an
+    alternative to the `quantized` recipe's dynamic int8 decoder (scripts/sensitivity.py's
+    `blocks:` variants; docs/int8-languages.md section 6), not built by any recipe.
 
     Language identification is one decoder step, and on borderline clips a small shift of its
-    logits changes the language. Measured on base (tuning prompts of the Asterisk voices that
-    eval/ does not hold, 86 Mexican Spanish ones, scripts/sensitivity.py): Optimum's dynamic int8
-    decoder, which quantizes each MatMul's input with one scale per call, moved the language
-    probabilities by a mean KL of 0.0097 from onnx-fp32's and changed the top language on 4
-    clips; no single group of its MatMuls was the cause (each alone in fp32 left 3-5). With
-    every weight MatMul as MatMulNBits (8-bit weights, one scale per block of
-    DECODER_BLOCK_SIZE input values, accuracy level DECODER_ACCURACY_LEVEL: int8 kernels that
-    quantize the activations per block too) and the embedding one scale per row, KL 0.0062
-    and 2 changes, as with the whole decoder in fp32 (0.0051, 1-2). The decoder step is as fast
-    (7.8 ms against 8.5 ms per token on base, this CPU), and the files 3% larger. Optimum's
-    dynamic int8 had given the whole token embedding one uint8 scale.
+    logits changes the language. On base, 86 Mexican Spanish tuning prompts that eval/ does not
+    hold: the dynamic int8 decoder, which quantizes each MatMul's input with one scale per call,
+    moved the language probabilities by a mean KL of 0.0097 from onnx-fp32's and changed the
+    top language on 4; no single group of its MatMuls was the cause. As MatMulNBits (8-bit
+    weights, one scale per `block_size` input values, accuracy level DECODER_ACCURACY_LEVEL:
+    int8 kernels that quantize the activations per block too) with the embedding at one scale
+    per row: KL 0.0062 and 2 changes, as with the whole decoder in fp32. But on eval/ Spanish
+    it kept the original's language on 97 of 100 clips (94 before) with a CER difference of
+    +0.8 [+0.0, +1.8] points (+0.3 [-0.8, +1.3] before), and end to end it was slower: the
+    cross-attention key/value projections of a window (1500 rows) took 49 ms instead of 15 ms
+    (the dynamic int8 MatMul uses AMX here), and a decoding step 8.6 ms instead of 7.5 ms.
 
     MatMuls without a constant weight (attention's scores) stay fp32, as MatMulNBits needs one.
-    `block_size`, `per_row_embedding` and `source` (another decoder file to start from) are
-    for scripts/sensitivity.py's variants; the recipe uses the defaults.
+    `source` is another decoder file to start from (e.g. one whose embedding is quantized).
     """
     import onnx
     from onnxruntime.quantization import QuantFormat

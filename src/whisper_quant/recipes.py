@@ -11,9 +11,6 @@ fixed: scripts, the page and the `compare` API's `engines` input use them.
                 `optimum` engine runs the same files through Optimum's `generate`.
 - quantized:    the studio's dynamic int8: per-channel weight scales, the preset that fits
                 the CPU (`--quantization auto`), attention's activation MatMuls kept in fp32.
-                In multilingual models the encoder's convolutions and fc2 MatMuls stay fp32
-                and the decoder is 8-bit weight blocks (MatMulNBits, int8 kernels) with a
-                per-row int8 token embedding, which keeps the detected language.
 - int8-encoder: the `quantized` encoder with the fp32 decoder.
 - int8-decoder: the fp32 encoder with the `quantized` decoder.
 - int4-weights: onnxruntime's 4-bit weight-only quantization: MatMuls with a constant weight
@@ -36,11 +33,10 @@ INT8_SEED = "int8 dynamic, article's config"
 INT8_STATIC = "int8 static (QDQ, calibrated)"
 INT4_WEIGHTS = "int4 weights (MatMulNBits)"
 
-# A multilingual model's `quantized` decoder: 8-bit weight-only MatMulNBits in blocks of 64
-# along each weight's input axis; accuracy level 4 runs them on int8 kernels whose activations
-# are quantized per block of the same 64 values instead of one scale per call (Optimum's
-# dynamic int8), and the token embedding gets one int8 scale per row. Why: quantizers.py,
-# `quantize_decoder_blocks`.
+# The 8-bit weight-block decoder measured against the `quantized` recipe's (quantizers.py,
+# `quantize_decoder_blocks`; no recipe builds it): MatMulNBits in blocks of 64 along each
+# weight's input axis, accuracy level 4 (int8 kernels whose activations are quantized per
+# block of the same 64 values instead of one scale per call).
 DECODER_BLOCK_BITS = 8
 DECODER_BLOCK_SIZE = 64
 DECODER_ACCURACY_LEVEL = 4
@@ -93,9 +89,7 @@ RECIPES: dict[str, Recipe] = {
             INT8_DYNAMIC,
             INT8_DYNAMIC,
             "dynamic int8, per-channel weights, preset for this CPU, attention's activation "
-            "MatMuls in fp32; multilingual models: encoder convolutions and fc2 in fp32, the "
-            f"decoder in {DECODER_BLOCK_BITS}-bit weight blocks of {DECODER_BLOCK_SIZE} "
-            "(MatMulNBits) with a per-row int8 embedding",
+            "MatMuls in fp32",
         ),
         Recipe(
             "int8-encoder",
