@@ -645,4 +645,4 @@ if __name__ == "__main__":
     try:
         demo.launch(max_file_size=SETTINGS.max_file_size)
     finally:
-        POOL.close()
+        POOL.shutdown()

@@ -257,3 +257,45 @@ def test_a_worker_that_cannot_load_stops_the_ones_not_yet_loaded(built_tiny):
     finally:
         for worker in workers:
             worker.close()
+
+
+def test_killing_a_worker_ends_its_request_in_flight_at_once(built_tiny):
+    """EngineWorker.kill (the app's exit, StudioSwitcher.shutdown): a request held by a hung
+    engine ends with an engine error at once, instead of `close` waiting for the request's
+    limit (60 s here) while the app's process cannot exit."""
+    import threading
+
+    import psutil
+    from fake_engines import AllocatingEngine
+
+    from whisper_quant.engines import EngineError
+    from whisper_quant.workers import EngineWorker
+
+    worker = EngineWorker(AllocatingEngine, built_tiny.folder, request_timeout_s=60)
+    outcome: list[BaseException | object] = []
+    try:
+        worker.start()
+        psutil.Process(worker.pid).suspend()  # hung: the request will not be answered
+        thread = threading.Thread(
+            target=lambda: outcome.append(_result_or_error(worker, np.zeros(16000, np.float32)))
+        )
+        thread.start()
+        time.sleep(0.5)
+        assert thread.is_alive()  # waiting for the hung engine
+        started = time.monotonic()
+        worker.kill()
+        thread.join(timeout=10)
+        assert not thread.is_alive() and time.monotonic() - started < 5
+        assert isinstance(outcome[0], EngineError), outcome
+        assert "stopped while transcribing" in str(outcome[0])
+        worker.close()
+        assert not worker.alive
+    finally:
+        worker.close()
+
+
+def _result_or_error(worker, audio):
+    try:
+        return worker.transcribe(audio)
+    except BaseException as e:  # noqa: BLE001 - the test inspects it
+        return e

@@ -326,6 +326,11 @@ class Studio:
         for worker in self.workers.values():
             worker.close()
 
+    def kill(self) -> None:
+        """Kill every engine process at once (EngineWorker.kill), for the app's exit."""
+        for worker in self.workers.values():
+            worker.kill()
+
     def __enter__(self) -> Studio:
         self.start()
         return self

@@ -466,6 +466,13 @@ class EngineWorker:
         with self._lock:
             self._stop()
 
+    def kill(self) -> None:
+        """Kill the process now, without waiting for a request in flight: that request ends
+        with EngineCrashedError. For the app's exit; `close` still tidies up afterwards."""
+        process = self._process
+        if process is not None and process.is_alive():
+            process.kill()
+
     def __enter__(self) -> EngineWorker:
         self.start()
         return self
