@@ -9,6 +9,7 @@ choose the address.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -640,6 +641,10 @@ def ensure_ready() -> None:
 
 
 if __name__ == "__main__":
+    # A shell that starts the app in the background (`app.py &`, a CI step, a test harness)
+    # hands it SIGINT ignored, and Python then keeps ignoring it: Ctrl-C or `kill -INT` would
+    # not close the engine workers. Stop on it as in a terminal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     configure_logging()
     ensure_ready()
     try:

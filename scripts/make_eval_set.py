@@ -494,12 +494,14 @@ def has_lost_letters(text: str) -> bool:
     return any(match.group(1).islower() for match in LOST_LETTER.finditer(text))
 
 
-def voice_utterances(tree: Path, voice: AsteriskVoice) -> list[Utterance]:
-    """One language's prompts for eval/: the first eligible ones (eligible_prompts) up to the
-    minimums of clips and words."""
+def voice_utterances(
+    tree: Path, voice: AsteriskVoice, eligible: list[tuple[str, str, Path]] | None = None
+) -> list[Utterance]:
+    """One language's prompts for eval/: the first eligible ones (eligible_prompts, unless
+    given) up to the minimums of clips and words."""
     chosen = []
     words = 0
-    for name, text, audio in eligible_prompts(tree, voice):
+    for name, text, audio in eligible if eligible is not None else eligible_prompts(tree, voice):
         if len(chosen) >= MULTILINGUAL_MIN_CLIPS and words >= MULTILINGUAL_MIN_WORDS:
             break
         chosen.append(voice_utterance(voice, name, text, audio))
@@ -511,9 +513,12 @@ def voice_utterances(tree: Path, voice: AsteriskVoice) -> list[Utterance]:
 
 def tuning_utterances(tree: Path, voice: AsteriskVoice, count: int) -> list[Utterance]:
     """The next `count` eligible prompts after eval/'s: the same voice and rules, never an
-    evaluation clip, so a recipe can be tuned on them and judged on eval/."""
-    taken = {u.audio for u in voice_utterances(tree, voice)}
-    rest = [p for p in eligible_prompts(tree, voice) if p[2] not in taken]
+    evaluation clip nor another recording of an evaluation sentence (some prompts are recorded
+    under several names), so a recipe can be tuned on them and judged on eval/."""
+    eligible = eligible_prompts(tree, voice)
+    taken = voice_utterances(tree, voice, eligible)
+    said = {normalize_text(u.transcription, voice.language) for u in taken}
+    rest = [p for p in eligible[len(taken) :] if normalize_text(p[1], voice.language) not in said]
     return [voice_utterance(voice, *prompt) for prompt in rest[:count]]
 
 
@@ -1107,8 +1112,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         " (a tuning pool, never committed) to --out",
     )
     args = parser.parse_args(argv)
-    if args.tuning is not None and args.out.resolve() == (REPO / "eval").resolve():
-        parser.error("--tuning needs an --out folder other than eval/")
+    if args.tuning is not None and (
+        args.tuning < 1 or args.out.resolve().is_relative_to(REPO.resolve())
+    ):
+        parser.error("--tuning needs N >= 1 and an --out folder outside the repository")
     make = build if args.tuning is None else partial(build_tuning, count=args.tuning)
     if args.work is not None:
         args.work.mkdir(parents=True, exist_ok=True)

@@ -17,11 +17,12 @@ change of the probability of fp32's top language.
     python scripts/sensitivity.py models/base clips/*.flac --preset avx2 \
         --variants only:enc.attn,only:enc.ffn,but:dec.out --json out.json
 
-`+` joins groups: `but:enc.fc2+dec.out` is the dynamic int8 recipe of builds up to version 9
-(encoder fc2 in fp32) with the output projection in fp32 too. `blocks:64` is the built
-encoder with a decoder of 8-bit weight blocks of 64 and a per-row int8 embedding (the
-multilingual decoder from version 10); `blocks:64:tensor` and `blocks:64:fp32` give the
-embedding one int8 scale or keep it fp32.
+`+` joins groups: `but:enc.fc2+dec.out` is the `quantized` recipe (its encoder's fc2 in fp32)
+with the output projection in fp32 too. `blocks:64` is the built encoder with a decoder of
+8-bit weight blocks of 64 and a per-row int8 embedding (quantizers.quantize_decoder_blocks,
+tried as the recipe's decoder and not adopted: docs/int8-languages.md section 6);
+`blocks:64:tensor` gives the embedding one uint8 scale (as Optimum's dynamic int8 does) and
+`blocks:64:fp32` keeps it fp32.
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ def build_blocks_variant(
 ) -> Path:
     """`blocks:<size>[:row|tensor|fp32]`: the built `quantized` encoder with a decoder of 8-bit
     weight blocks of <size> (quantizers.quantize_decoder_blocks) and its token embedding int8
-    per row (the multilingual recipe), int8 with one scale (as Optimum's dynamic int8 gives it:
+    per row, uint8 with one scale (as Optimum's dynamic int8 gives it:
     the embedding quantized alone first) or fp32."""
     size, _, embedding = spec.partition(":")
     embedding = embedding or "row"
@@ -250,7 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model_dir", type=Path, help="a built model folder with onnx-fp32/")
     parser.add_argument("clips", type=Path, nargs="+")
     parser.add_argument("--preset", required=True, help="avx2, avx512_vnni, ...")
-    parser.add_argument("--variants", required=True, help="comma-separated only:G / but:G")
+    parser.add_argument(
+        "--variants",
+        required=True,
+        help="comma-separated only:G / but:G (groups joined with +) / blocks:<size>[:row|tensor|fp32]",
+    )
     parser.add_argument("--starts", default="0,30,40,50,53.5,60,70,80")
     parser.add_argument("--json", type=Path)
     parser.add_argument(

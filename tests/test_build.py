@@ -555,3 +555,49 @@ def test_verify_without_a_manifest(built_copy):
     (built_copy / MANIFEST).unlink()
     with pytest.raises(ModelIntegrityError, match="manifest"):
         verify_folder(built_copy)
+
+
+def test_the_size_budget_keeps_per_channel_projection_scales_only_when_they_fit(
+    built_tiny, tmp_path
+):
+    """quantizers._budgeted_decoder on the tiny random model (English-only, built with one
+    output-projection scale because its per-channel files exceed 40%). With room, the
+    per-channel decoder is kept, and its files are no smaller than the least size the skip
+    rule assumes. Just above that least size, the per-channel pass runs, does not fit, and
+    the one-scale decoder and its ort_config.json come back byte for byte as built."""
+    from whisper_quant.graphs import activation_matmuls, output_projections
+    from whisper_quant.layout import weight_bytes
+    from whisper_quant.quantizers import (
+        PER_CHANNEL_BYTES,
+        PROJECTION_SLACK_BYTES,
+        _annotation_bytes,
+        _budgeted_decoder,
+    )
+
+    built = built_tiny.folder / "quantized"
+    fp32 = built_tiny.folder / "onnx-fp32"
+    preset = built_tiny.manifest["quantization"]["preset"]
+    excluded = activation_matmuls(fp32 / DECODER_FILE)
+    projections = output_projections(fp32 / DECODER_FILE)
+    assert built_tiny.manifest["quantization"]["per_tensor"] == ", ".join(sorted(set(projections)))
+    least = (
+        weight_bytes(built)
+        - _annotation_bytes(built / DECODER_FILE)
+        + PER_CHANNEL_BYTES * (51864 - 1)
+        - PROJECTION_SLACK_BYTES
+    )
+    for name, budget in (("room", 10 * weight_bytes(built)), ("tight", least + 1)):
+        out = tmp_path / name
+        out.mkdir()
+        (out / ENCODER_FILE).symlink_to(built / ENCODER_FILE)
+        kept_one_scale = _budgeted_decoder(fp32, out, preset, excluded, budget)
+        assert not list(out.glob("*.one-scale"))
+        if name == "room":
+            assert kept_one_scale == []
+            assert weight_bytes(out) >= least
+        else:
+            assert kept_one_scale == projections
+            assert (out / DECODER_FILE).read_bytes() == (built / DECODER_FILE).read_bytes()
+            assert (out / "ort_config.json").read_bytes() == (
+                built / "ort_config.json"
+            ).read_bytes()

@@ -612,7 +612,7 @@ def test_only_a_model_over_the_size_budget_gives_its_output_projection_one_scale
     built_tiny_en, built_base
 ):
     # tiny.en's output projection scales per channel would take its files past 40% of the
-    # original's bytes; base has room for them (see build.quantize_onnx).
+    # original's bytes; base has room for them (see quantizers.quantize_onnx).
     tiny = built_tiny_en.manifest["quantization"]
     base = built_base.manifest["quantization"]
     assert tiny["per_tensor"] == "/proj_out/MatMul"

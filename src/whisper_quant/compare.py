@@ -19,6 +19,7 @@ from .engines import (
     DEFAULT_THREADS,
     ENGINES,
     ORIGINAL,
+    EngineError,
     TranscribeOptions,
     Transcription,
     available_engines,
@@ -152,6 +153,7 @@ class Studio:
         self.manifest: dict = {}
         self._seeds = random.Random()
         self._lock = threading.Lock()
+        self._killed = False  # by kill(): no engine restarts for a request after it
 
     def verify(self) -> dict:
         """Refuse a model folder whose files do not match its manifest."""
@@ -255,6 +257,8 @@ class Studio:
                 if engines is None
                 else check_selection(self.model_dir, engines, self.engines)
             )
+            if self._killed:
+                raise EngineError("The app is stopping; try again once it is back")
             if not self.manifest:  # compared without start(): verify as start() would
                 self.verify()
             # A worker stopped by an earlier request's time limit restarts before the clock
@@ -327,8 +331,10 @@ class Studio:
             worker.close()
 
     def kill(self) -> None:
-        """Kill every engine process at once (EngineWorker.kill), for the app's exit."""
-        for worker in self.workers.values():
+        """Kill every engine process at once (EngineWorker.kill), for the app's exit; a
+        request waiting for the studio then fails instead of restarting them."""
+        self._killed = True
+        for worker in list(self.workers.values()):
             worker.kill()
 
     def __enter__(self) -> Studio:

@@ -1,8 +1,7 @@
 """What the app serves, without the UI: the models and engines offered, and the active Studio.
 
-`app.py` draws the page, turns the errors raised here into messages, builds the options with
-`options.py` and shows the results through `views.py` and `report.py`, so all of it can be
-tested without Gradio.
+`app.py` draws the page and turns the errors raised here into messages; options come from
+`options.py` and text from `views.py`, so all of it is tested without Gradio.
 
 Only one model's engines are alive at a time: each engine holds a model in its own worker
 process, and two models' workers together could exhaust a small Space's memory. Switching
@@ -381,7 +380,7 @@ class StudioSwitcher:
     def shutdown(self) -> None:
         """Stop at the app's exit: a request in flight ends at once with an engine error
         (its engines are killed) instead of `close` waiting up to the request limit."""
-        studio = self._studio
+        studio = self._studio  # read once: close() may clear it meanwhile
         if studio is not None:
             studio.kill()
         self.close()
