@@ -125,12 +125,13 @@ def build_variant(fp32_dir: Path, model_dir: Path, variant: str, preset: str) ->
     if mode == "blocks":
         return build_blocks_variant(fp32_dir, model_dir, out, group, preset)
     # `but:enc.fc2+dec.out` leaves several groups in fp32 (or `only:` quantizes several).
-    patterns = [group_pattern(g) for g in group.split("+")]
+    groups = group.split("+")
+    patterns = [group_pattern(g) for g in groups]
     convolutions = {"/conv1/Conv", "/conv2/Conv"}
     out.mkdir(parents=True, exist_ok=True)
     for name in (ENCODER_FILE, DECODER_FILE):
         default_fp32 = set(activation_matmuls(fp32_dir / name))
-        if name == ENCODER_FILE and "enc.conv" not in group.split("+"):
+        if name == ENCODER_FILE and "enc.conv" not in groups:
             default_fp32 |= convolutions
         nodes = quantizable(fp32_dir / name, default_fp32)
         mine = [pattern for file, pattern in patterns if file == name]

@@ -567,12 +567,7 @@ def test_the_size_budget_keeps_per_channel_projection_scales_only_when_they_fit(
     the one-scale decoder and its ort_config.json come back byte for byte as built."""
     from whisper_quant.graphs import activation_matmuls, output_projections
     from whisper_quant.layout import weight_bytes
-    from whisper_quant.quantizers import (
-        PER_CHANNEL_BYTES,
-        PROJECTION_SLACK_BYTES,
-        _annotation_bytes,
-        _budgeted_decoder,
-    )
+    from whisper_quant.quantizers import _budgeted_decoder, least_per_channel_bytes
 
     built = built_tiny.folder / "quantized"
     fp32 = built_tiny.folder / "onnx-fp32"
@@ -580,12 +575,8 @@ def test_the_size_budget_keeps_per_channel_projection_scales_only_when_they_fit(
     excluded = activation_matmuls(fp32 / DECODER_FILE)
     projections = output_projections(fp32 / DECODER_FILE)
     assert built_tiny.manifest["quantization"]["per_tensor"] == ", ".join(sorted(set(projections)))
-    least = (
-        weight_bytes(built)
-        - _annotation_bytes(built / DECODER_FILE)
-        + PER_CHANNEL_BYTES * (51864 - 1)
-        - PROJECTION_SLACK_BYTES
-    )
+    least = least_per_channel_bytes(fp32, built)
+    assert least > weight_bytes(built)  # the scales' bytes outweigh what the bound takes off
     for name, budget in (("room", 10 * weight_bytes(built)), ("tight", least + 1)):
         out = tmp_path / name
         out.mkdir()

@@ -50,6 +50,17 @@ def walk(graph, constants: frozenset[str] = frozenset()):
                 yield from walk(attribute.g, constants)
 
 
+def graph_and_subgraphs(graph):
+    """`graph` and every subgraph under it (an `If`'s branches), each before its subgraphs."""
+    import onnx
+
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from graph_and_subgraphs(attribute.g)
+
+
 def _load_structure(path: Path):
     import onnx
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .graphs import activation_matmuls, output_projections, walk
+from .graphs import activation_matmuls, graph_and_subgraphs, output_projections, walk
 from .hardware import cpu_flags
 from .layout import DECODER_FILE, ENCODER_FILE, ONNX_FILES, weight_bytes
 from .onnx_files import link_graph, save_model, shape_inferred_without_copies
@@ -221,7 +221,7 @@ def per_row_int8_embedding(model) -> int:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    graphs = list(_graphs(model.graph))
+    graphs = list(graph_and_subgraphs(model.graph))
     top = {init.name: init for init in model.graph.initializer}
     names = {
         node.input[0]
@@ -268,17 +268,6 @@ def per_row_int8_embedding(model) -> int:
     return int(weight.shape[0])
 
 
-def _graphs(graph):
-    """`graph` and every subgraph under it, each graph before its subgraphs."""
-    import onnx
-
-    yield graph
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(attribute.g)
-
-
 # Per-channel output-projection scales cost at least this many bytes per output channel more
 # than one scale: a 4-byte float scale and a zero point of at least one byte (onnxruntime
 # stores both as lists in the initializers). The one-scale decoder's second quantizer pass
@@ -306,10 +295,7 @@ def _budgeted_decoder(
     """
     projections = output_projections(fp32_dir / DECODER_FILE)
     _decoder_with_one_projection_scale(fp32_dir, out_dir, preset, excluded, projections)
-    one_scale = weight_bytes(out_dir) - _annotation_bytes(out_dir / DECODER_FILE)
-    channels = _projection_channels(fp32_dir)
-    least_per_channel = one_scale + PER_CHANNEL_BYTES * (channels - 1) - PROJECTION_SLACK_BYTES
-    if least_per_channel > size_budget:
+    if least_per_channel_bytes(fp32_dir, out_dir) > size_budget:
         return projections
     aside = out_dir / (DECODER_FILE + ".one-scale")
     (out_dir / DECODER_FILE).replace(aside)
@@ -322,6 +308,16 @@ def _budgeted_decoder(
         return projections
     aside.unlink()
     return []
+
+
+def least_per_channel_bytes(fp32_dir: Path, one_scale_dir: Path) -> int:
+    """The fewest bytes the variant in `one_scale_dir` (its decoder's output projection at one
+    scale) could take with per-channel projection scales instead."""
+    without_annotations = weight_bytes(one_scale_dir) - _annotation_bytes(
+        one_scale_dir / DECODER_FILE
+    )
+    extra_channels = _vocab_size(fp32_dir) - 1
+    return without_annotations + PER_CHANNEL_BYTES * extra_channels - PROJECTION_SLACK_BYTES
 
 
 def _decoder_with_one_projection_scale(
@@ -348,12 +344,14 @@ def _annotation_bytes(path: Path) -> int:
 
     return sum(
         len(info.SerializeToString()) + 4
-        for graph in _graphs(onnx.load(str(path), load_external_data=False).graph)
+        for graph in graph_and_subgraphs(onnx.load(str(path), load_external_data=False).graph)
         for info in graph.value_info
     )
 
 
-def _projection_channels(fp32_dir: Path) -> int:
+def _vocab_size(fp32_dir: Path) -> int:
+    """The exported model's vocabulary size (its config.json): the output projection's
+    channels, and what tells a multilingual model."""
     import json
 
     return int(json.loads((fp32_dir / "config.json").read_text(encoding="utf-8"))["vocab_size"])
@@ -520,10 +518,7 @@ def fp32_feed_forward_outputs(fp32_dir: Path) -> list[str]:
 
 def multilingual_export(fp32_dir: Path) -> bool:
     """Whether the exported model in `fp32_dir` is multilingual (from its vocabulary size)."""
-    import json
-
-    config = json.loads((fp32_dir / "config.json").read_text(encoding="utf-8"))
-    return is_multilingual(config["vocab_size"])
+    return is_multilingual(_vocab_size(fp32_dir))
 
 
 def calibration_clips(folder: Path) -> list[Path]:
