@@ -91,7 +91,8 @@ class Tally:
 
 
 class MemoryWatch:
-    """Samples the resident memory of a process and of its children every second."""
+    """Samples the resident memory of a process and of its children every second (the
+    children: the engine workers and the fork server they are forked from)."""
 
     def __init__(self, pid: int):
         self.process = psutil.Process(pid)

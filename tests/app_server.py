@@ -65,8 +65,12 @@ class LaunchedApp:
             return f.read().decode(errors="replace")
 
     def engine_workers(self) -> list[psutil.Process]:
-        """The app's children started by multiprocessing's spawn: one per engine."""
-        return [p for p in psutil.Process(self.pid).children() if "spawn_main" in " ".join(cmd(p))]
+        """The app's engine workers, one per engine: the children of its workers' fork server
+        (workers.py), which is the app's child."""
+        servers = [
+            p for p in psutil.Process(self.pid).children() if "forkserver" in " ".join(cmd(p))
+        ]
+        return [worker for server in servers for worker in server.children()]
 
 
 def cmd(process: psutil.Process) -> list[str]:

@@ -235,6 +235,39 @@ def test_workers_started_together_each_measure_their_own_model(built_tiny):
             worker.close()
 
 
+def test_workers_fork_from_a_server_started_for_their_thread_count_or_are_spawned(built_tiny):
+    """A worker is forked from the fork server, which was started with its thread count in
+    the variables the numerical libraries read when they load; a worker asking for another
+    count is this process's own spawned child. Each measures its own model."""
+    import os
+
+    import psutil
+    from fake_engines import AllocatingEngine
+
+    from whisper_quant import workers as workers_module
+    from whisper_quant.engines import DEFAULT_THREADS
+    from whisper_quant.workers import EngineWorker
+
+    # The running server's count, if an earlier test started it; else the default.
+    threads = workers_module._fork_server_threads or DEFAULT_THREADS
+    first = EngineWorker(AllocatingEngine, built_tiny.folder, threads=threads)
+    other = EngineWorker(AllocatingEngine, built_tiny.folder, threads=threads + 1)
+    try:
+        first.start()
+        other.start()
+        server = psutil.Process(first.pid).parent()
+        assert server.pid != os.getpid() and server.parent().pid == os.getpid()
+        assert "forkserver" in " ".join(server.cmdline())
+        assert server.environ()["OMP_NUM_THREADS"] == str(threads)
+        assert psutil.Process(other.pid).parent().pid == os.getpid()
+        expected = AllocatingEngine.MODEL_MIB * 2**20
+        for worker in (first, other):
+            assert abs(worker.report.held_bytes - expected) <= 0.05 * expected
+    finally:
+        first.close()
+        other.close()
+
+
 def test_a_worker_that_cannot_load_stops_the_ones_not_yet_loaded(built_tiny):
     """The first worker loads and keeps serving; the second fails to load, naming why; the
     third, prepared but never told to load, is stopped."""
