@@ -52,6 +52,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "engines.pytorch",
         "engines.faster_whisper",
         "workers",
+        "worker_preload",
         "budget",
         "compare",
     ),

@@ -54,6 +54,7 @@ runtime:
     engines/pytorch.py    the original's PyTorch model through the studio's loop
     engines/faster_whisper.py  faster-whisper (CTranslate2 int8), optional
     workers.py            one process per engine
+    worker_preload.py     what the workers' fork server imports once
     budget.py             whether a model's engines fit in memory
     compare.py            one clip through every engine: accuracy and speed-up
 
