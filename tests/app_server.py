@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from whisper_quant.launch import listening_pid, log_tail
-from whisper_quant.launch import running_app as _running_app
+from whisper_quant.launch import listening_pid, log_tail, started_app, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,17 +32,35 @@ MAX_FILE_SIZE_BYTES = 2 * 2**20  # what Gradio reads "2mb" as
 @contextlib.contextmanager
 def running_app(models_dir: Path, log_path: Path, **env: str) -> Iterator[str]:
     """Run app.py on a free local port with WHISPER_MODELS_DIR=models_dir; yield its URL."""
+    with starting(models_dir, log_path, **env) as ready:
+        yield ready().url
+
+
+@contextlib.contextmanager
+def starting(models_dir: Path, log_path: Path, **env: str) -> Iterator[Callable[[], LaunchedApp]]:
+    """Start app.py on a free local port with WHISPER_MODELS_DIR=models_dir and an unbuffered
+    log, and yield at once a function that waits until it serves and returns the
+    LaunchedApp: its start-up can overlap other work. Its log is shown when it stops."""
     base = {key: value for key, value in os.environ.items() if not key.startswith("WHISPER_")}
     try:
-        with _running_app(
+        with started_app(
             ROOT / "app.py",
             log_path,
             base_env=base,
             WHISPER_MODELS_DIR=str(models_dir),
             HF_HUB_OFFLINE="1",
+            PYTHONUNBUFFERED="1",
             **env,
-        ) as url:
-            yield url
+        ) as (process, url):
+
+            def ready() -> LaunchedApp:
+                wait_until_up(url, process, log_path)
+                pid = listening_pid(url)
+                if pid is None:
+                    raise RuntimeError(f"nothing listens at {url}")
+                return LaunchedApp(url, log_path, pid)
+
+            yield ready
     finally:
         print(f"app log ({log_path}):\n{log_tail(log_path)}")
 
@@ -82,9 +99,6 @@ def cmd(process: psutil.Process) -> list[str]:
 
 @contextlib.contextmanager
 def launched(models_dir: Path, log: Path, **env: str) -> Iterator[LaunchedApp]:
-    """`running_app` with an unbuffered log, yielding a LaunchedApp."""
-    with running_app(models_dir, log, PYTHONUNBUFFERED="1", **env) as url:
-        pid = listening_pid(url)
-        if pid is None:
-            raise RuntimeError(f"nothing listens at {url}")
-        yield LaunchedApp(url, log, pid)
+    """`starting`, waited for: the app serving, as a LaunchedApp."""
+    with starting(models_dir, log, **env) as ready:
+        yield ready()

@@ -8,6 +8,7 @@ between runs (a current build is found and skipped, so reuse costs nothing).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import shutil
@@ -136,13 +137,25 @@ def models_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def real_builds(models_dir, request) -> None:
+def session_stack():
+    """Closed at the end of the session: what session fixtures start early is stopped here."""
+    with contextlib.ExitStack() as stack:
+        yield stack
+
+
+# The shared app's start, when real_builds began it: `studio_app` waits for it to serve.
+_EARLY_APPS: dict[str, Callable] = {}
+
+
+@pytest.fixture(scope="session")
+def real_builds(models_dir, request, session_stack, tmp_path_factory) -> None:
     """Build the real tiny.en and base with every recipe side by side, before any test that
     needs either runs: base in a `build_model.py` process while tiny.en builds here. Much of a
     build is one thread of Python (export tracing, the quantizers' graph walks), so the pair
-    takes about the longer build's time instead of the sum (about 50 s and 75 s alone on 2
-    cores); nothing else runs meanwhile, so no test is timed beside a build. Free when both
-    are current."""
+    takes about the longer build's time instead of the sum (about 40 s and 60 s alone on 2
+    cores). While base still builds, the core tiny.en leaves free starts the shared app (its
+    imports and engine loads) and builds the tiny random models that many tests use; no test
+    runs meanwhile, so none is timed beside a build. Free when both are current."""
     import subprocess
     import sys
     import tempfile
@@ -160,9 +173,12 @@ def real_builds(models_dir, request) -> None:
         try:
             build_model("tiny.en", models_dir, BuildOptions(recipes=tuple(RECIPES)))
             if base.poll() is None:
-                # base takes longer: the tiny random model, which many tests use, takes the
-                # core tiny.en leaves free.
-                request.getfixturevalue("built_tiny")
+                _EARLY_APPS["studio"] = _start_studio_app(
+                    session_stack, models_dir, tmp_path_factory
+                )
+            for fixture in ("built_tiny", "every_recipe"):
+                if base.poll() is None:
+                    request.getfixturevalue(fixture)
         finally:
             base.wait()
         if base.returncode != 0:
@@ -190,19 +206,31 @@ def built_base(models_dir, real_builds):
 
 
 @pytest.fixture(scope="session")
-def studio_app(built_tiny_en, tmp_path_factory):
+def studio_app(built_tiny_en, session_stack, tmp_path_factory):
     """One `python app.py` on the real tiny.en, shared by the API, hardening and browser
-    tests (app_server's limits: a 12 s clip length, 2 MB uploads); a LaunchedApp.
+    tests (app_server's limits: a 12 s clip length, 2 MB uploads); a LaunchedApp. It offers
+    tiny.en only, whether or not base was built when it started (real_builds may start it
+    beside base's build).
 
     Tests may leave it serving more variants than the default three (a variant chosen on the
     page stays loaded), so none here counts its engine workers."""
-    from app_server import MAX_FILE_SIZE, MAX_SECONDS, launched
+    ready = _EARLY_APPS.pop("studio", None) or _start_studio_app(
+        session_stack, built_tiny_en.folder.parent, tmp_path_factory
+    )
+    return ready()
+
+
+def _start_studio_app(stack, models_dir: Path, tmp_path_factory) -> Callable:
+    """Start the shared app; returns the function that waits until it serves."""
+    from app_server import MAX_FILE_SIZE, MAX_SECONDS, starting
 
     log = tmp_path_factory.mktemp("studio-app") / "app.log"
-    with launched(
-        built_tiny_en.folder.parent,
-        log,
-        WHISPER_MAX_SECONDS=str(MAX_SECONDS),
-        WHISPER_MAX_FILE_SIZE=MAX_FILE_SIZE,
-    ) as app:
-        yield app
+    return stack.enter_context(
+        starting(
+            models_dir,
+            log,
+            WHISPER_MODELS="tiny.en",
+            WHISPER_MAX_SECONDS=str(MAX_SECONDS),
+            WHISPER_MAX_FILE_SIZE=MAX_FILE_SIZE,
+        )
+    )

@@ -66,6 +66,21 @@ def running_app(
 ) -> Iterator[str]:
     """Run `app_py` on a free local port with `base_env` (default: this process's
     environment) plus `env`; yield its URL; stop it with Ctrl-C at the end."""
+    with started_app(app_py, log_path, base_env=base_env, **env) as (process, url):
+        wait_until_up(url, process, log_path)
+        yield url
+
+
+@contextlib.contextmanager
+def started_app(
+    app_py: Path,
+    log_path: Path,
+    *,
+    base_env: Mapping[str, str] | None = None,
+    **env: str,
+) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`running_app`'s first half: start `app_py` and yield (its process, its URL) at once,
+    before it answers (`wait_until_up` waits for that); stop it with Ctrl-C at the end."""
     port = free_port()
     environment = dict(os.environ if base_env is None else base_env)
     environment.update(
@@ -82,15 +97,15 @@ def running_app(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    url = f"http://127.0.0.1:{port}/"
     try:
-        _wait_until_up(url, process, log_path)
-        yield url
+        yield process, f"http://127.0.0.1:{port}/"
     finally:
         _stop(process)
 
 
-def _wait_until_up(url: str, process: subprocess.Popen, log_path: Path) -> None:
+def wait_until_up(url: str, process: subprocess.Popen, log_path: Path) -> None:
+    """Return once the app answers HTTP 200 at `url`; AppStartError if it exits or does not
+    answer within START_TIMEOUT_S."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
