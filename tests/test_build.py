@@ -561,13 +561,19 @@ def test_the_size_budget_keeps_per_channel_projection_scales_only_when_they_fit(
     built_tiny, tmp_path
 ):
     """quantizers._budgeted_decoder on the tiny random model (English-only, built with one
-    output-projection scale because its per-channel files exceed 40%). With room, the
-    per-channel decoder is kept, and its files are no smaller than the least size the skip
-    rule assumes. Just above that least size, the per-channel pass runs, does not fit, and
-    the one-scale decoder and its ort_config.json come back byte for byte as built."""
+    output-projection scale because its per-channel files exceed 40%). With room, the guess
+    runs the per-channel pass first and its decoder is kept; its files are no smaller than the
+    least size the skip rule assumes. Just above that least size, in either order, the
+    per-channel pass runs, does not fit, and the one-scale decoder and its ort_config.json are
+    those of the build, byte for byte."""
     from whisper_quant.graphs import activation_matmuls, output_projections
     from whisper_quant.layout import weight_bytes
-    from whisper_quant.quantizers import _budgeted_decoder, least_per_channel_bytes
+    from whisper_quant.quantizers import (
+        PER_CHANNEL_FIRST_MARGIN,
+        _budgeted_decoder,
+        _likely_per_channel_bytes,
+        least_per_channel_bytes,
+    )
 
     built = built_tiny.folder / "quantized"
     fp32 = built_tiny.folder / "onnx-fp32"
@@ -577,13 +583,22 @@ def test_the_size_budget_keeps_per_channel_projection_scales_only_when_they_fit(
     assert built_tiny.manifest["quantization"]["per_tensor"] == ", ".join(sorted(set(projections)))
     least = least_per_channel_bytes(fp32, built)
     assert least > weight_bytes(built)  # the scales' bytes outweigh what the bound takes off
-    for name, budget in (("room", 10 * weight_bytes(built)), ("tight", least + 1)):
+    cases = (
+        ("room", 10 * weight_bytes(built), None),
+        ("tight", least + 1, False),
+        ("tight-per-channel-first", least + 1, True),
+    )
+    for name, budget, per_channel_first in cases:
         out = tmp_path / name
         out.mkdir()
         (out / ENCODER_FILE).symlink_to(built / ENCODER_FILE)
-        kept_one_scale = _budgeted_decoder(fp32, out, preset, excluded, budget)
+        guess = _likely_per_channel_bytes(fp32, out)
+        kept_one_scale = _budgeted_decoder(
+            fp32, out, preset, excluded, budget, per_channel_first=per_channel_first
+        )
         assert not list(out.glob("*.one-scale"))
         if name == "room":
+            assert guess <= PER_CHANNEL_FIRST_MARGIN * budget
             assert kept_one_scale == []
             assert weight_bytes(out) >= least
         else:
