@@ -640,11 +640,25 @@ def ensure_ready() -> None:
         logger.error("%s is not ready: %s", SETTINGS.default_model, e)
 
 
+def _stop_now(signum, frame) -> None:
+    """SIGINT: stop as Ctrl-C in a terminal does, without Gradio's wait of up to 5 s for open
+    streams (every gradio_client keeps a heartbeat stream open until the next heartbeat):
+    uvicorn skips that wait when told to force the exit. The engines are killed at exit
+    anyway (`StudioSwitcher.shutdown`), so no answer could still arrive; the streams that
+    forcing cuts would each log a CancelledError traceback, so uvicorn's errors are not
+    logged from here on."""
+    server = getattr(demo, "server", None)
+    if server is not None:
+        logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
+        server.force_exit = True
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
     # A shell that starts the app in the background (`app.py &`, a CI step, a test harness)
     # hands it SIGINT ignored, and Python then keeps ignoring it: Ctrl-C or `kill -INT` would
     # not close the engine workers. Stop on it as in a terminal.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _stop_now)
     configure_logging()
     ensure_ready()
     try:
