@@ -36,12 +36,12 @@ from .fetch import ModelFetchError, fetch_model, missing_entries
 from .layout import build_command, built_models
 from .options import AUTO_DETECT, ModelInfo, model_info, options_for
 from .settings import Settings
+from .workers import start_fork_server
 
 logger = logging.getLogger(__name__)
 
 # How the switcher reports long work (fetch, build, load, transcribe) to the page's progress
-# bar: the fraction done (0 to 1) and a message. Not the decoding's per-window
-# `longform.Progress`.
+# bar: the fraction done (0 to 1) and a message (not the decoding's `longform.Progress`).
 ProgressBar = Callable[[float, str], None]
 
 
@@ -169,7 +169,8 @@ class StudioSwitcher:
 
     def ensure_ready(self, on_progress: ProgressBar | None = None) -> Studio:
         """Fetch WHISPER_MODELS' missing Hub entries, build the default model if nothing is
-        built, then load and warm up its engines."""
+        built, then load and warm up its engines (their libraries import meanwhile)."""
+        start_fork_server(self.settings.threads)
         with self._lock:
             self.fetch_missing(on_progress)
             return self._studio_for(self.settings.default_model, on_progress)

@@ -281,6 +281,13 @@ def _worker_context(threads: int):
     return context
 
 
+def start_fork_server(threads: int) -> None:
+    """Start the workers' fork server now, without waiting: it imports the engines'
+    libraries in the background (while a first start builds or fetches the model, or while a
+    damaged model waits for its repair), so the first worker need not wait for them."""
+    _worker_context(threads)
+
+
 @contextmanager
 def _environment(**variables: str):
     """These environment variables set for a process started inside, then restored."""
