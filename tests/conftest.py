@@ -143,8 +143,8 @@ def session_stack():
         yield stack
 
 
-# The shared app's start, when real_builds began it: `studio_app` waits for it to serve.
-_EARLY_APPS: dict[str, Callable] = {}
+# The shared app, when real_builds started it beside base's build: `studio_app` takes it.
+_EARLY_APPS: dict[str, object] = {}
 
 
 @pytest.fixture(scope="session")
@@ -154,8 +154,9 @@ def real_builds(models_dir, request, session_stack, tmp_path_factory) -> None:
     build is one thread of Python (export tracing, the quantizers' graph walks), so the pair
     takes about the longer build's time instead of the sum (about 40 s and 60 s alone on 2
     cores). While base still builds, the core tiny.en leaves free starts the shared app (its
-    imports and engine loads) and builds the tiny random models that many tests use; no test
-    runs meanwhile, so none is timed beside a build. Free when both are current."""
+    imports and engine loads) and builds the tiny random models, each only if a test of the
+    session uses it. The app serves before this returns: no test runs beside a build or the
+    app's start. Free when both are current."""
     import subprocess
     import sys
     import tempfile
@@ -172,15 +173,17 @@ def real_builds(models_dir, request, session_stack, tmp_path_factory) -> None:
         )
         try:
             build_model("tiny.en", models_dir, BuildOptions(recipes=tuple(RECIPES)))
-            if base.poll() is None:
+            if base.poll() is None and _needed(request, "studio_app"):
                 _EARLY_APPS["studio"] = _start_studio_app(
                     session_stack, models_dir, tmp_path_factory
                 )
             for fixture in ("built_tiny", "every_recipe"):
-                if base.poll() is None:
+                if base.poll() is None and _needed(request, fixture):
                     request.getfixturevalue(fixture)
         finally:
             base.wait()
+        if "studio" in _EARLY_APPS:  # serving before any test runs
+            _EARLY_APPS["studio"] = _EARLY_APPS["studio"]()
         if base.returncode != 0:
             log.seek(0)
             output = log.read().decode(errors="replace")[-4000:]
@@ -214,10 +217,15 @@ def studio_app(built_tiny_en, session_stack, tmp_path_factory):
 
     Tests may leave it serving more variants than the default three (a variant chosen on the
     page stays loaded), so none here counts its engine workers."""
-    ready = _EARLY_APPS.pop("studio", None) or _start_studio_app(
-        session_stack, built_tiny_en.folder.parent, tmp_path_factory
-    )
-    return ready()
+    early = _EARLY_APPS.pop("studio", None)
+    if early is not None:
+        return early
+    return _start_studio_app(session_stack, built_tiny_en.folder.parent, tmp_path_factory)()
+
+
+def _needed(request, fixture: str) -> bool:
+    """Whether a test of this session uses `fixture`, directly or through another fixture."""
+    return any(fixture in item.fixturenames for item in request.session.items)
 
 
 def _start_studio_app(stack, models_dir: Path, tmp_path_factory) -> Callable:

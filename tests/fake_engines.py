@@ -1,6 +1,7 @@
 """Engines with known memory behaviour, for testing how workers measure memory.
 
-Kept in a module of their own so a worker process (started with "spawn") can import them.
+Kept in a module of their own so a worker process (forked from the fork server, or spawned)
+can import them.
 """
 
 from __future__ import annotations

@@ -562,8 +562,9 @@ def test_the_size_budget_keeps_per_channel_projection_scales_only_when_they_fit(
 ):
     """quantizers._budgeted_decoder on the tiny random model (English-only, built with one
     output-projection scale because its per-channel files exceed 40%). With room, the guess
-    runs the per-channel pass first and its decoder is kept; its files are no smaller than the
-    least size the skip rule assumes. Just above that least size, in either order, the
+    runs the per-channel pass first and its decoder is kept, the same files as when the
+    one-scale decoder is written first; they are no smaller than the least size the skip
+    rule assumes. Just above that least size, in either order, the
     per-channel pass runs, does not fit, and the one-scale decoder and its ort_config.json are
     those of the build, byte for byte."""
     from whisper_quant.graphs import activation_matmuls, output_projections
@@ -585,6 +586,7 @@ def test_the_size_budget_keeps_per_channel_projection_scales_only_when_they_fit(
     assert least > weight_bytes(built)  # the scales' bytes outweigh what the bound takes off
     cases = (
         ("room", 10 * weight_bytes(built), None),
+        ("room-one-scale-first", 10 * weight_bytes(built), False),
         ("tight", least + 1, False),
         ("tight-per-channel-first", least + 1, True),
     )
@@ -599,8 +601,11 @@ def test_the_size_budget_keeps_per_channel_projection_scales_only_when_they_fit(
         assert not list(out.glob("*.one-scale"))
         if name == "room":
             assert guess <= PER_CHANNEL_FIRST_MARGIN * budget
+        if name.startswith("room"):
             assert kept_one_scale == []
             assert weight_bytes(out) >= least
+            for file in (DECODER_FILE, "ort_config.json"):  # the same files in either order
+                assert (out / file).read_bytes() == (tmp_path / "room" / file).read_bytes()
         else:
             assert kept_one_scale == projections
             assert (out / DECODER_FILE).read_bytes() == (built / DECODER_FILE).read_bytes()

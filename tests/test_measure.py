@@ -259,6 +259,10 @@ def test_workers_fork_from_a_server_started_for_their_thread_count_or_are_spawne
         assert server.pid != os.getpid() and server.parent().pid == os.getpid()
         assert "forkserver" in " ".join(server.cmdline())
         assert server.environ()["OMP_NUM_THREADS"] == str(threads)
+        # It imported the engines' libraries (worker_preload.py found the package).
+        libraries = {m.path for m in server.memory_maps()}
+        for library in ("libtorch_cpu", "onnxruntime_pybind11_state"):
+            assert any(library in path for path in libraries), library
         assert psutil.Process(other.pid).parent().pid == os.getpid()
         expected = AllocatingEngine.MODEL_MIB * 2**20
         for worker in (first, other):

@@ -17,7 +17,11 @@ them. Each is the largest figure measured times BUDGET_MARGIN (5%), rounded up (
   whose ONNX Runtime sessions hold about four times its int8 files. The fixed part of what
   an engine holds shrinks relative to the weights as models grow, so the factors over-
   estimate larger models a little. An engine not in the reports gets the largest factor.
-- the workers' baselines (libraries and runtime, before the model): 345-412 MiB.
+- the workers' baselines (libraries and runtime, before the model): 345-412 MiB. Workers are
+  forked from one fork server that holds those libraries (workers.py), so much of each
+  baseline is pages shared with it. A baseline per worker, and none for the server, is more
+  than they take together: tiny.en's server and four workers, models loaded, took 1,008 MiB
+  (proportional set size) against 4 x 440 MiB of baselines alone.
 - the largest peak extra during a transcription: 701 MiB (the original on long recordings,
   tiny.en).
 """

@@ -18,6 +18,7 @@ import gc
 import logging
 import multiprocessing as mp
 import os
+import site
 import sys
 import threading
 import time
@@ -30,6 +31,7 @@ from multiprocessing import forkserver
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from .engines import (
     DEFAULT_THREADS,
@@ -263,22 +265,45 @@ def _worker_context(threads: int):
 
     The libraries size their thread pools when they load, from the server's environment, so
     the server is started with the first worker's thread count; a worker asking for another
-    count is spawned and imports its own, as every worker did before the server."""
+    count is spawned and imports its own, as every worker did before the server. Forked
+    workers inherit the environment the server started with, not the parent's current one.
+    """
     global _fork_server_threads
     with _FORK_SERVER_LOCK:
         if _fork_server_threads not in (None, threads):
             return mp.get_context("spawn")
         context = mp.get_context("forkserver")
         context.set_forkserver_preload([WORKER_PRELOAD])
-        # Python 3.11's fork server ignores the sys.path it is given, and this package may be
-        # importable only through a path the parent added (app.py, pytest): the server
-        # starts with that folder on PYTHONPATH, or its preload would fail unnoticed.
-        package_parent = str(Path(__file__).resolve().parents[1])
-        pythonpath = os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
-        with _environment(PYTHONPATH=pythonpath, **_thread_variables(threads)):
-            forkserver.ensure_running()
+        if not _fork_server_running():
+            with _environment(**_server_variables(threads)):
+                forkserver.ensure_running()
         _fork_server_threads = threads
     return context
+
+
+def _server_variables(threads: int) -> dict[str, str]:
+    """The fork server's environment: the thread counts, and this package's folder on
+    PYTHONPATH. Python 3.11's fork server ignores the sys.path it is given, and the package
+    may be importable only through a path the parent added (app.py, pytest): without it the
+    preload would fail unnoticed. An installed package's folder is on every path already."""
+    variables = _thread_variables(threads)
+    package_parent = str(Path(__file__).resolve().parents[1])
+    if package_parent not in site.getsitepackages():
+        previous = os.environ.get("PYTHONPATH")
+        variables["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, previous]))
+    return variables
+
+
+def _fork_server_running() -> bool:
+    """Whether this process's fork server is up (multiprocessing keeps its pid in a private
+    attribute; a server that died is started again, with `_server_variables`)."""
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    if pid is None:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def start_fork_server(threads: int) -> None:
@@ -364,8 +389,8 @@ class EngineWorker:
         self._await_prepared()
         return self._load()
 
-    # start() in three steps, for start_workers: spawn every worker, wait until each has
-    # imported its libraries, then load them one at a time.
+    # start() in three steps, for start_workers: start every worker, wait until each has its
+    # libraries in, then load them one at a time.
     def spawn(self) -> None:
         with self._lock:
             self._spawn()
@@ -379,7 +404,8 @@ class EngineWorker:
             return self._load()
 
     def _spawn(self) -> None:
-        """Start the process; it imports its libraries while the caller goes on."""
+        """Start the process (forked, once the fork server has its libraries in; or spawned,
+        importing them while the caller goes on)."""
         self._stop()
         context = _worker_context(self.threads)
         parent, child = context.Pipe()
@@ -389,8 +415,16 @@ class EngineWorker:
             name=f"engine-{self.engine}",
             daemon=True,
         )
-        with _main_script_hidden():
-            process.start()
+        try:
+            with _main_script_hidden():
+                process.start()
+        except (EOFError, OSError) as e:  # the fork server died or could not start
+            parent.close()
+            child.close()
+            raise EngineError(
+                f"The {self.engine} engine's worker could not be started by the workers' "
+                f"fork server: {type(e).__name__}: {e}"
+            ) from e
         child.close()
         self._process, self._conn = process, parent
 
@@ -548,7 +582,7 @@ class EngineWorker:
 def start_workers(
     workers: list[EngineWorker], on_load: Callable[[str], None] | None = None
 ) -> list[LoadReport]:
-    """Start `workers` together: every process imports its libraries at once, then each loads
+    """Start `workers` together: every process gets its libraries in at once, then each loads
     and warms up in turn while the others wait, so load times and memory are measured as when
     a worker starts alone. `on_load(engine)` is called before each load. On a failure the
     workers not yet loaded are stopped (those loaded keep serving, as when started one by
