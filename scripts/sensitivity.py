@@ -22,7 +22,9 @@ with the output projection in fp32 too. `blocks:64` is the built encoder with a 
 8-bit weight blocks of 64 and a per-row int8 embedding (quantizers.quantize_decoder_blocks,
 tried as the recipe's decoder and not adopted: docs/int8-languages.md section 6);
 `blocks:64:tensor` gives the embedding one uint8 scale (as Optimum's dynamic int8 does) and
-`blocks:64:fp32` keeps it fp32.
+`blocks:64:fp32` keeps it fp32. `smooth:0.5` applies SmoothQuant with alpha 0.5 (smoothing.py;
+activation maxima from --calibration's clips) before the quantized recipe; `smooth:0.5:but:dec`
+before another variant.
 """
 
 from __future__ import annotations
@@ -51,9 +53,12 @@ from whisper_quant.layout import DECODER_FILE, ENCODER_FILE  # noqa: E402
 from whisper_quant.longform import N_FRAMES, window_features  # noqa: E402
 from whisper_quant.measure import Stopwatch  # noqa: E402
 from whisper_quant.quantizers import (  # noqa: E402
+    calibration_clips,
+    calibration_windows,
     quantization_config,
     quantize_decoder_blocks,
 )
+from whisper_quant.smoothing import activation_scales, smooth_export  # noqa: E402
 from whisper_quant.weights import copy_preprocessing_files  # noqa: E402
 
 # Node-name patterns of Optimum's Whisper export (encoder: `/layers.N/...`, merged decoder:
@@ -114,16 +119,20 @@ def quantizable(path: Path, default_fp32: set[str]) -> list[str]:
     )
 
 
-def build_variant(fp32_dir: Path, model_dir: Path, variant: str, preset: str) -> Path:
+def build_variant(
+    fp32_dir: Path, model_dir: Path, variant: str, preset: str, out: Path | None = None
+) -> Path:
     """Write `<model_dir>/<variant folder>`: the quantized recipe restricted as `variant` says."""
     from optimum.onnxruntime import ORTQuantizer
 
     mode, _, group = variant.partition(":")
-    out = model_dir / folder_name(variant)
+    out = out or model_dir / folder_name(variant)
     if (out / DECODER_FILE).is_file():
         return out
     if mode == "blocks":
         return build_blocks_variant(fp32_dir, model_dir, out, group, preset)
+    if mode == "smooth":
+        return build_smooth_variant(fp32_dir, model_dir, out, group, preset)
     # `but:enc.fc2+dec.out` leaves several groups in fp32 (or `only:` quantizes several).
     groups = group.split("+")
     patterns = [group_pattern(g) for g in groups]
@@ -176,6 +185,51 @@ def build_blocks_variant(
     )
     copy_preprocessing_files(fp32_dir, out)
     return out
+
+
+CALIBRATION: list[Path] = []  # --calibration's clips, for smooth: variants
+
+
+def build_smooth_variant(
+    fp32_dir: Path, model_dir: Path, out: Path, spec: str, preset: str
+) -> Path:
+    """`smooth:<alpha>[:<variant>]`: SmoothQuant (smoothing.py) with `alpha`, its activation
+    maxima measured on --calibration's clips with the original model, then `<variant>` (default
+    `but:enc.fc2`, the quantized recipe) quantized from the smoothed fp32 graphs."""
+    alpha, _, inner = spec.partition(":")
+    smooth_dir = model_dir / f"fp32-smooth-{alpha}"
+    if not (smooth_dir / DECODER_FILE).is_file():
+        done = smooth_export(fp32_dir, smooth_dir, calibration_scales(model_dir), float(alpha))
+        print("  smoothed:", {k: len(v) for k, v in done.items()}, flush=True)
+    return build_variant(smooth_dir, model_dir, inner or "but:enc.fc2", preset, out=out)
+
+
+_SCALES: dict = {}
+
+
+def calibration_scales(model_dir: Path) -> dict:
+    if not CALIBRATION:
+        raise SystemExit("smooth: variants need --calibration <folder of clips>")
+    cache = model_dir / "smooth-scales.npz"  # of the clips named in it
+    names = [str(clip) for clip in CALIBRATION]
+    if not _SCALES and cache.is_file():
+        stored = np.load(cache)
+        if list(stored["clips"]) == names:
+            _SCALES.update({k: stored[k] for k in stored.files if k != "clips"})
+    if not _SCALES:
+        from transformers import WhisperForConditionalGeneration
+
+        model = WhisperForConditionalGeneration.from_pretrained(model_dir / "original").eval()
+        windows = calibration_windows(CALIBRATION, model_dir / "original")
+        started = time.perf_counter()
+        _SCALES.update(activation_scales(model, windows))
+        print(
+            f"  activation maxima of {len(_SCALES)} LayerNorms over {len(windows)} windows "
+            f"({time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
+        np.savez(cache, clips=np.array(names), **_SCALES)
+    return _SCALES
 
 
 def folder_name(variant: str) -> str:
@@ -258,6 +312,14 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated only:G / but:G (groups joined with +) / blocks:<size>[:row|tensor|fp32]",
     )
     parser.add_argument("--starts", default="0,30,40,50,53.5,60,70,80")
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        action="append",
+        default=[],
+        help="a folder of clips for smooth: variants' activation maxima (repeatable; never "
+        "the clips judged)",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--speed",
@@ -268,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         "on the first clip's first window, and print their weight bytes",
     )
     args = parser.parse_args(argv)
+    CALIBRATION[:] = [clip for folder in args.calibration for clip in calibration_clips(folder)]
     if args.speed:
         return measure_speed(args)
     fp32_dir = args.model_dir / "onnx-fp32"

@@ -41,7 +41,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "metrics",
         "stats",
     ),
-    "build": ("ct2", "weights", "onnx_files", "quantizers", "build", "fetch"),
+    "build": ("ct2", "weights", "onnx_files", "quantizers", "smoothing", "build", "fetch"),
     "runtime": (
         "torch_window",
         "engines",

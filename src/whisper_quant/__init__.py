@@ -41,6 +41,7 @@ build:
     weights.py            any model source as a transformers checkpoint (the original)
     onnx_files.py         ONNX files on disk: external data, streamed merges, hard links
     quantizers.py         the quantization presets and every recipe's quantizer
+    smoothing.py          SmoothQuant: LayerNorm outliers moved into the weights before int8
     build.py              the pipeline: import, export, quantize, manifest, atomically
     fetch.py              built folders fetched from the Hugging Face Hub
 

@@ -46,6 +46,7 @@ from .layout import (
     ONNX_FP32_DIR,
     ORIGINAL_DIR,
     QUANTIZED_DIR,
+    SMOOTHED_FP32_DIR,
     weight_bytes,
 )
 from .manifest import ModelIntegrityError, describe_files, sha256_files, verify_folder
@@ -69,6 +70,7 @@ from .quantizers import (
     resolve_quantization,
 )
 from .recipes import DEFAULT_RECIPES, RECIPES, REQUIRED_RECIPES
+from .smoothing import smooth_for_int8
 from .weights import copy_preprocessing_files, import_weights, source_checksum
 
 logger = logging.getLogger(__name__)
@@ -109,8 +111,12 @@ class BuildOptions:
     recipes: tuple[str, ...] = DEFAULT_RECIPES
     # Also build the article's recipe (int8-seed), which the `optimum` engine runs too.
     baseline: bool = False
-    # The clips int8-static is calibrated on; None: the shipped tuning clips.
+    # The clips int8-static is calibrated on (and smoothing measures); None: the shipped
+    # tuning clips.
     calibration: Path | None = None
+    # SmoothQuant's alpha for a multilingual model's `quantized` recipe (smoothing.py); None:
+    # none. Opt-in until every published figure of base is measured with it.
+    smooth_alpha: float | None = None
     # A known shape with seeded random weights instead of the real checkpoint.
     random_weights: bool = False
     seed: int = 0
@@ -165,15 +171,21 @@ def _inputs(spec: ModelSpec, options: BuildOptions, preset: str) -> dict:
         "recipes": list(recipes),
         "versions": library_versions(),
     }
-    if "int8-static" in recipes:
-        try:
-            clips = calibration_clips(calibration_dir(options))
-        except QuantizerError as e:
-            raise BuildError(str(e)) from e
-        inputs["calibration_sha256"] = sha256_files(clips)
+    # int8-static calibrates on the clips, and smoothing measures its activation maxima on them.
+    if "int8-static" in recipes or options.smooth_alpha is not None:
+        inputs["calibration_sha256"] = sha256_files(_calibration(calibration_dir(options)))
+    if options.smooth_alpha is not None:
+        inputs["smooth_alpha"] = options.smooth_alpha
     if spec.kind == "synthetic":
         inputs["seed"] = spec.seed
     return inputs
+
+
+def _calibration(folder: Path) -> list[Path]:
+    try:
+        return calibration_clips(folder)
+    except QuantizerError as e:
+        raise BuildError(str(e)) from e
 
 
 def estimated_fp32_bytes(spec: ModelSpec) -> int | None:
@@ -324,6 +336,7 @@ def _build_into(
         options.per_channel,
         calibration_dir(options),
         isolate,
+        smooth_alpha=None if spec.kind == "synthetic" else options.smooth_alpha,
     )
     peaks.update(recipe_peaks)
     qconfig = recipes["quantized"]
@@ -380,8 +393,14 @@ def build_recipes(
     per_channel: bool,
     calibration: Path,
     isolate: bool,
+    smooth_alpha: float | None = None,
 ) -> tuple[dict[str, dict], dict[str, int]]:
     """Write every recipe's variant subfolder from the fp32 export in `work`.
+
+    With `smooth_alpha`, a multilingual model's `quantized` recipe is quantized from a
+    smoothed export (smoothing.py, activation maxima on `calibration`'s clips). Smoothing
+    changes weights, not operators, so synthetic models (random weights: speed and memory
+    only) are built without it.
 
     Returns each recipe's settings (for the manifest) and each quantizer's peak RSS.
     """
@@ -396,17 +415,32 @@ def build_recipes(
         if name == ONNX_FP32_DIR:
             result: dict = {"method": "none: Optimum's export"}
         elif name == QUANTIZED_DIR:
+            source, smoothing = fp32, {}
+            if smooth_alpha is not None and multilingual_export(fp32):
+                source = work / SMOOTHED_FP32_DIR
+                clips = _calibration(calibration)
+                smoothing, peaks["smooth"] = _checked_stage(
+                    isolate,
+                    smooth_for_int8,
+                    work / ORIGINAL_DIR,
+                    fp32,
+                    source,
+                    clips,
+                    smooth_alpha,
+                )
             result, peaks["quantize"] = _checked_stage(
                 isolate,
                 quantize_onnx,
-                fp32,
+                source,
                 out,
                 preset,
                 per_channel,
                 size_budget=int(size_budget * original_bytes),
                 low_memory=isolate,
             )
-            result = {"method": "dynamic int8 (optimum ORTQuantizer)", **result}
+            if source != fp32:
+                shutil.rmtree(source)
+            result = {"method": "dynamic int8 (optimum ORTQuantizer)", **smoothing, **result}
         elif name == "int8-seed":
             # The article's configuration, exactly: the avx512_vnni preset, per-tensor, every
             # operator, whatever this CPU supports.

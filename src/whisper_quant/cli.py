@@ -16,7 +16,7 @@ from .ct2 import CT2FormatError
 from .layout import DEFAULT_MODELS_DIR
 from .models import DEFAULT_MODEL, SYNTHETIC_NOTE, ModelSourceError, list_models
 from .quantizers import QUANTIZATION_PRESETS
-from .recipes import DEFAULT_RECIPES, RECIPES, RecipeError, parse_recipes
+from .recipes import DEFAULT_RECIPES, RECIPES, SMOOTHING_ALPHA, RecipeError, parse_recipes
 from .shapes import SHAPES
 
 logger = logging.getLogger("whisper_quant")
@@ -127,8 +127,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibration",
         type=Path,
         default=None,
-        help="folder of audio clips int8-static is calibrated on (default: the shipped tuning "
-        "clips, tests/data)",
+        help="folder of audio clips int8-static is calibrated on, and --smoothquant measures "
+        "(default: the shipped tuning clips, tests/data)",
+    )
+    parser.add_argument(
+        "--smoothquant",
+        type=float,
+        nargs="?",
+        const=SMOOTHING_ALPHA,
+        default=None,
+        metavar="ALPHA",
+        help="quantize a multilingual model's quantized recipe after SmoothQuant with this "
+        f"alpha (alone: {SMOOTHING_ALPHA:g}, measured best; smoothing.py, "
+        "docs/int8-languages.md section 7). Not yet the default: the published figures are "
+        "of builds without it",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
@@ -156,6 +168,7 @@ def build_main(argv: list[str] | None = None) -> int:
         baseline=args.baseline,
         recipes=args.recipes,
         calibration=args.calibration,
+        smooth_alpha=args.smoothquant,
         random_weights=args.random_weights,
         seed=args.seed,
     )

@@ -29,6 +29,9 @@ QUANTIZED_DIR = "quantized"
 # The article's recipe: run by the studio's loop (int8-seed) and by Optimum's generate.
 SEED_DIR = "int8-seed"
 CT2_DIR = "ct2"
+# A build's scratch folder: a multilingual model's smoothed fp32 export (smoothing.py), which
+# the `quantized` recipe is quantized from; deleted before the manifest is written.
+SMOOTHED_FP32_DIR = ".smoothed-fp32"
 
 # The ONNX files of a variant, as Optimum's `main_export` names them.
 ENCODER_FILE = "encoder_model.onnx"

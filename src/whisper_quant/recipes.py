@@ -52,6 +52,13 @@ INT4_SYMMETRIC = True
 # The int4 files may take at most this share of the original's fp32 weight bytes.
 INT4_SIZE_BUDGET = 0.25
 
+# SmoothQuant's alpha for a multilingual model's `quantized` recipe, when a build asks for it
+# (`build_model.py --smoothquant`, smoothing.py). On base, 77 Spanish tuning prompts (never
+# evaluation clips), calibrated on tests/data: the language probabilities' mean KL from
+# onnx-fp32's was 0.0106 unsmoothed, 0.0050 with 0.65 and 0.0052 with 0.8 (the whole decoder
+# in fp32: 0.0051). docs/int8-languages.md section 7.
+SMOOTHING_ALPHA = 0.65
+
 # Static calibration: onnxruntime's MinMax calibrator over 30 s windows of log-mel features.
 CALIBRATION_METHOD = "MinMax"
 
