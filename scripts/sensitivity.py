@@ -126,7 +126,9 @@ def build_variant(
     from optimum.onnxruntime import ORTQuantizer
 
     mode, _, group = variant.partition(":")
-    out = out or model_dir / folder_name(variant)
+    # A smooth: variant depends on the calibration clips too.
+    tag = f"-{calibration_tag()}" if mode == "smooth" else ""
+    out = out or model_dir / (folder_name(variant) + tag)
     if (out / DECODER_FILE).is_file():
         return out
     if mode == "blocks":
@@ -197,7 +199,7 @@ def build_smooth_variant(
     maxima measured on --calibration's clips with the original model, then `<variant>` (default
     `but:enc.fc2`, the quantized recipe) quantized from the smoothed fp32 graphs."""
     alpha, _, inner = spec.partition(":")
-    smooth_dir = model_dir / f"fp32-smooth-{alpha}"
+    smooth_dir = model_dir / f"fp32-smooth-{alpha}-{calibration_tag()}"
     if not (smooth_dir / DECODER_FILE).is_file():
         done = smooth_export(fp32_dir, smooth_dir, calibration_scales(model_dir), float(alpha))
         print("  smoothed:", {k: len(v) for k, v in done.items()}, flush=True)
@@ -205,6 +207,13 @@ def build_smooth_variant(
 
 
 _SCALES: dict = {}
+
+
+def calibration_tag() -> str:
+    """Eight hex digits naming --calibration's clips, so folders of other clips differ."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(map(str, CALIBRATION)).encode()).hexdigest()[:8]
 
 
 def calibration_scales(model_dir: Path) -> dict:

@@ -70,7 +70,7 @@ def test_smoothing_keeps_what_the_fp32_graphs_compute(built_tiny):
             length = states.shape[1] if ".encoder." in value.name else 0
             feeds[value.name] = np.zeros((1, heads, length, width), dtype=np.float32)
     feeds["use_cache_branch"] = np.array([False])
-    logits = _run(decoder, feeds)[0]
+    logits, step_logits = _two_steps(decoder, feeds)
     before = {i.name: numpy_helper.to_array(i).copy() for i in encoder.graph.initializer}
 
     layers = len(_layer_norm_scales(encoder)) // 2
@@ -91,8 +91,22 @@ def test_smoothing_keeps_what_the_fp32_graphs_compute(built_tiny):
     scale = np.abs(states).max()
     np.testing.assert_allclose(states_after, states, atol=2e-4 * scale)
     feeds["encoder_hidden_states"] = states_after
-    after = _run(decoder, feeds)[0]
+    after, step_after = _two_steps(decoder, feeds)
+    # Both branches of the merged decoder: the first step, and a step with the cache.
     np.testing.assert_allclose(after, logits, atol=2e-4 * np.abs(logits).max())
+    np.testing.assert_allclose(step_after, step_logits, atol=2e-4 * np.abs(step_logits).max())
+
+
+def _two_steps(decoder, feeds: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of the prompt (no cache) and of one more token with the cache it returned."""
+    names = [o.name for o in decoder.graph.output]
+    first = dict(zip(names, _run(decoder, feeds), strict=True))
+    step = dict(feeds, input_ids=np.array([[4]], dtype=np.int64))
+    step["use_cache_branch"] = np.array([True])
+    for name in feeds:
+        if name.startswith("past_key_values"):
+            step[name] = first[name.replace("past_key_values", "present")]
+    return first["logits"], _run(decoder, step)[0]
 
 
 def _graph(*nodes, weights: dict[str, np.ndarray], outputs: list[str]):
@@ -139,19 +153,33 @@ def test_a_layer_norm_with_another_reader_is_left_alone(nodes, outputs):
 
 
 def test_a_layer_norm_read_by_weight_matmuls_alone_is_smoothed():
-    weights = {"w": np.full((4, 4), 0.5, np.float32)}
+    rng = np.random.default_rng(1)
+    # Two readers whose row (input channel) and column maxima differ.
+    weights = {
+        "w1": rng.uniform(0.1, 3.0, (4, 3)).astype(np.float32),
+        "w2": rng.uniform(0.1, 3.0, (4, 2)).astype(np.float32),
+    }
     model = _graph(
-        helper.make_node("MatMul", ["n", "w"], ["y"]),
+        helper.make_node("MatMul", ["n", "w1"], ["y"]),
+        helper.make_node("MatMul", ["n", "w2"], ["z"]),
         helper.make_node("Shape", ["n"], ["s"]),
         weights=weights,
-        outputs=["y", "s"],
+        outputs=["y", "z", "s"],
+    )
+    bias = np.array([1, -2, 3, -4], np.float32)
+    next(i for i in model.graph.initializer if i.name == "ln.bias").CopyFrom(
+        numpy_helper.from_array(bias, "ln.bias")
     )
     maxima = np.array([1, 10, 100, 1000], np.float32)
-    assert smooth_model(model, {"model.encoder.ln": maxima}, 0.5) == ["model.encoder.ln"]
+    assert smooth_model(model, {"model.encoder.ln": maxima}, 0.65) == ["model.encoder.ln"]
     values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    s = np.sqrt(maxima) / np.sqrt(0.5)  # max|X|^0.5 / max|W|^0.5, smooth_ln_fcs's formula
+    # smooth_ln_fcs: max|X_j|^alpha / max_k |W_jk|^(1 - alpha), the max over both readers.
+    row_max = np.maximum(np.abs(weights["w1"]).max(axis=1), np.abs(weights["w2"]).max(axis=1))
+    s = maxima.astype(np.float64) ** 0.65 / row_max**0.35
     np.testing.assert_allclose(values["ln.weight"], 1 / s, rtol=1e-6)
-    np.testing.assert_allclose(values["w"], np.tile(0.5 * s[:, None], (1, 4)), rtol=1e-6)
+    np.testing.assert_allclose(values["ln.bias"], bias / s, rtol=1e-6)
+    for name, weight in weights.items():
+        np.testing.assert_allclose(values[name], weight * s[:, None], rtol=1e-6)
 
 
 @pytest.mark.integration

@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="ALPHA",
         help="quantize a multilingual model's quantized recipe after SmoothQuant with this "
-        f"alpha (alone: {SMOOTHING_ALPHA:g}, measured best; smoothing.py, "
+        f"alpha between 0 and 1 (alone: {SMOOTHING_ALPHA:g}, the best measured on tuning prompts; smoothing.py, "
         "docs/int8-languages.md section 7). Not yet the default: the published figures are "
         "of builds without it",
     )
@@ -147,7 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.smoothquant is not None and not 0 <= args.smoothquant <= 1:
+        parser.error(f"--smoothquant takes an alpha between 0 and 1, not {args.smoothquant:g}")
     if args.list:
         for spec in list_models():
             print(f"{spec.name:10} {spec.description}  [{spec.pip_install}]")

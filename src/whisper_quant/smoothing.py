@@ -173,11 +173,19 @@ def smooth_for_int8(
     `out_dir`. Returns what the manifest records."""
     from transformers import WhisperForConditionalGeneration
 
-    from .quantizers import calibration_windows
+    from .quantizers import QuantizerError, calibration_windows
 
     model = WhisperForConditionalGeneration.from_pretrained(original_dir).eval()
     windows = calibration_windows(clips, original_dir)
-    done = smooth_export(fp32_dir, out_dir, activation_scales(model, windows), alpha)
+    scales = activation_scales(model, windows)
+    del model  # before the ONNX graphs are loaded
+    done = smooth_export(fp32_dir, out_dir, scales, alpha)
+    if not all(done.values()):
+        raise QuantizerError(
+            "SmoothQuant found no LayerNorm to smooth in "
+            + ", ".join(name for name, modules in done.items() if not modules)
+            + " (an export whose names smoothing.torch_name does not know)"
+        )
     return {
         "smoothing": f"SmoothQuant, alpha {alpha:g}, activation maxima of {len(windows)} "
         f"windows of {len(clips)} calibration clips",
