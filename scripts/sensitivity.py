@@ -54,11 +54,10 @@ from whisper_quant.longform import N_FRAMES, window_features  # noqa: E402
 from whisper_quant.measure import Stopwatch  # noqa: E402
 from whisper_quant.quantizers import (  # noqa: E402
     calibration_clips,
-    calibration_windows,
     quantization_config,
     quantize_decoder_blocks,
 )
-from whisper_quant.smoothing import activation_scales, smooth_export  # noqa: E402
+from whisper_quant.smoothing import calibration_maxima, smooth_export  # noqa: E402
 from whisper_quant.weights import copy_preprocessing_files  # noqa: E402
 
 # Node-name patterns of Optimum's Whisper export (encoder: `/layers.N/...`, merged decoder:
@@ -226,14 +225,11 @@ def calibration_scales(model_dir: Path) -> dict:
         if list(stored["clips"]) == names:
             _SCALES.update({k: stored[k] for k in stored.files if k != "clips"})
     if not _SCALES:
-        from transformers import WhisperForConditionalGeneration
-
-        model = WhisperForConditionalGeneration.from_pretrained(model_dir / "original").eval()
-        windows = calibration_windows(CALIBRATION, model_dir / "original")
         started = time.perf_counter()
-        _SCALES.update(activation_scales(model, windows))
+        scales, windows = calibration_maxima(model_dir / "original", CALIBRATION)
+        _SCALES.update(scales)
         print(
-            f"  activation maxima of {len(_SCALES)} LayerNorms over {len(windows)} windows "
+            f"  activation maxima of {len(_SCALES)} LayerNorms over {windows} windows "
             f"({time.perf_counter() - started:.0f} s)",
             flush=True,
         )

@@ -69,6 +69,18 @@ def activation_scales(model, features: list[np.ndarray]) -> dict[str, np.ndarray
     return found
 
 
+def calibration_maxima(original_dir: Path, clips: list[Path]) -> tuple[dict[str, np.ndarray], int]:
+    """`activation_scales` of the original (transformers) in `original_dir` on every 30 s
+    window of `clips`, and how many windows that was. The model is released on return."""
+    from transformers import WhisperForConditionalGeneration
+
+    from .quantizers import calibration_windows
+
+    model = WhisperForConditionalGeneration.from_pretrained(original_dir).eval()
+    windows = calibration_windows(clips, original_dir)
+    return activation_scales(model, windows), len(windows)
+
+
 def smooth_model(model, scales: dict[str, np.ndarray], alpha: float) -> list[str]:
     """Smooth every eligible LayerNorm of an ONNX model in place; returns their modules."""
     from onnx import numpy_helper
@@ -110,6 +122,7 @@ def _weights_read(nodes, readers, initializers, graph_outputs) -> list[str] | No
     """The weight initializers the LayerNorm `nodes` (one per branch of the merged decoder)
     feed, if every reader of their output is a MatMul by a weight that nothing else reads (or
     a Shape) and their scale and bias are their own; else None."""
+    outputs = {node.output[0] for node in nodes}
     weights = set()
     for node in nodes:
         if len(node.input) < 3 or node.output[0] in graph_outputs:
@@ -124,10 +137,12 @@ def _weights_read(nodes, readers, initializers, graph_outputs) -> list[str] | No
             weights.add(reader.input[1])
     if not weights:
         return None
+    # Each weight is read only as the B of MatMuls whose A is this LayerNorm's output.
     for weight in weights:
-        if any(r.op_type != "MatMul" or r.input[1] != weight for r in readers[weight]):
-            return None
-        if any(r.input[0] not in {n.output[0] for n in nodes} for r in readers[weight]):
+        if any(
+            r.op_type != "MatMul" or r.input[1] != weight or r.input[0] not in outputs
+            for r in readers[weight]
+        ):
             return None
     # Its scale and bias: initializers of its own (an export can share equal tensors between
     # LayerNorms through Identity nodes, and those are left alone).
@@ -171,14 +186,9 @@ def smooth_for_int8(
     """The `quantized` recipe's first step on a multilingual model: activation maxima of the
     original (transformers) on every 30 s window of `clips`, then `fp32_dir` smoothed into
     `out_dir`. Returns what the manifest records."""
-    from transformers import WhisperForConditionalGeneration
+    from .quantizers import QuantizerError
 
-    from .quantizers import QuantizerError, calibration_windows
-
-    model = WhisperForConditionalGeneration.from_pretrained(original_dir).eval()
-    windows = calibration_windows(clips, original_dir)
-    scales = activation_scales(model, windows)
-    del model  # before the ONNX graphs are loaded
+    scales, windows = calibration_maxima(original_dir, clips)
     done = smooth_export(fp32_dir, out_dir, scales, alpha)
     if not all(done.values()):
         raise QuantizerError(
@@ -187,7 +197,7 @@ def smooth_for_int8(
             + " (an export whose names smoothing.torch_name does not know)"
         )
     return {
-        "smoothing": f"SmoothQuant, alpha {alpha:g}, activation maxima of {len(windows)} "
+        "smoothing": f"SmoothQuant, alpha {alpha:g}, activation maxima of {windows} "
         f"windows of {len(clips)} calibration clips",
         "smoothed_layer_norms": {name: len(modules) for name, modules in done.items()},
     }
