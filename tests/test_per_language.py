@@ -200,3 +200,56 @@ def test_the_recipe_table_gets_columns_per_language_only_with_several(sections):
     one = SimpleNamespace(per_language={"en": sections["en"]}, engines=engines)
     assert recipe_headers(one) == RECIPE_HEADERS
     assert all(len(row) == len(RECIPE_HEADERS) for row in recipe_rows(one))
+
+
+# --- scripts/language_subsets.py ---------------------------------------------------------------
+
+
+def _language_subsets():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "language_subsets.py"
+    spec = importlib.util.spec_from_file_location("language_subsets", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("language_subsets", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _utterance(i: int, original: str, quantized: str, heard: str) -> dict:
+    return {
+        "clip": f"audio/ru/{i}.flac",
+        "reference": RUSSIAN,
+        "language": "ru",
+        "original": original,
+        "quantized": quantized,
+        "original_language": heard,
+        "quantized_language": heard,
+    }
+
+
+def test_language_subsets_pairs_another_build_and_leaves_out_clips_the_original_mishears():
+    subsets = _language_subsets()
+    # 12 clips heard as Russian and written right by everyone; 2 heard as Ukrainian, where the
+    # quantized engine of the first run writes 4 extra characters and the other build 20.
+    good = [_utterance(i, RUSSIAN, RUSSIAN, "ru") for i in range(12)]
+    misheard = [_utterance(i, "мама мила раму", RUSSIAN + " абв", "uk") for i in (12, 13)]
+    base = {"utterances": good + misheard}
+    other = {
+        "utterances": [
+            {**u, "quantized": u["quantized"] + " гдеёжзийклмнопр"}
+            if u["original_language"] == "uk"
+            else u
+            for u in base["utterances"]
+        ]
+    }
+    rows = subsets.figures(base, {"other": other}, {})
+    by = {(r["subset"], r["engine"]): r for r in rows}
+    every, heard = subsets.SUBSETS
+    assert by[every, "quantized"]["clips"] == 14 and by[heard, "quantized"]["clips"] == 12
+    assert by[every, "other"]["difference"] > by[every, "quantized"]["difference"] > 0
+    assert by[heard, "quantized"]["difference"] == by[heard, "other"]["difference"] == 0
+    assert by[every, "other"]["language_matches_original"] == 1.0
+    assert "| original hears the label (12) | ru | other | CER +0.00" in subsets.markdown(rows)

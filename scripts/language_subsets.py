@@ -1,0 +1,138 @@
+"""Per-language paired figures from benchmark JSONs: on every clip, and on the clips whose
+language the original hears right.
+
+Reads the `utterances` of a benchmark run that has the original (benchmark.py --json, with
+--dataset and a language column) and, optionally, runs of other builds that have only the
+`quantized` engine (`NAME=run.json`), whose transcripts are paired with the first run's original
+on the same clips. For each language and engine it prints the headline rate's paired difference
+from the original with its interval over clips (per_language.language_sections, as the benchmark
+computes it), and the share of clips whose detected language equals the original's:
+
+- on every clip of the language (what the benchmark's per-language table shows);
+- on the clips where the original detects the labelled language. On the others the original's
+  own transcript is already in another language, and a quantized engine's text differs from it
+  as one wrong-language transcript differs from another.
+
+    python scripts/language_subsets.py docs/benchmark-languages-base.json \
+        smoothed=docs/benchmark-languages-base-smoothquant.json --json out.json
+
+Clusters come from the speaker column of `--metadata` (default eval/metadata.csv); each
+non-English language of eval/ has one voice, so its interval is over clips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from whisper_quant.per_language import (  # noqa: E402
+    EngineOutput,
+    LabelledClip,
+    language_sections,
+)
+
+SUBSETS = ("every clip", "original hears the label")
+
+
+def _speakers(metadata: Path) -> dict[str, str]:
+    """Clip path (as the benchmark names it, relative to the dataset) -> speaker."""
+    with metadata.open(newline="", encoding="utf-8") as f:
+        return {row["file_name"]: row.get("speaker", "") for row in csv.DictReader(f)}
+
+
+def _output(rows: list[dict], engine: str) -> EngineOutput:
+    return EngineOutput(
+        {r["clip"]: r[engine] for r in rows}, {r["clip"]: r[f"{engine}_language"] for r in rows}
+    )
+
+
+def figures(base: dict, others: dict[str, dict], speakers: dict[str, str]) -> list[dict]:
+    """One row per subset, language and engine (the original excluded)."""
+    rows = base["utterances"]
+    if not rows or rows[0].get("original") is None:
+        raise SystemExit("the first run needs the original engine")
+    engines = {"original": _output(rows, "original"), "quantized": _output(rows, "quantized")}
+    for name, run in others.items():
+        engines[name] = _output(run["utterances"], "quantized")
+    out = []
+    for subset in SUBSETS:
+        chosen = [
+            r for r in rows if subset == SUBSETS[0] or r["original_language"] == r["language"]
+        ]
+        clips = [
+            LabelledClip(
+                r["clip"],
+                r["language"],
+                r["reference"],
+                f"speaker:{speakers.get(r['clip'], '')}" if speakers.get(r["clip"]) else r["clip"],
+            )
+            for r in chosen
+        ]
+        for language, section in language_sections(clips, engines, "original").items():
+            for name, figure in section.engines.items():
+                difference = figure.cer_difference if section.headline == "CER" else None
+                difference = difference or figure.wer_difference
+                if name == "original" or difference is None:
+                    continue
+                out.append(
+                    {
+                        "subset": subset,
+                        "language": language,
+                        "clips": section.clips,
+                        "engine": name,
+                        "headline": difference.kind,
+                        "difference": difference.difference,
+                        "interval_over_clips": difference.interval_over_clips,
+                        "language_matches_original": figure.language_id.matches_original,
+                    }
+                )
+    return out
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| clips | language | engine | headline − original [95% over clips] | language = original's |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        low, high = r["interval_over_clips"] or (float("nan"), float("nan"))
+        lines.append(
+            f"| {r['subset']} ({r['clips']}) | {r['language']} | {r['engine']} | "
+            f"{r['headline']} {r['difference'] * 100:+.2f} [{low * 100:+.2f}, {high * 100:+.2f}]"
+            f" | {r['language_matches_original']:.0%} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a benchmark JSON with the original engine")
+    parser.add_argument(
+        "others", nargs="*", help="NAME=run.json: a run of another build's quantized engine"
+    )
+    parser.add_argument("--metadata", type=Path, default=ROOT / "eval" / "metadata.csv")
+    parser.add_argument("--json", type=Path, help="write the rows here")
+    args = parser.parse_args(argv)
+    others = {}
+    for item in args.others:
+        name, _, path = item.partition("=")
+        if not path:
+            parser.error(f"expected NAME=run.json, not {item!r}")
+        others[name] = json.loads(Path(path).read_text(encoding="utf-8"))
+    base = json.loads(args.run.read_text(encoding="utf-8"))
+    speakers = _speakers(args.metadata) if args.metadata.exists() else {}
+    rows = figures(base, others, speakers)
+    print(markdown(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
