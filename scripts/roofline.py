@@ -80,8 +80,12 @@ PEAK_METHOD = (
     "projection d x d, fc1 d x 4d, fc2 4d x d. GMAC/s = M*K*N / seconds per call; median of "
     "{repeats} samples (each at least {sample} s of calls) after a warm-up, with the lowest "
     "and highest. A size's fp32 peak is its best fp32 shape; its int8 peak the best int8 path "
-    "and shape. The int8 weights are per-channel QInt8, activations QUInt8, as in the builds."
+    "and shape. The int8 weights are per-channel {weights}, activations QUInt8, as in the "
+    "builds of the preset `--quantization {preset}` picks here ({preset_name}: QUInt8 weights "
+    "with zero point 128 for avx2, QInt8 otherwise)."
 )
+# The weights each build preset stores (quantizers.py, Optimum's AutoQuantizationConfig).
+PRESET_WEIGHTS = {"avx2": "QUInt8", "avx512": "QInt8", "avx512_vnni": "QInt8", "arm64": "QInt8"}
 BANDWIDTH_METHOD = (
     "A streaming read: numpy.sum of a fp32 array split into {threads} parts, one thread each "
     "(the engines' thread count); GB/s = array bytes / seconds per call, median of {repeats} "
@@ -118,7 +122,9 @@ def _model(nodes, inputs, outputs, initializers):
     return model.SerializeToString()
 
 
-def matmul_graph(path: str, m: int, k: int, n: int, rng: np.random.Generator) -> bytes:
+def matmul_graph(
+    path: str, m: int, k: int, n: int, rng: np.random.Generator, weights: str = "QInt8"
+) -> bytes:
     from onnx import TensorProto, helper, numpy_helper
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k])
@@ -126,9 +132,14 @@ def matmul_graph(path: str, m: int, k: int, n: int, rng: np.random.Generator) ->
     if path == FP32_PATH:
         w = numpy_helper.from_array(rng.standard_normal((k, n), np.float32), "w")
         return _model([helper.make_node("MatMul", ["x", "w"], ["y"])], [x], [y], [w])
-    weights = numpy_helper.from_array(rng.integers(-127, 128, (k, n), dtype=np.int8), "wq")
+    if weights == "QUInt8":  # symmetric uint8, as the avx2 preset stores them
+        quantized = rng.integers(1, 256, (k, n), dtype=np.uint8)
+        zero = numpy_helper.from_array(np.full(n, 128, np.uint8), "wz")
+    else:
+        quantized = rng.integers(-127, 128, (k, n), dtype=np.int8)
+        zero = numpy_helper.from_array(np.zeros(n, np.int8), "wz")
     scale = numpy_helper.from_array(np.full(n, 0.01, np.float32), "ws")
-    zero = numpy_helper.from_array(np.zeros(n, np.int8), "wz")
+    weights = numpy_helper.from_array(quantized, "wq")
     quantize = helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"])
     if path == INT8_PATHS[0]:
         nodes = [
@@ -209,7 +220,9 @@ def spread(values: list[float]) -> dict:
 # --- measurements -----------------------------------------------------------------------------
 
 
-def measure_matmuls(sizes, threads: int, repeats: int, quick: bool) -> list[dict]:
+def measure_matmuls(
+    sizes, threads: int, repeats: int, quick: bool, weights: str = "QInt8"
+) -> list[dict]:
     rng = np.random.default_rng(0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -223,7 +236,8 @@ def measure_matmuls(sizes, threads: int, repeats: int, quick: bool) -> list[dict
                 feed = {"x": np.ascontiguousarray(x[:, :k])}
                 for path in (FP32_PATH, *INT8_PATHS):
                     optimized = Path(tmp, "optimized.onnx")
-                    sess = session(matmul_graph(path, FRAMES, k, n, rng), threads, optimized)
+                    graph = matmul_graph(path, FRAMES, k, n, rng, weights)
+                    sess = session(graph, threads, optimized)
                     seconds = samples(lambda s=sess, f=feed: s.run(None, f), repeats)
                     macs = FRAMES * k * n
                     gmacs = [macs / s / 1e9 for s in seconds]
@@ -236,6 +250,7 @@ def measure_matmuls(sizes, threads: int, repeats: int, quick: bool) -> list[dict
                             "k": k,
                             "n": n,
                             "path": path,
+                            "weights": weights if path != FP32_PATH else "fp32",
                             "ran_ops": ran_ops(optimized),
                             "gmacs_median": statistics.median(gmacs),
                             "gmacs_min": min(gmacs),
@@ -617,13 +632,24 @@ def main(argv: list[str] | None = None) -> int:
         help="tiny's fc1 shape only, a 256 MiB bandwidth array, 3 repeats: proves the script "
         "runs; its figures are marked as such",
     )
+    parser.add_argument(
+        "--quantization",
+        default="auto",
+        help="the build preset whose weight type the int8 paths use (default auto: the one "
+        "build_model.py picks on this CPU; avx2 stores uint8 weights)",
+    )
     args = parser.parse_args(argv)
     import onnxruntime
+
+    from whisper_quant.quantizers import resolve_quantization
+
+    preset = resolve_quantization(args.quantization)
+    weights = PRESET_WEIGHTS[preset]
 
     repeats = 3 if args.quick else args.repeats
     sizes = ("tiny",) if args.quick else MEASURED_SIZES
     info = cpu_info()
-    matmul = measure_matmuls(sizes, args.threads, repeats, args.quick)
+    matmul = measure_matmuls(sizes, args.threads, repeats, args.quick, weights)
     bandwidth = measure_bandwidth(args.threads, repeats, args.quick)
     peaks = peaks_by_size(matmul)
     _, options = ort_session_options(args.threads, tuned=True)
@@ -638,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
             "onnxruntime": onnxruntime.__version__,
             "numpy": np.__version__,
             "quick": args.quick,
+            "quantization_preset": preset,
+            "int8_weights": weights,
             "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         },
         "methods": {
@@ -646,6 +674,9 @@ def main(argv: list[str] | None = None) -> int:
                 options=", ".join(f"{k}={v}" for k, v in options.items()),
                 repeats=repeats,
                 sample=MIN_SAMPLE_S,
+                weights=weights,
+                preset=args.quantization,
+                preset_name=preset,
             ),
             "bandwidth": BANDWIDTH_METHOD.format(
                 rows=GEMV_ROWS,

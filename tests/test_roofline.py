@@ -32,8 +32,9 @@ HERE = CpuInfo("Test CPU 9000", frozenset({"avx2", "avx512f", "avx512_vnni"}), 2
 
 
 def _initializer_bytes(model_bytes: bytes) -> dict[str, int]:
-    """Bytes of a graph's initializers: matrices and vectors by dtype, and tables read by a
-    Gather (one row per step, left out of the step's bytes)."""
+    """Bytes of a graph's initializers: matrices and vectors by dtype (int8 and uint8 both as
+    `8bit`: the avx2 preset, which `auto` picks without VNNI, stores uint8 weights), and tables
+    read by a Gather (one row per step, left out of the step's bytes)."""
     import onnx
     from onnx import numpy_helper
 
@@ -45,7 +46,8 @@ def _initializer_bytes(model_bytes: bytes) -> dict[str, int]:
         key = (
             "gathered"
             if tensor.name in gathered
-            else f"{array.dtype}-{'matrix' if array.ndim >= 2 else 'vector'}"
+            else f"{'8bit' if array.itemsize == 1 else array.dtype}-"
+            f"{'matrix' if array.ndim >= 2 else 'vector'}"
         )
         out[key] = out.get(key, 0) + array.nbytes
     return out
@@ -86,14 +88,14 @@ def test_work_formulas_match_the_base_build(built_base):
     fp32_macs, int8_macs = int8_precision(True).encoder_split(work)
     assert _weight_macs(int8.encoder, 1500) == work.weights  # same products, other types
     assert int8_macs == work.projections + work.fc1
-    assert _initializer_bytes(int8.encoder)["int8-matrix"] == int8_macs // 1500
+    assert _initializer_bytes(int8.encoder)["8bit-matrix"] == int8_macs // 1500
 
     # Decoder step: every weight byte on the step graph's path, to the byte in fp32.
     fp32_step = _initializer_bytes(fp32.decoder)
     assert fp32_step["float32-matrix"] + fp32_step["float32-vector"] == step.weight_bytes(4)
-    # int8, per-channel: int8 matrices, fp32 scales and biases, int8 zero points.
+    # int8, per-channel: 8-bit matrices, fp32 scales and biases, 8-bit zero points.
     int8_step = _initializer_bytes(int8.decoder)
-    assert int8_step["int8-matrix"] == step.matrices
+    assert int8_step["8bit-matrix"] == step.matrices
     read = sum(v for k, v in int8_step.items() if k != "gathered")
     assert read == pytest.approx(step.weight_bytes(1.0, 5.0), abs=64)
 
@@ -174,6 +176,27 @@ def test_the_panel_states_the_floor_only_for_the_measured_cpu():
         assert f"{work.total / 1e9:.1f} GMAC per 30 s encoder window" in text
 
 
+def test_the_panel_takes_the_committed_roofline_of_this_cpu(tmp_path):
+    """docs/roofline.json first when it names this CPU, else a docs/roofline-*.json that does,
+    else docs/roofline.json whatever it names."""
+    from whisper_quant.roofline import report_for_cpu
+
+    default = tmp_path / "roofline.json"
+    other = _report("Other CPU")
+    default.write_text(json.dumps(other))
+    assert report_for_cpu(HERE, default) == (other, str(default))
+    (tmp_path / "roofline-other-kind.json").write_text(json.dumps(_report(flags=("avx2",))))
+    (tmp_path / "roofline-this-kind.json").write_text(json.dumps(_report()))
+    report, source = report_for_cpu(HERE, default)
+    assert report == _report() and source == str(tmp_path / "roofline-this-kind.json")
+    assert "**Floor on this CPU** (" + source in floor_panel(
+        ROOFLINE_SHAPES["base"], HERE, report, source
+    )
+    default.write_text(json.dumps(_report()))
+    assert report_for_cpu(HERE, default) == (_report(), str(default))
+    assert report_for_cpu(HERE, tmp_path / "absent.json") == (None, str(tmp_path / "absent.json"))
+
+
 def test_same_cpu_needs_the_same_name_and_int8_features():
     assert same_cpu({"cpu": HERE.model, "cpu_flags": sorted(HERE.flags)}, HERE)
     assert not same_cpu({"cpu": HERE.model, "cpu_flags": ["avx2", "avx512f"]}, HERE)
@@ -203,7 +226,7 @@ def test_hardware_panel_reads_the_model_config(tmp_path):
     settings = Settings(models_dir=tmp_path)
     text = hardware_panel(settings, "base", roofline_json=tmp_path / "absent.json")
     assert "**CPU**" in text and "Work of base" in text
-    assert "docs/roofline.json is absent" in text
+    assert f"{tmp_path / 'absent.json'} is absent" in text
     # No built model: the CPU panel alone.
     assert "Work of" not in hardware_panel(settings, "missing", tmp_path / "absent.json")
 

@@ -291,6 +291,23 @@ def load_report(path: Path = ROOFLINE_JSON) -> dict | None:
         return None
 
 
+def report_for_cpu(info: CpuInfo, default: Path = ROOFLINE_JSON) -> tuple[dict | None, str]:
+    """The committed roofline measured on this CPU, and its file name: `default`
+    (docs/roofline.json) if it names this CPU, else the first docs/roofline-*.json that does
+    (one per CPU kind, e.g. roofline-amd-avx2.json), else `default` whatever it names."""
+    default = Path(default)
+
+    def name(path: Path) -> str:
+        return f"docs/{path.name}" if path.parent == ROOFLINE_JSON.parent else str(path)
+
+    candidates = [default, *sorted(default.parent.glob(f"{default.stem}-*{default.suffix}"))]
+    for path in candidates:
+        report = load_report(path)
+        if report is not None and same_cpu(report.get("machine", {}), info):
+            return report, name(path)
+    return load_report(default), name(default)
+
+
 # --- the page ---------------------------------------------------------------------------------
 
 
@@ -299,9 +316,11 @@ def _ms(seconds: float) -> str:
     return f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"
 
 
-def floor_panel(shape: WhisperShape, info: CpuInfo, report: dict | None) -> str:
+def floor_panel(
+    shape: WhisperShape, info: CpuInfo, report: dict | None, source: str = "docs/roofline.json"
+) -> str:
     """Markdown for the hardware panel: the loaded model's work and, where this CPU's peaks
-    are measured (docs/roofline.json), its floor. No peak is ever assumed."""
+    are measured (`report`, read from `source`), its floor. No peak is ever assumed."""
     work = encoder_work(shape)
     step = decoder_step_work(shape)
     multilingual = shape.vocab_size >= VOCAB_V2
@@ -317,9 +336,9 @@ def floor_panel(shape: WhisperShape, info: CpuInfo, report: dict | None) -> str:
     ]
     if report is None or not same_cpu(report.get("machine", {}), info):
         where = (
-            "docs/roofline.json is absent"
+            f"{source} is absent"
             if report is None
-            else f"docs/roofline.json was measured on {report.get('machine', {}).get('cpu')}"
+            else f"{source} was measured on {report.get('machine', {}).get('cpu')}"
         )
         lines.append(
             f"**Floor**: not measured for this CPU ({where}); `python scripts/roofline.py` "
@@ -328,13 +347,13 @@ def floor_panel(shape: WhisperShape, info: CpuInfo, report: dict | None) -> str:
         return "  \n".join(lines)
     found = peaks_for(report, shape)
     if found is None:
-        lines.append("**Floor**: docs/roofline.json holds no peaks.")
+        lines.append(f"**Floor**: {source} holds no peaks.")
         return "  \n".join(lines)
     peaks, size = found
     fp32, quantized = floor(shape, FP32, peaks), floor(shape, int8, peaks)
     quick = " (a --quick run)" if report.get("machine", {}).get("quick") else ""
     lines.append(
-        f"**Floor on this CPU** (docs/roofline.json{quick}: fp32 {peaks.fp32_gmacs:.0f} and "
+        f"**Floor on this CPU** ({source}{quick}: fp32 {peaks.fp32_gmacs:.0f} and "
         f"int8 {peaks.int8_gmacs:.0f} GMAC/s on {size}'s matrices; {peaks.memory_gbs:.1f} GB/s "
         f"reading memory, {peaks.cache_gbs:.1f} GB/s reading the cache): encoder ≥ {_ms(fp32.encoder_s)} per window in fp32, "
         f"≥ {_ms(quantized.encoder_s)} in int8; decoder step ≥ {_ms(fp32.step_s)} in fp32, "

@@ -535,9 +535,10 @@ def batch_summary(result: BatchResult) -> str:
 
 def hardware_panel(settings: Settings, model: str, roofline_json: Path | None = None) -> str:
     """The CPU, its int8 features, the threads, the model's quantization preset, and the
-    model's floor (roofline.py: measured peaks only where docs/roofline.json names this CPU)."""
+    model's floor (roofline.py: measured peaks only from a docs/roofline*.json that names this
+    CPU; `roofline_json` replaces docs/roofline.json)."""
     from .hardware import cpu_info, cpu_panel
-    from .roofline import ROOFLINE_JSON, floor_panel, load_report, shape_from_config
+    from .roofline import ROOFLINE_JSON, floor_panel, report_for_cpu, shape_from_config
 
     folder = Path(settings.models_dir) / model
     try:
@@ -559,5 +560,6 @@ def hardware_panel(settings: Settings, model: str, roofline_json: Path | None = 
         shape = shape_from_config(model, json.loads(config.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError):
         return panel
-    report = load_report(roofline_json or ROOFLINE_JSON)
-    return panel + "  \n" + floor_panel(shape, cpu_info(), report)
+    info = cpu_info()
+    report, source = report_for_cpu(info, roofline_json or ROOFLINE_JSON)
+    return panel + "  \n" + floor_panel(shape, info, report, source)
