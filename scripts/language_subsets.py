@@ -5,8 +5,9 @@ Reads the `utterances` of a benchmark run that has the original (benchmark.py --
 --dataset and a language column) and, optionally, runs of other builds that have only the
 `quantized` engine (`NAME=run.json`), whose transcripts are paired with the first run's original
 on the same clips. For each language and engine it prints the headline rate's paired difference
-from the original with its interval over clips (per_language.language_sections, as the benchmark
-computes it), and the share of clips whose detected language equals the original's:
+from the original with its interval over clips (per_language.language_sections, on the clips in
+the run's order, so every clip's figure equals the benchmark's own), and the share of clips
+whose detected language equals the original's:
 
 - on every clip of the language (what the benchmark's per-language table shows);
 - on the clips where the original detects the labelled language. On the others the original's
@@ -16,14 +17,13 @@ computes it), and the share of clips whose detected language equals the original
     python scripts/language_subsets.py docs/benchmark-languages-base.json \
         smoothed=docs/benchmark-languages-base-smoothquant.json --json out.json
 
-Clusters come from the speaker column of `--metadata` (default eval/metadata.csv); each
-non-English language of eval/ has one voice, so its interval is over clips.
+Only the interval over clips is reported: each non-English language of eval/ has one voice,
+so a bootstrap over speakers has nothing to resample there.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -40,40 +40,33 @@ from whisper_quant.per_language import (  # noqa: E402
 SUBSETS = ("every clip", "original hears the label")
 
 
-def _speakers(metadata: Path) -> dict[str, str]:
-    """Clip path (as the benchmark names it, relative to the dataset) -> speaker."""
-    with metadata.open(newline="", encoding="utf-8") as f:
-        return {row["file_name"]: row.get("speaker", "") for row in csv.DictReader(f)}
-
-
 def _output(rows: list[dict], engine: str) -> EngineOutput:
     return EngineOutput(
         {r["clip"]: r[engine] for r in rows}, {r["clip"]: r[f"{engine}_language"] for r in rows}
     )
 
 
-def figures(base: dict, others: dict[str, dict], speakers: dict[str, str]) -> list[dict]:
+def figures(base: dict, others: dict[str, dict]) -> list[dict]:
     """One row per subset, language and engine (the original excluded)."""
-    rows = base["utterances"]
+    # The benchmark bootstraps its clips in the run's order (`clips`); `utterances` are sorted
+    # by disagreement, and the seeded bootstrap's interval depends on the order.
+    order = {c["name"]: i for i, c in enumerate(base.get("clips", []))}
+    rows = sorted(base["utterances"], key=lambda r: order.get(r["clip"], len(order)))
     if not rows or rows[0].get("original") is None:
         raise SystemExit("the first run needs the original engine")
     engines = {"original": _output(rows, "original"), "quantized": _output(rows, "quantized")}
     for name, run in others.items():
+        theirs = {r["clip"]: r["reference"] for r in run["utterances"]}
+        ours = {r["clip"]: r["reference"] for r in rows}
+        if theirs != ours:
+            raise SystemExit(f"{name}: its clips or references differ from the first run's")
         engines[name] = _output(run["utterances"], "quantized")
     out = []
     for subset in SUBSETS:
         chosen = [
             r for r in rows if subset == SUBSETS[0] or r["original_language"] == r["language"]
         ]
-        clips = [
-            LabelledClip(
-                r["clip"],
-                r["language"],
-                r["reference"],
-                f"speaker:{speakers.get(r['clip'], '')}" if speakers.get(r["clip"]) else r["clip"],
-            )
-            for r in chosen
-        ]
+        clips = [LabelledClip(r["clip"], r["language"], r["reference"], r["clip"]) for r in chosen]
         for language, section in language_sections(clips, engines, "original").items():
             for name, figure in section.engines.items():
                 difference = figure.cer_difference if section.headline == "CER" else None
@@ -116,7 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "others", nargs="*", help="NAME=run.json: a run of another build's quantized engine"
     )
-    parser.add_argument("--metadata", type=Path, default=ROOT / "eval" / "metadata.csv")
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args(argv)
     others = {}
@@ -126,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"expected NAME=run.json, not {item!r}")
         others[name] = json.loads(Path(path).read_text(encoding="utf-8"))
     base = json.loads(args.run.read_text(encoding="utf-8"))
-    speakers = _speakers(args.metadata) if args.metadata.exists() else {}
-    rows = figures(base, others, speakers)
+    rows = figures(base, others)
     print(markdown(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")

@@ -482,7 +482,7 @@ GERMAN_WORDS = frozenset(
 
 # The quantized recipe keeps a multilingual model's encoder convolutions in fp32: with them
 # in int8, base heard German windows of this clip as Welsh (quantizers.fp32_convolutions).
-# It passes with both presets auto picks: avx512_vnni on an Intel Xeon, and avx2 on an AMD
+# It passes with the two presets measured: avx512_vnni on an Intel Xeon, and avx2 on an AMD
 # EPYC with AVX2 only (2026-12-07). On that AMD machine it failed on 2026-12-06 (German windows
 # written as English), before the encoder's fc2 MatMuls were kept in fp32; its expected-failure
 # mark is gone. Without the per-window resume, the avx2 build there skips 51.9-73.4 s (the
@@ -498,7 +498,8 @@ def test_language_per_window_hears_english_then_german(
 ):
     model = base[engine] if engine in base else ENGINES[engine](built_base.folder)
     # The page's "auto-detect per window": a window that ends early resumes at its last
-    # segment (the original, stock generate, has no such rule and needs none here).
+    # segment. Stock generate has no per-window language, so with it the original engine runs
+    # its PyTorch model through the shared loop too, resume included.
     result = model.transcribe(
         english_then_german, language_per_window=True, early_end_resume_s=EARLY_END_RESUME_S
     )

@@ -233,23 +233,31 @@ def _utterance(i: int, original: str, quantized: str, heard: str) -> dict:
 def test_language_subsets_pairs_another_build_and_leaves_out_clips_the_original_mishears():
     subsets = _language_subsets()
     # 12 clips heard as Russian and written right by everyone; 2 heard as Ukrainian, where the
-    # quantized engine of the first run writes 4 extra characters and the other build 20.
+    # original makes 1 character error, the first run's quantized engine 3 (three inserted
+    # letters; CER ignores spaces) and the other build 18.
     good = [_utterance(i, RUSSIAN, RUSSIAN, "ru") for i in range(12)]
     misheard = [_utterance(i, "мама мила раму", RUSSIAN + " абв", "uk") for i in (12, 13)]
-    base = {"utterances": good + misheard}
+    # The run's own clip order: the bootstrap follows it, not the utterances' sort.
+    base = {"utterances": misheard + good, "clips": [{"name": u["clip"]} for u in good + misheard]}
     other = {
         "utterances": [
-            {**u, "quantized": u["quantized"] + " гдеёжзийклмнопр"}
+            {**u, "quantized": u["quantized"] + " гдеёжзийклмнопр", "quantized_language": "be"}
             if u["original_language"] == "uk"
             else u
             for u in base["utterances"]
         ]
     }
-    rows = subsets.figures(base, {"other": other}, {})
+    rows = subsets.figures(base, {"other": other})
     by = {(r["subset"], r["engine"]): r for r in rows}
     every, heard = subsets.SUBSETS
     assert by[every, "quantized"]["clips"] == 14 and by[heard, "quantized"]["clips"] == 12
     assert by[every, "other"]["difference"] > by[every, "quantized"]["difference"] > 0
     assert by[heard, "quantized"]["difference"] == by[heard, "other"]["difference"] == 0
-    assert by[every, "other"]["language_matches_original"] == 1.0
+    # The other build's detected languages are its own: 2 of 14 differ from the original's.
+    assert by[every, "other"]["language_matches_original"] == pytest.approx(12 / 14)
+    assert by[every, "quantized"]["language_matches_original"] == 1.0
+    assert by[heard, "other"]["language_matches_original"] == 1.0
     assert "| original hears the label (12) | ru | other | CER +0.00" in subsets.markdown(rows)
+    # A run of other clips or references cannot be paired.
+    with pytest.raises(SystemExit, match="differ"):
+        subsets.figures(base, {"short": {"utterances": other["utterances"][:-1]}})

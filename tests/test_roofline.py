@@ -33,7 +33,8 @@ HERE = CpuInfo("Test CPU 9000", frozenset({"avx2", "avx512f", "avx512_vnni"}), 2
 
 def _initializer_bytes(model_bytes: bytes) -> dict[str, int]:
     """Bytes of a graph's initializers: matrices and vectors by dtype (int8 and uint8 both as
-    `8bit`: the avx2 preset, which `auto` picks without VNNI, stores uint8 weights), and tables
+    `8bit`: the avx2 preset, which `auto` picks on a CPU with AVX2 but no AVX-512, stores uint8
+    weights), and tables
     read by a Gather (one row per step, left out of the step's bytes)."""
     import onnx
     from onnx import numpy_helper

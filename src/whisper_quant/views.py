@@ -536,7 +536,8 @@ def batch_summary(result: BatchResult) -> str:
 def hardware_panel(settings: Settings, model: str, roofline_json: Path | None = None) -> str:
     """The CPU, its int8 features, the threads, the model's quantization preset, and the
     model's floor (roofline.py: measured peaks only from a docs/roofline*.json that names this
-    CPU; `roofline_json` replaces docs/roofline.json)."""
+    CPU; `roofline_json` takes docs/roofline.json's place in that search, its `-*.json`
+    siblings with it)."""
     from .hardware import cpu_info, cpu_panel
     from .roofline import ROOFLINE_JSON, floor_panel, report_for_cpu, shape_from_config
 
