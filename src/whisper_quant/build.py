@@ -115,7 +115,7 @@ class BuildOptions:
     # tuning clips.
     calibration: Path | None = None
     # SmoothQuant's alpha for a multilingual model's `quantized` recipe (smoothing.py); None:
-    # none. Opt-in until every published figure of base is measured with it.
+    # none. Opt-in: on an AVX2-only AMD it lost Spanish words (docs/int8-languages.md, 8).
     smooth_alpha: float | None = None
     # A known shape with seeded random weights instead of the real checkpoint.
     random_weights: bool = False

@@ -139,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ALPHA",
         help="quantize a multilingual model's quantized recipe after SmoothQuant with this "
         f"alpha between 0 and 1 (alone: {SMOOTHING_ALPHA:g}, the best measured on tuning "
-        "prompts; smoothing.py, docs/int8-languages.md section 7). Not yet the default: the "
-        "published figures are of builds without it",
+        "prompts; smoothing.py, docs/int8-languages.md section 7). Not the default: on an "
+        "AVX2-only CPU it lost Spanish words (section 8)",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
