@@ -84,8 +84,6 @@ PEAK_METHOD = (
     "builds of the preset `--quantization {preset}` picks here ({preset_name}: QUInt8 weights "
     "with zero point 128 for avx2, QInt8 otherwise)."
 )
-# The weights each build preset stores (quantizers.py, Optimum's AutoQuantizationConfig).
-PRESET_WEIGHTS = {"avx2": "QUInt8", "avx512": "QInt8", "avx512_vnni": "QInt8", "arm64": "QInt8"}
 BANDWIDTH_METHOD = (
     "A streaming read: numpy.sum of a fp32 array split into {threads} parts, one thread each "
     "(the engines' thread count); GB/s = array bytes / seconds per call, median of {repeats} "
@@ -641,10 +639,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import onnxruntime
 
-    from whisper_quant.quantizers import resolve_quantization
+    from whisper_quant.quantizers import quantization_config, resolve_quantization
 
     preset = resolve_quantization(args.quantization)
-    weights = PRESET_WEIGHTS[preset]
+    # The weight type the builds of that preset store, from the same Optimum config they use.
+    weights = str(quantization_config(preset, per_channel=True).weights_dtype)
+    if weights not in ("QInt8", "QUInt8"):
+        raise SystemExit(f"{preset}: weights {weights}, which this script cannot build")
 
     repeats = 3 if args.quick else args.repeats
     sizes = ("tiny",) if args.quick else MEASURED_SIZES

@@ -300,12 +300,17 @@ def report_for_cpu(info: CpuInfo, default: Path = ROOFLINE_JSON) -> tuple[dict |
     def name(path: Path) -> str:
         return f"docs/{path.name}" if path.parent == ROOFLINE_JSON.parent else str(path)
 
-    candidates = [default, *sorted(default.parent.glob(f"{default.stem}-*{default.suffix}"))]
-    for path in candidates:
+    def measured_here(report: dict | None) -> bool:
+        return report is not None and same_cpu(report.get("machine", {}), info)
+
+    fallback = load_report(default)  # read once: the first candidate and the fallback
+    if measured_here(fallback):
+        return fallback, name(default)
+    for path in sorted(default.parent.glob(f"{default.stem}-*{default.suffix}")):
         report = load_report(path)
-        if report is not None and same_cpu(report.get("machine", {}), info):
+        if measured_here(report):
             return report, name(path)
-    return load_report(default), name(default)
+    return fallback, name(default)
 
 
 # --- the page ---------------------------------------------------------------------------------

@@ -546,7 +546,8 @@ def hardware_panel(settings: Settings, model: str, roofline_json: Path | None = 
         preset = read_manifest(folder)["quantization"]["preset"]
     except (ModelIntegrityError, KeyError):
         preset = None
-    panel = cpu_panel(cpu_info(), settings.threads, preset)
+    info = cpu_info()
+    panel = cpu_panel(info, settings.threads, preset)
     config = next(
         (
             folder / sub / CONFIG_FILE
@@ -561,6 +562,5 @@ def hardware_panel(settings: Settings, model: str, roofline_json: Path | None = 
         shape = shape_from_config(model, json.loads(config.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError):
         return panel
-    info = cpu_info()
     report, source = report_for_cpu(info, roofline_json or ROOFLINE_JSON)
     return panel + "  \n" + floor_panel(shape, info, report, source)
