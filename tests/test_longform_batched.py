@@ -71,7 +71,8 @@ def test_short_chunks_in_batches_of_two_through_the_shared_loop(engines, recordi
         options=options,
     )
     check_segments(result.segments, len(recording) / SAMPLE_RATE, len(chunks))
-    assert result.windows == len(chunks)
+    # A window that ended early left the rest of its chunk to a later batch.
+    assert result.windows == len(chunks) + result.resumed_windows
     assert {s.window for s in result.segments} == set(range(len(chunks)))
     for s in result.segments:
         assert s.chunk_start == chunks[s.window].start_s
@@ -120,7 +121,7 @@ def test_a_batch_decodes_each_window_as_it_decodes_alone(engines, recording, nam
 def test_every_engine_transcribes_in_batches(engines, recording, name):
     result = engines[name].transcribe(recording, batch_size=2)
     chunks = vad.speech_chunks(recording)
-    assert result.windows == len(chunks)
+    assert result.windows == len(chunks) + result.resumed_windows
     check_segments(result.segments, len(recording) / SAMPLE_RATE, len(chunks))
     text = result.text.lower()
     assert "go forward" in text and "clubs" in text

@@ -86,3 +86,31 @@ def test_original_time_skips_the_pauses_and_stays_in_the_chunk():
     assert chunk.original_time(-1.0) == 1.0
     times = [chunk.original_time(t / 100) for t in range(0, 300)]
     assert times == sorted(times)
+
+
+def test_after_leaves_out_the_decoded_speech_and_keeps_the_time_line():
+    # Speech at 1-2 s and 5-6 s of the recording; 1.5 s of it decoded.
+    chunk = vad.Chunk(
+        3,
+        (
+            vad.SpeechSpan(SAMPLE_RATE, 2 * SAMPLE_RATE),
+            vad.SpeechSpan(5 * SAMPLE_RATE, 6 * SAMPLE_RATE),
+        ),
+        10.0,
+    )
+    rest = chunk.after(SAMPLE_RATE * 3 // 2)
+    assert rest.index == 3
+    assert rest.spans == (vad.SpeechSpan(SAMPLE_RATE * 11 // 2, 6 * SAMPLE_RATE),)
+    assert rest.speech_offset_s == 11.5
+    assert rest.duration_s == 0.5
+    for t in (0.0, 0.2, 0.5):
+        assert rest.original_time(t) == chunk.original_time(1.5 + t)
+    # Cut inside the first span: both spans stay, the first shortened.
+    early = chunk.after(SAMPLE_RATE // 4)
+    assert early.spans[0] == vad.SpeechSpan(SAMPLE_RATE * 5 // 4, 2 * SAMPLE_RATE)
+    assert early.spans[1] == chunk.spans[1]
+    recording = np.arange(7 * SAMPLE_RATE, dtype=np.float32)
+    assert np.array_equal(early.audio(recording), chunk.audio(recording)[SAMPLE_RATE // 4 :])
+    for samples in (0, chunk.samples, -1):
+        with pytest.raises(ValueError, match="samples"):
+            chunk.after(samples)

@@ -16,6 +16,10 @@ sequential path (decoding.py):
 4. Each window's tokens are split into segments at timestamp pairs (`longform.split_window`)
    and their times mapped back to the recording (`vad.Chunk.original_time`). Segments carry
    their chunk's index (`Segment.window`) and start (`Segment.chunk_start`).
+5. A window that ends on a timestamp pair before its audio ends leaves the rest of its chunk,
+   from the pair's time on, to a window of its own in a later batch (`segments_of`,
+   `ChunkQueue`): the sequential path's seek, within the chunk. Segments come out in
+   recording order (`in_order`).
 
 As faster-whisper's batched pipeline, and unlike the sequential path:
 
@@ -37,11 +41,17 @@ Where it differs from faster-whisper's batched pipeline:
 - Decoding is greedy (`beam_size` must be 1); faster-whisper's batched default is a beam of 5.
 - The first timestamp is limited to `max_initial_timestamp` (1 s); faster-whisper's batched
   path passes no limit of its own, so CTranslate2's default, also 1 s, applies.
-- A window's text after its last timestamp pair, when it does not end with a single
-  timestamp, is kept as a last segment running to the window's end. faster-whisper drops it
-  (its `_split_segments_by_timestamps` leaves it for a seek that the batched path never
-  makes); the sequential path seeks back and decodes it in the next window. Dropping it lost
-  the last 7 s of a 30 s chunk of read speech on tiny.en.
+- A window that ends on a timestamp pair (not on a single timestamp) before its audio ends
+  is resumed from that pair (step 5), as the sequential path seeks. faster-whisper's batched
+  pipeline never seeks: the speech after the pair is lost (its `_split_segments_by_timestamps`
+  drops the tokens after the pair too). Whisper ends a full chunk this way when its last
+  sentence runs to the window's end: on tiny.en's first chunk of the 1-minute sonnet
+  recording the window ended at 22.95 s of 29.5 s and 7 s of verse was lost; resumed, it is
+  transcribed. It costs an encoder pass per rest: 8 rests on 21 chunks of the 10-minute
+  recording. A rest is decoded alone: packed with other chunks' rests into one window, a
+  segment running across the joint put one chunk's words at another's time.
+- A pair at 0.00 cannot move on: the tokens after it are kept as a last segment running to
+  the window's end, rather than decoded again.
 - Segment times are clamped to their chunk's audio before mapping (see vad.py), so they stay
   monotonic and within the clip.
 - Features: transformers' extractor, as every engine here (faster-whisper computes its own in
@@ -78,17 +88,39 @@ from .longform_options import (
 from .tokens import SpecialTokens
 from .vad import Chunk
 
+# Samples per feature frame: the log-mel extractor's hop (160 at 16 kHz).
+SAMPLES_PER_FRAME = round(SAMPLE_RATE * FRAME_S)
+
 
 @dataclass(frozen=True)
 class ChunkFeatures:
-    """A chunk and the log-mel features of its audio (not yet padded to a window)."""
+    """A window to decode: a chunk's speech spans and their log-mel features (not yet padded
+    to a window). A chunk's first window holds the whole chunk; a window that ended early
+    leaves the rest of it (`rest`) to a window of its own."""
 
     chunk: Chunk
     features: np.ndarray = field(repr=False)  # float32 (1, n_mels, frames)
+    # For the rest of a chunk: where the whole chunk starts in the recording, seconds (its
+    # segments carry it); None for a chunk's first window.
+    resumed_from_s: float | None = None
+
+    @property
+    def chunk_start_s(self) -> float:
+        """Where the chunk's first span starts in the recording, seconds."""
+        return self.chunk.start_s if self.resumed_from_s is None else self.resumed_from_s
 
     @property
     def frames(self) -> int:
         return min(int(self.features.shape[-1]), N_FRAMES)
+
+    def rest(self, seek: int) -> ChunkFeatures:
+        """The window without its first `seek` frames (0 < seek < frames): its features from
+        that frame on, as the sequential path slices a clip's features at its seek."""
+        return ChunkFeatures(
+            self.chunk.after(seek * SAMPLES_PER_FRAME),
+            np.ascontiguousarray(self.features[..., seek:]),
+            self.chunk_start_s,
+        )
 
 
 def chunk_features(extractor, audio: np.ndarray, chunks: Sequence[Chunk]) -> list[ChunkFeatures]:
@@ -122,22 +154,33 @@ def segments_of(
     compression_ratio: float,
     special: SpecialTokens,
     text_of: Callable[[Sequence[int]], str],
-) -> list[Segment]:
-    """A chunk's decoding as segments, their times in the recording's time."""
+) -> tuple[list[Segment], ChunkFeatures | None]:
+    """A chunk's decoding as segments, their times in the recording's time, and what is left
+    of the chunk to decode, if anything.
+
+    The sequential rule (`longform.split_window`, transformers' and openai-whisper's seek): a
+    window that does not end with a single timestamp ends at its last timestamp pair, the
+    tokens after the pair are dropped, and the rest of the chunk, from the pair's time on,
+    is left to decode as a window of its own (returned; the caller decodes it in a later
+    batch). A window that ends with a single timestamp, or has no pair, is done.
+    """
     chunk = item.chunk
-    raw, _ = split_window(
+    raw, seek = split_window(
         result.tokens,
         timestamp_begin=special.timestamp_begin,
         seek=0,
         window_frames=item.frames,
     )
-    # The tokens after the last timestamp pair of a window that did not end with a single
-    # timestamp: the sequential path seeks back to decode them again; with no seek they
-    # would be lost, so they are a last segment from the pair to the window's end.
-    tail = result.tokens[sum(len(s.tokens) for s in raw) :]
-    if any(t < special.eot for t in tail):
-        end_s = item.frames * FRAME_S
-        raw.append(RawSegment(min(raw[-1].end, end_s), end_s, tuple(tail)))
+    rest = None
+    if 0 < seek < item.frames:
+        rest = item.rest(seek)
+    else:
+        # A pair at 0.00 cannot move the seek on: the tokens after it are a last segment from
+        # the pair to the window's end, rather than lost.
+        tail = result.tokens[sum(len(s.tokens) for s in raw) :]
+        if any(t < special.eot for t in tail):
+            end_s = item.frames * FRAME_S
+            raw.append(RawSegment(min(raw[-1].end, end_s), end_s, tuple(tail)))
     segments = []
     for s in raw:
         start = chunk.original_time(s.start)
@@ -154,10 +197,47 @@ def segments_of(
                 no_speech_prob=result.no_speech_prob,
                 compression_ratio=compression_ratio,
                 window=chunk.index,
-                chunk_start=chunk.start_s,
+                chunk_start=item.chunk_start_s,
             )
         )
-    return segments
+    return segments, rest
+
+
+class ChunkQueue:
+    """The windows still to decode: the chunks in order, then the rest of each window that
+    ended early (`segments_of`), in the order they were left. A rest is a window of its
+    own: joined to another chunk's rest, a segment running across the joint put one
+    chunk's words at the other's time (tried on tiny.en)."""
+
+    def __init__(self, chunks: Sequence[ChunkFeatures]):
+        self._pending = list(chunks)
+        self.taken = 0  # windows handed out so far
+        self.resumed = 0  # of them, rests of earlier windows
+        self.reached_s = 0.0  # the latest batch start handed out, seconds into the recording
+
+    def __bool__(self) -> bool:
+        return bool(self._pending)
+
+    def take(self, rows: int) -> list[ChunkFeatures]:
+        batch, self._pending = self._pending[:rows], self._pending[rows:]
+        self.taken += len(batch)
+        # A rest starts before the chunks taken earlier: progress never goes back.
+        if batch:
+            self.reached_s = max(self.reached_s, batch[0].chunk.start_s)
+        return batch
+
+    def resume(self, rests: Sequence[ChunkFeatures | None]) -> None:
+        """Queue what one batch's windows left (None: a window that left nothing)."""
+        for rest in rests:
+            if rest is not None:
+                self._pending.append(rest)
+                self.resumed += 1
+
+
+def in_order(segments: Sequence[Segment]) -> tuple[Segment, ...]:
+    """Segments in recording order: by chunk, then by start (a chunk's rest is decoded after
+    later chunks). The sort is stable, so equal starts keep their order."""
+    return tuple(sorted(segments, key=lambda s: (s.window, s.start)))
 
 
 def transcribe_batched(
@@ -193,10 +273,12 @@ def transcribe_batched(
     def text_of(tokens: Sequence[int]) -> str:
         return decode_text([t for t in tokens if t < eot])
 
-    for first in range(0, len(chunks), rows_per_batch):
-        batch = list(chunks[first : first + rows_per_batch])
+    queue = ChunkQueue(chunks)
+    while queue:
+        first = queue.taken
+        batch = queue.take(rows_per_batch)
         if progress is not None:
-            progress(first, batch[0].chunk.start_s, audio_s)
+            progress(first, queue.reached_s, audio_s)
         started = time.perf_counter()
         encoded = model.encode(window_batch(batch))
         encoder_s += time.perf_counter() - started
@@ -233,10 +315,11 @@ def transcribe_batched(
         )
         decoding_s += time.perf_counter() - started
         decoder = decoder + timing
+        rests: list[ChunkFeatures | None] = []
         for item, result, lang in zip(batch, results, languages, strict=True):
             tokens_decoded += len(result.tokens) + int(result.ended)
             ratio = judge(result, text_of(result.tokens), options).compression_ratio
-            segments += segments_of(
+            done, rest = segments_of(
                 result,
                 item,
                 language=lang or "en",
@@ -244,14 +327,18 @@ def transcribe_batched(
                 special=special,
                 text_of=text_of,
             )
+            segments += done
+            rests.append(rest)
+        queue.resume(rests)
 
-    tokens = tuple(t for s in segments for t in s.tokens)
+    ordered = in_order(segments)
+    tokens = tuple(t for s in ordered for t in s.tokens)
     return LongFormResult(
-        segments=tuple(segments),
+        segments=ordered,
         text=text_of(tokens),
         tokens=tokens,
         language=first_language,
-        windows=len(chunks),
+        windows=queue.taken,
         fallback_windows=0,
         skipped_windows=0,
         timings=Timings(
@@ -263,5 +350,6 @@ def transcribe_batched(
             decoder.next_steps,
             tokens_decoded,
         ),
+        resumed_windows=queue.resumed,
         window_languages=tuple(detections),
     )

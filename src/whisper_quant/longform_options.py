@@ -230,7 +230,8 @@ class LongFormResult:
     fallback_windows: int  # windows decoded more than once (temperature fallback)
     skipped_windows: int  # windows skipped as silence
     timings: Timings
-    # Windows that ended early and were resumed at their last segment (early_end_resume_s).
+    # Windows that ended early and were resumed at their last segment (early_end_resume_s);
+    # batched: windows decoded for the rest of a chunk after a window ended on a timestamp pair.
     resumed_windows: int = 0
     # Each language detection made: the first window's, and every window's with
     # language_per_window; none when the language was given or the model is English-only.

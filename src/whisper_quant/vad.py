@@ -128,6 +128,21 @@ class Chunk:
     def audio(self, audio: np.ndarray) -> np.ndarray:
         return np.concatenate([audio[s.start : s.end] for s in self.spans]).astype(np.float32)
 
+    def after(self, samples: int) -> Chunk:
+        """The same chunk without its first `samples` samples of speech (0 < samples <
+        `self.samples`): what is left to decode after a window that ended early. It keeps
+        the chunk's index, so its segments carry the same chunk."""
+        if not 0 < samples < self.samples:
+            raise ValueError(f"samples must be between 0 and {self.samples}, got {samples}")
+        spans, skip = [], samples
+        for span in self.spans:
+            if skip >= span.samples:
+                skip -= span.samples
+                continue
+            spans.append(SpeechSpan(span.start + skip, span.end))
+            skip = 0
+        return Chunk(self.index, tuple(spans), self.speech_offset_s + samples / SAMPLE_RATE)
+
     def original_time(self, seconds: float, *, is_end: bool = False) -> float:
         """A time in the chunk's audio (0 to `duration_s`) as a time in the recording.
 

@@ -69,6 +69,8 @@ class Transcription:
     windows: int = 0  # 30 s windows decoded (skipped ones included)
     fallback_windows: int = 0  # windows decoded again at a higher temperature
     skipped_windows: int = 0  # windows skipped as silence (no-speech rule)
+    # Windows resumed after one ended early (language per window; batched: a chunk's rest)
+    resumed_windows: int = 0
     tokens_decoded: int = 0  # tokens the decoder produced, fallback attempts included
     # Decoder calls after each decoding's prompt step (one token per row each); 0 where a
     # runtime's own loop does not time its steps apart.
@@ -311,6 +313,7 @@ class Engine(ABC):
             windows=result.windows,
             fallback_windows=result.fallback_windows,
             skipped_windows=result.skipped_windows,
+            resumed_windows=result.resumed_windows,
             tokens_decoded=result.timings.tokens_decoded,
             next_steps=result.timings.next_steps if result.timings.first_step_s else 0,
             window_languages=window_languages if self.multilingual else (),

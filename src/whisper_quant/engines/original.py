@@ -26,7 +26,7 @@ from ..audio import SAMPLE_RATE
 from ..decoding import DecoderTiming, WindowResult, text_compression_ratio
 from ..layout import ORIGINAL_DIR, SEED_DIR
 from ..longform import N_FRAMES, LogMel, window_features
-from ..longform_batched import chunk_features, segments_of, window_batch
+from ..longform_batched import ChunkQueue, chunk_features, in_order, segments_of, window_batch
 from ..longform_options import LongFormResult, Segment, Timings, TranscribeOptions, WindowLanguage
 from ..measure import Stopwatch
 from ..vad import speech_chunks
@@ -240,9 +240,10 @@ class OriginalEngine(PyTorchEngine):
         """The same chunks as every engine (longform_batched.py), `batch_size` windows per
         stock `generate` call on a batch of input features: one call each
         (`force_unique_generate_call`), no previous text, at the first temperature. Its
-        tokens become segments as the shared path's do (`longform_batched.segments_of`);
-        generate does not return each window's log-probability or no-speech probability,
-        so they are NaN."""
+        tokens become segments as the shared path's do (`longform_batched.segments_of`),
+        and a window that ends on a timestamp pair leaves the rest of its chunk to a later
+        call, as there (`ChunkQueue`); generate does not return each window's
+        log-probability or no-speech probability, so they are NaN."""
         torch = self._torch
         with watch.section("features"):
             chunks = chunk_features(self._features, audio, speech_chunks(audio))
@@ -253,10 +254,12 @@ class OriginalEngine(PyTorchEngine):
         tokens_decoded = 0
         language = options.language if self.multilingual else "en"
         first_language = language
-        for first in range(0, len(chunks), options.batch_size):
-            batch = chunks[first : first + options.batch_size]
+        queue = ChunkQueue(chunks)
+        while queue:
+            first = queue.taken
+            batch = queue.take(options.batch_size)
             if progress is not None:
-                progress(first, batch[0].chunk.start_s, len(audio) / SAMPLE_RATE)
+                progress(first, queue.reached_s, len(audio) / SAMPLE_RATE)
             kwargs = {
                 "input_features": torch.from_numpy(window_batch(batch)),
                 "return_timestamps": options.timestamps,
@@ -272,6 +275,7 @@ class OriginalEngine(PyTorchEngine):
                 kwargs["max_new_tokens"] = options.max_new_tokens
             with torch.inference_mode():
                 out = self.model.generate(**kwargs)
+            rests = []
             for item, row in zip(batch, out.sequences.tolist(), strict=True):
                 row_language = self._language_in(row) or language or "en"
                 first_language = first_language or row_language
@@ -287,7 +291,7 @@ class OriginalEngine(PyTorchEngine):
                     tokens, ended, options.temperatures[0], math.nan, math.nan, 0.0,
                     DecoderTiming(),
                 )  # fmt: skip
-                segments += segments_of(
+                done, rest = segments_of(
                     result,
                     item,
                     language=row_language,
@@ -295,18 +299,23 @@ class OriginalEngine(PyTorchEngine):
                     special=special,
                     text_of=self.decode_text,
                 )
+                segments += done
+                rests.append(rest)
+            queue.resume(rests)
         calls = self._calls.take()
         self._fallbacks.take_windows(0)
-        tokens = tuple(t for s in segments for t in s.tokens)
+        ordered = in_order(segments)
+        tokens = tuple(t for s in ordered for t in s.tokens)
         return LongFormResult(
-            segments=tuple(segments),
-            text="".join(s.text for s in segments),
+            segments=ordered,
+            text="".join(s.text for s in ordered),
             tokens=tokens,
             language=first_language,
-            windows=len(chunks),
+            windows=queue.taken,
             fallback_windows=0,
             skipped_windows=0,
             timings=_call_timings(calls, tokens_decoded),
+            resumed_windows=queue.resumed,
         )
 
     def _language_in(self, sequence: list[int]) -> str | None:

@@ -1,0 +1,127 @@
+"""A batched window that ends early leaves the rest of its chunk to a later batch, as the
+sequential path seeks (longform.split_window); token-level, no model."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from whisper_quant import vad
+from whisper_quant.audio import SAMPLE_RATE
+from whisper_quant.decoding import WindowResult
+from whisper_quant.longform_batched import ChunkFeatures, ChunkQueue, in_order, segments_of
+from whisper_quant.token_decoders import DecoderTiming
+from whisper_quant.tokens import SpecialTokens
+
+EOT, SOT, NO_TS, NO_SPEECH, TRANSCRIBE, TRANSLATE, PREV = 10, 11, 20, 19, 16, 15, 18
+SPECIAL = SpecialTokens(
+    eot=EOT,
+    sot=SOT,
+    no_timestamps=NO_TS,
+    no_speech=NO_SPEECH,
+    transcribe=TRANSCRIBE,
+    translate=TRANSLATE,
+    prev=PREV,
+    multilingual=False,
+)
+TS = SPECIAL.timestamp_begin  # <|0.00|>; one step is 0.02 s
+WORDS = (1, 2, 3)
+
+
+def ts(seconds: float) -> int:
+    return TS + round(seconds / 0.02)
+
+
+def result(tokens) -> WindowResult:
+    return WindowResult(tuple(tokens), True, 0.0, -0.2, 0.01, 1.0, DecoderTiming())
+
+
+def chunk_item() -> ChunkFeatures:
+    """20 s of speech: 2-12 s and 15-25 s of the recording, 2000 feature frames."""
+    chunk = vad.Chunk(
+        4,
+        (
+            vad.SpeechSpan(2 * SAMPLE_RATE, 12 * SAMPLE_RATE),
+            vad.SpeechSpan(15 * SAMPLE_RATE, 25 * SAMPLE_RATE),
+        ),
+        40.0,
+    )
+    features = np.arange(2000, dtype=np.float32).reshape(1, 1, 2000)
+    return ChunkFeatures(chunk, features)
+
+
+def split(tokens):
+    return segments_of(
+        result(tokens),
+        chunk_item(),
+        language="en",
+        compression_ratio=1.0,
+        special=SPECIAL,
+        text_of=lambda t: " ".join(str(x) for x in t if x < EOT),
+    )
+
+
+def test_a_window_ending_on_a_pair_leaves_the_rest_of_its_chunk():
+    # Two segments (0-6 s, 6-13 s of the chunk), then words with no closing timestamp.
+    segments, rest = split([ts(0), 1, 2, ts(6), ts(6), 3, ts(13), ts(13), 1, 2])
+    assert [(s.start, s.end) for s in segments] == [(2.0, 8.0), (8.0, 18.0)]
+    assert all(s.window == 4 and s.chunk_start == 2.0 for s in segments)
+    # The words after the last pair are left to the next window, which starts at 13 s of
+    # the chunk: 18 s of the recording, in the second span.
+    assert rest is not None
+    assert rest.chunk.index == 4
+    assert rest.chunk.start_s == 18.0
+    assert rest.chunk.original_time(0.0) == 18.0
+    assert rest.chunk_start_s == 2.0  # its segments still carry the whole chunk's start
+    assert np.array_equal(rest.features[0, 0], np.arange(1300, 2000, dtype=np.float32))
+    assert rest.frames == 700
+
+
+def test_a_window_ending_on_a_single_timestamp_is_done():
+    segments, rest = split([ts(0), 1, 2, ts(6), ts(6), 3, ts(13)])
+    assert rest is None
+    assert [(s.start, s.end) for s in segments] == [(2.0, 8.0), (8.0, 18.0)]
+
+
+def test_no_pair_and_no_timestamps_are_done():
+    assert split([ts(0), 1, 2, 3])[1] is None
+    segments, rest = split(list(WORDS))
+    assert rest is None and len(segments) == 1
+
+
+def test_a_pair_at_zero_keeps_its_words_rather_than_looping():
+    segments, rest = split([ts(0), ts(0), 1, 2])
+    assert rest is None
+    assert segments[-1].tokens == (1, 2)
+    assert segments[-1].end == 25.0  # to the window's end: the chunk's last sample
+
+
+def test_the_queue_hands_out_chunks_then_what_they_left():
+    first = chunk_item()
+    _, rest = split([ts(0), 1, ts(5), ts(5), 2])
+    queue = ChunkQueue([first, first, first])
+    assert queue.take(2) == [first, first]
+    queue.resume([None, rest])
+    assert queue.take(2) == [first, rest]
+    assert not queue and queue.taken == 4 and queue.resumed == 1
+    assert queue.reached_s == 2.0  # progress does not go back to the resumed window's start
+
+
+def test_segments_come_out_in_recording_order():
+    earlier, _ = split([ts(0), 1, ts(5), ts(5), 2])
+    resumed, _ = segments_of(
+        result([ts(0), 2, ts(3)]),
+        split([ts(0), 1, ts(5), ts(5), 2])[1],
+        language="en",
+        compression_ratio=1.0,
+        special=SPECIAL,
+        text_of=str,
+    )
+    later = [replace(s, window=5, start=30.0, end=31.0) for s in earlier]
+    # As the batched loop collects them: the resumed window is decoded after chunk 5.
+    ordered = in_order([*earlier, *later, *resumed])
+    assert [s.window for s in ordered] == [4, 4, 5]
+    assert [s.start for s in ordered] == [2.0, 7.0, 30.0]
+    assert math.isclose(ordered[1].end, 10.0)
