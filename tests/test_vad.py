@@ -111,6 +111,10 @@ def test_after_leaves_out_the_decoded_speech_and_keeps_the_time_line():
     assert early.spans[1] == chunk.spans[1]
     recording = np.arange(7 * SAMPLE_RATE, dtype=np.float32)
     assert np.array_equal(early.audio(recording), chunk.audio(recording)[SAMPLE_RATE // 4 :])
+    # Cut exactly at the joint: the second span alone, whole.
+    joint = chunk.after(SAMPLE_RATE)
+    assert joint.spans == (chunk.spans[1],)
+    assert joint.original_time(0.0) == 5.0
     for samples in (0, chunk.samples, -1):
         with pytest.raises(ValueError, match="samples"):
             chunk.after(samples)

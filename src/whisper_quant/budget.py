@@ -9,8 +9,8 @@ PEAK_RESERVE_MIB is kept for it. The sum is compared with the memory available (
 when it is set.
 
 The constants are `derive_constants` of the committed load reports, docs/benchmark-*.json
-(tiny.en and base, this machine), printed by scripts/budget_constants.py; a test recomputes
-them. Each is the largest figure measured times BUDGET_MARGIN (5%), rounded up (factors to
+(tiny.en and base, on the CPUs each names), printed by scripts/budget_constants.py; a test
+recomputes them. Each is the largest figure measured times BUDGET_MARGIN (5%), rounded up (factors to
 0.01, MiB to 10):
 - held over size on disk, per engine, over every report: 1.16 for the original (tiny.en),
   1.03 for onnx-fp32, 1.32 for int4-weights, 1.42 for faster-whisper and 4.05 for optimum,
