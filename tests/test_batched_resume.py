@@ -7,6 +7,7 @@ import math
 from dataclasses import replace
 
 import numpy as np
+from toy_tokens import ENGLISH, EOT, ts
 
 from whisper_quant import longform_batched, vad
 from whisper_quant.audio import SAMPLE_RATE
@@ -14,25 +15,8 @@ from whisper_quant.decoding import WindowResult
 from whisper_quant.longform_batched import ChunkFeatures, ChunkQueue, in_order, segments_of
 from whisper_quant.longform_options import TranscribeOptions
 from whisper_quant.token_decoders import DecoderTiming
-from whisper_quant.tokens import SpecialTokens
 
-EOT, SOT, NO_TS, NO_SPEECH, TRANSCRIBE, TRANSLATE, PREV = 10, 11, 20, 19, 16, 15, 18
-SPECIAL = SpecialTokens(
-    eot=EOT,
-    sot=SOT,
-    no_timestamps=NO_TS,
-    no_speech=NO_SPEECH,
-    transcribe=TRANSCRIBE,
-    translate=TRANSLATE,
-    prev=PREV,
-    multilingual=False,
-)
-TS = SPECIAL.timestamp_begin  # <|0.00|>; one step is 0.02 s
 WORDS = (1, 2, 3)
-
-
-def ts(seconds: float) -> int:
-    return TS + round(seconds / 0.02)
 
 
 def result(tokens) -> WindowResult:
@@ -59,7 +43,7 @@ def split(tokens):
         chunk_item(),
         language="en",
         compression_ratio=1.0,
-        special=SPECIAL,
+        special=ENGLISH,
         text_of=lambda t: " ".join(str(x) for x in t if x < EOT),
     )
 
@@ -134,7 +118,7 @@ def test_segments_come_out_in_recording_order():
         split([ts(0), 1, ts(5), ts(5), 2])[1],
         language="en",
         compression_ratio=1.0,
-        special=SPECIAL,
+        special=ENGLISH,
         text_of=str,
     )
     later = [replace(s, window=5, start=30.0, end=31.0) for s in earlier]
@@ -178,7 +162,7 @@ def test_the_batched_loop_decodes_a_rest_in_a_later_batch(monkeypatch):
     out = longform_batched.transcribe_batched(
         Model(),
         [item(0), item(1), item(2)],
-        special=SPECIAL,
+        special=ENGLISH,
         rules=None,
         decode_text=lambda t: " ".join(str(x) for x in t),
         options=TranscribeOptions(batch_size=2),

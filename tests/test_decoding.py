@@ -14,6 +14,21 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from toy_tokens import (
+    DE,
+    EN,
+    ENGLISH,
+    EOT,
+    FR,
+    MULTILINGUAL,
+    NO_SPEECH,
+    NO_TS,
+    PREV,
+    SOT,
+    TRANSCRIBE,
+    TRANSLATE,
+    TS,
+)
 
 from whisper_quant.decoding import (
     GenerationRules,
@@ -44,34 +59,8 @@ from whisper_quant.token_decoders import (
 )
 from whisper_quant.tokens import SpecialTokens
 
-# A toy vocabulary in Whisper's order: text 0-9, <|endoftext|>, <|startoftranscript|>, three
-# languages, the tasks, <|startofprev|>, <|nospeech|>, <|notimestamps|>, then <|0.00|>...<|0.36|>.
+# The toy vocabulary with 19 timestamps (<|0.00|>...<|0.36|>).
 VOCAB = 40
-EOT, SOT, EN, DE, FR, TRANSLATE, TRANSCRIBE, PREV, NO_SPEECH, NO_TS = (
-    10, 11, 12, 13, 14, 15, 16, 18, 19, 20,
-)  # fmt: skip
-TS = 21  # <|0.00|>
-ENGLISH = SpecialTokens(
-    eot=EOT,
-    sot=SOT,
-    no_timestamps=NO_TS,
-    no_speech=NO_SPEECH,
-    transcribe=TRANSCRIBE,
-    translate=TRANSLATE,
-    prev=PREV,
-    multilingual=False,
-)
-MULTILINGUAL = SpecialTokens(
-    eot=EOT,
-    sot=SOT,
-    no_timestamps=NO_TS,
-    no_speech=NO_SPEECH,
-    transcribe=TRANSCRIBE,
-    translate=TRANSLATE,
-    prev=PREV,
-    multilingual=True,
-    languages={"en": EN, "de": DE, "fr": FR},
-)
 NO_RULES = GenerationRules()
 
 

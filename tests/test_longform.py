@@ -14,6 +14,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from toy_tokens import (
+    DE,
+    EN,
+    ENGLISH,
+    EOT,
+    FR,
+    MULTILINGUAL,
+    NO_SPEECH,
+    NO_TS,
+    PREV,
+    SOT,
+    TRANSCRIBE,
+    TRANSLATE,
+    TS,
+    ts,
+)
 
 from whisper_quant.decoding import GenerationRules, WindowResult, fixed_token_ids
 from whisper_quant.longform import (
@@ -28,25 +44,12 @@ from whisper_quant.longform import (
     window_features,
 )
 from whisper_quant.longform_options import TranscribeOptions, fit_to_model
-from whisper_quant.tokens import SpecialTokens
 
-# A toy vocabulary like Whisper's: text 0-9, the special tokens, then 1501 timestamps
-# (<|0.00|> ... <|30.00|>), so windows can end anywhere in their 30 s.
-EOT, SOT, EN, DE, FR, TRANSLATE, TRANSCRIBE, PREV, NO_SPEECH, NO_TS = (
-    10, 11, 12, 13, 14, 15, 16, 18, 19, 20,
-)  # fmt: skip
-TS = 21
+# The toy vocabulary with 1501 timestamps (<|0.00|> ... <|30.00|>), so windows can end
+# anywhere in their 30 s.
 VOCAB = TS + 1501
-ENGLISH = SpecialTokens(EOT, SOT, NO_TS, NO_SPEECH, TRANSCRIBE, TRANSLATE, PREV, False)
-MULTILINGUAL = SpecialTokens(
-    EOT, SOT, NO_TS, NO_SPEECH, TRANSCRIBE, TRANSLATE, PREV, True, {"en": EN, "de": DE, "fr": FR}
-)
 RULES = GenerationRules()
 WHISPER_TS = 50363  # tiny.en's <|0.00|>, for the pieces that only need the id
-
-
-def ts(seconds: float) -> int:
-    return TS + round(seconds / 0.02)
 
 
 def peaked(probs: dict[int, float]) -> np.ndarray:
