@@ -17,6 +17,11 @@ whose detected language equals the original's:
     python scripts/language_subsets.py docs/benchmark-languages-base.json \
         smoothed=docs/benchmark-languages-base-smoothquant.json --json out.json
 
+`--if-languages-agreed` adds a third, counterfactual subset: every clip, with each engine's
+transcript replaced by the original's wherever it detected another language than the
+original. It says how much of an interval comes from changed languages and how much from text
+written in the same language (docs/int8-languages.md section 9).
+
 Only the interval over clips is reported: each non-English language of eval/ has one voice,
 so a bootstrap over speakers has nothing to resample there.
 """
@@ -38,6 +43,7 @@ from whisper_quant.per_language import (  # noqa: E402
 )
 
 SUBSETS = ("every clip", "original hears the label")
+COUNTERFACTUAL = "every clip, changed languages given the original's text"
 
 
 def _output(rows: list[dict], engine: str) -> EngineOutput:
@@ -46,7 +52,16 @@ def _output(rows: list[dict], engine: str) -> EngineOutput:
     )
 
 
-def figures(base: dict, others: dict[str, dict]) -> list[dict]:
+def _as_if_agreed(output: EngineOutput, original: EngineOutput) -> EngineOutput:
+    """`output` with the original's text and language on every clip where its language differs."""
+    texts, languages = dict(output.transcripts), dict(output.languages)
+    for clip, language in output.languages.items():
+        if language != original.languages[clip]:
+            texts[clip], languages[clip] = original.transcripts[clip], original.languages[clip]
+    return EngineOutput(texts, languages)
+
+
+def figures(base: dict, others: dict[str, dict], if_agreed: bool = False) -> list[dict]:
     """One row per subset, language and engine (the original excluded)."""
     # The benchmark bootstraps its clips in the run's order (`clips`); `utterances` are sorted
     # by disagreement, and the seeded bootstrap's interval depends on the order.
@@ -62,12 +77,20 @@ def figures(base: dict, others: dict[str, dict]) -> list[dict]:
             raise SystemExit(f"{name}: its clips or references differ from the first run's")
         engines[name] = _output(run["utterances"], "quantized")
     out = []
-    for subset in SUBSETS:
+    subsets = (*SUBSETS, COUNTERFACTUAL) if if_agreed else SUBSETS
+    for subset in subsets:
         chosen = [
-            r for r in rows if subset == SUBSETS[0] or r["original_language"] == r["language"]
+            r for r in rows if subset != SUBSETS[1] or r["original_language"] == r["language"]
         ]
         clips = [LabelledClip(r["clip"], r["language"], r["reference"], r["clip"]) for r in chosen]
-        for language, section in language_sections(clips, engines, "original").items():
+        outputs = engines
+        if subset == COUNTERFACTUAL:
+            original = engines["original"]
+            outputs = {
+                name: output if name == "original" else _as_if_agreed(output, original)
+                for name, output in engines.items()
+            }
+        for language, section in language_sections(clips, outputs, "original").items():
             for name, figure in section.engines.items():
                 difference = figure.cer_difference if section.headline == "CER" else None
                 difference = difference or figure.wer_difference
@@ -110,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         "others", nargs="*", help="NAME=run.json: a run of another build's quantized engine"
     )
     parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument(
+        "--if-languages-agreed",
+        action="store_true",
+        help="add the counterfactual subset: changed languages given the original's text",
+    )
     args = parser.parse_args(argv)
     others = {}
     for item in args.others:
@@ -118,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"expected NAME=run.json, not {item!r}")
         others[name] = json.loads(Path(path).read_text(encoding="utf-8"))
     base = json.loads(args.run.read_text(encoding="utf-8"))
-    rows = figures(base, others)
+    rows = figures(base, others, args.if_languages_agreed)
     print(markdown(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")

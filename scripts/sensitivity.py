@@ -24,7 +24,10 @@ tried as the recipe's decoder and not adopted: docs/int8-languages.md section 6)
 `blocks:64:tensor` gives the embedding one uint8 scale (as Optimum's dynamic int8 does) and
 `blocks:64:fp32` keeps it fp32. `smooth:0.5` applies SmoothQuant with alpha 0.5 (smoothing.py;
 activation maxima from --calibration's clips) before the quantized recipe; `smooth:0.5:but:dec`
-before another variant.
+before another variant. `detect:weights` is the built `quantized` engine with its decoder step
+computed from the same int8 weights in float32 activations (graphs.weight_only; this script
+runs only the language-detection step, so that is the step it changes);
+`detect:weights+cross` also its cross-attention key/value projections.
 """
 
 from __future__ import annotations
@@ -48,7 +51,15 @@ from language_windows import engine_for  # noqa: E402
 
 from whisper_quant.audio import SAMPLE_RATE, decode_audio  # noqa: E402
 from whisper_quant.decoding import detect_language  # noqa: E402
-from whisper_quant.graphs import activation_matmuls, walk  # noqa: E402
+from whisper_quant.engines import OnnxEngine  # noqa: E402
+from whisper_quant.engines.onnx import ort_session_options  # noqa: E402
+from whisper_quant.graphs import (  # noqa: E402
+    WEIGHT_ONLY_SESSION_CONFIG,
+    activation_matmuls,
+    runtime_graphs,
+    walk,
+    weight_only,
+)
 from whisper_quant.layout import DECODER_FILE, ENCODER_FILE  # noqa: E402
 from whisper_quant.longform import N_FRAMES, window_features  # noqa: E402
 from whisper_quant.measure import Stopwatch  # noqa: E402
@@ -163,6 +174,45 @@ def build_variant(
         (out / name.replace(".onnx", "_quantized.onnx")).rename(out / name)
     copy_preprocessing_files(fp32_dir, out)
     return out
+
+
+class WeightOnlyDetection(OnnxEngine):
+    """The `quantized` engine with its decoder step (and, with `cross`, its cross-attention
+    projections) rewritten by graphs.weight_only: the files' int8 weights, float32 activations.
+    Used here for language detection alone."""
+
+    cross_too = False
+
+    def _load(self) -> None:
+        import tempfile
+
+        import onnxruntime as ort
+
+        super()._load()
+        graphs = runtime_graphs(self.folder / ENCODER_FILE, self.folder / DECODER_FILE)
+        options, _ = ort_session_options(self.threads, tuned=True)
+        for key, value in WEIGHT_ONLY_SESSION_CONFIG.items():
+            options.add_session_config_entry(key, value)
+        parts = {"decoder": graphs.decoder, **({"cross": graphs.cross} if self.cross_too else {})}
+        with tempfile.TemporaryDirectory(prefix="whisper-quant-") as tmp:
+            for part, graph in parts.items():
+                path = Path(tmp, f"{part}.onnx")
+                path.write_bytes(weight_only(graph)[0])
+                session = ort.InferenceSession(
+                    str(path), options, providers=["CPUExecutionProvider"]
+                )
+                setattr(self, part, session)
+
+
+def detection_engine(variant: str, model_dir: Path) -> OnnxEngine:
+    """`detect:weights` or `detect:weights+cross`."""
+    what = variant.partition(":")[2]
+    if what not in ("weights", "weights+cross"):
+        raise SystemExit(f"variant {variant!r}: write detect:weights or detect:weights+cross")
+    engine = type(
+        "WeightOnly", (WeightOnlyDetection,), {"name": variant, "cross_too": what.endswith("cross")}
+    )
+    return engine(model_dir)
 
 
 def build_blocks_variant(
@@ -345,12 +395,17 @@ def main(argv: list[str] | None = None) -> int:
     names = ["quantized", *args.variants.split(",")]
     for variant in names:
         started = time.perf_counter()
-        folder = (
-            args.model_dir / "quantized"
-            if variant == "quantized"
-            else build_variant(fp32_dir, args.model_dir, variant, args.preset)
-        )
-        probs, _ = language_probs(engine_for(folder.name, args.model_dir), windows)
+        if variant.startswith("detect:"):
+            folder = args.model_dir / "quantized"
+            engine = detection_engine(variant, args.model_dir)
+        else:
+            folder = (
+                args.model_dir / "quantized"
+                if variant == "quantized"
+                else build_variant(fp32_dir, args.model_dir, variant, args.preset)
+            )
+            engine = engine_for(folder.name, args.model_dir)
+        probs, _ = language_probs(engine, windows)
         figures = compare(reference, probs)
         flips = [
             f"{clip}@{start:g}: {codes[reference[i].argmax()]}->{codes[probs[i].argmax()]}"
@@ -365,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({time.perf_counter() - started:.0f} s)",
             flush=True,
         )
-        if variant != "quantized" and os.environ.get("SENSITIVITY_KEEP") != "1":
+        if folder.name != "quantized" and os.environ.get("SENSITIVITY_KEEP") != "1":
             shutil.rmtree(folder)
     if args.json:
         args.json.write_text(json.dumps({"windows": len(windows), "variants": results}, indent=1))

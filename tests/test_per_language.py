@@ -261,3 +261,25 @@ def test_language_subsets_pairs_another_build_and_leaves_out_clips_the_original_
     # A run of other clips or references cannot be paired.
     with pytest.raises(SystemExit, match="differ"):
         subsets.figures(base, {"short": {"utterances": other["utterances"][:-1]}})
+
+
+def test_language_subsets_counterfactual_gives_changed_languages_the_originals_text():
+    subsets = _language_subsets()
+    good = [_utterance(i, RUSSIAN, RUSSIAN, "ru") for i in range(12)]
+    # Clip 12: the quantized engine hears Belarusian and writes other text (a changed
+    # language); clip 13: same language, three inserted letters (text alone).
+    changed = {**_utterance(12, RUSSIAN, "гдеёжзийклмнопр", "ru"), "quantized_language": "be"}
+    same = _utterance(13, RUSSIAN, RUSSIAN + " абв", "ru")
+    rows = good + [changed, same]
+    base = {"utterances": rows, "clips": [{"name": u["clip"]} for u in rows]}
+    by = {(r["subset"], r["engine"]): r for r in subsets.figures(base, {}, if_agreed=True)}
+    every = by[subsets.SUBSETS[0], "quantized"]
+    agreed = by[subsets.COUNTERFACTUAL, "quantized"]
+    assert every["language_matches_original"] == pytest.approx(13 / 14)
+    assert agreed["language_matches_original"] == 1.0
+    # Only clip 13's three letters are left.
+    assert 0 < agreed["difference"] < every["difference"]
+    assert agreed["difference"] == pytest.approx(3 / (14 * len(RUSSIAN.replace(" ", ""))))
+    assert (subsets.COUNTERFACTUAL, "quantized") not in {
+        (r["subset"], r["engine"]) for r in subsets.figures(base, {})
+    }

@@ -443,3 +443,89 @@ def _sort_topologically(graph, nodes) -> None:
         copies.append(copy)
     del graph.node[:]
     graph.node.extend(copies)
+
+
+# onnxruntime (1.20 on) fuses DequantizeLinear(8-bit weight) -> MatMul into MatMulNBits, whose
+# default accuracy level 4 quantizes the activations to int8 per block again. Level 1 computes
+# in float32 from the same weights; a session running `weight_only` graphs needs this entry.
+WEIGHT_ONLY_SESSION_CONFIG = {"session.qdq_matmulnbits_accuracy_level": "1"}
+
+
+def weight_only(model_bytes: bytes) -> tuple[bytes, int]:
+    """The same graph with every dynamic int8 MatMul computed in float32 from its int8 weights.
+
+    onnxruntime's `quantize_dynamic` (which Optimum runs) writes each weight MatMul as
+    DynamicQuantizeLinear(x) -> MatMulInteger(x_q, W_q, x_zp, W_zp) -> Cast -> Mul(x_scale *
+    W_scale). Here each becomes DequantizeLinear(W_q, W_scale, W_zp) -> MatMul(x, W): the
+    weights, their scales and zero points are the file's, unchanged; only the activations stay
+    float32, so the result differs from the float32 model by the weights' rounding alone,
+    when the session is made with WEIGHT_ONLY_SESSION_CONFIG. Returns the graph and how many
+    MatMuls it rewrote.
+    """
+    import onnx
+
+    model = onnx.ModelProto()
+    model.ParseFromString(model_bytes)
+    graph = model.graph
+    constants = {t.name: t for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    drop: set[int] = set()
+    added: dict[int, list] = {}
+    rewritten = 0
+    for node in graph.node:
+        if node.op_type != "MatMulInteger" or node.input[1] not in constants:
+            continue
+        quantize = producer.get(node.input[0])
+        (cast,) = consumers[node.output[0]]
+        (rescale,) = consumers[cast.output[0]]
+        scales = producer[next(n for n in rescale.input if n != cast.output[0])]
+        weight_scale = next(n for n in scales.input if n in constants)
+        if (
+            quantize is None
+            or quantize.op_type != "DynamicQuantizeLinear"
+            or cast.op_type != "Cast"
+            or rescale.op_type != "Mul"
+            or scales.op_type != "Mul"
+        ):
+            raise GraphLayoutError(f"{node.name}: not the dynamic int8 MatMul pattern")
+        weight = node.input[1] + "_dequantized"
+        # Per-channel scales run along the weight's output columns (axis 1 of K x N).
+        per_channel = len(constants[weight_scale].dims) == 1
+        added[id(rescale)] = [
+            onnx.helper.make_node(
+                "DequantizeLinear",
+                [node.input[1], weight_scale, node.input[3]],
+                [weight],
+                name=node.name + "/weight_only/dequantize",
+                **({"axis": 1} if per_channel else {}),
+            ),
+            onnx.helper.make_node(
+                "MatMul",
+                [quantize.input[0], weight],
+                [rescale.output[0]],
+                name=node.name + "/weight_only/matmul",
+            ),
+        ]
+        drop.update({id(node), id(cast), id(rescale), id(scales)})
+        rewritten += 1
+
+    nodes = []
+    for node in graph.node:
+        nodes.extend(added.get(id(node), []))
+        if id(node) not in drop:
+            nodes.append(node)
+    # Activation quantizers that no MatMul reads any more.
+    read = {name for node in nodes for name in node.input}
+    nodes = [
+        n
+        for n in nodes
+        if not (n.op_type == "DynamicQuantizeLinear" and not any(o in read for o in n.output))
+    ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model.SerializeToString(), rewritten
