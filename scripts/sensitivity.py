@@ -40,6 +40,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -52,11 +53,9 @@ from language_windows import engine_for  # noqa: E402
 from whisper_quant.audio import SAMPLE_RATE, decode_audio  # noqa: E402
 from whisper_quant.decoding import detect_language  # noqa: E402
 from whisper_quant.engines import OnnxEngine  # noqa: E402
-from whisper_quant.engines.onnx import ort_session_options  # noqa: E402
 from whisper_quant.graphs import (  # noqa: E402
     WEIGHT_ONLY_SESSION_CONFIG,
     activation_matmuls,
-    runtime_graphs,
     walk,
     weight_only,
 )
@@ -182,26 +181,12 @@ class WeightOnlyDetection(OnnxEngine):
     Used here for language detection alone."""
 
     cross_too = False
+    session_config = MappingProxyType(dict(WEIGHT_ONLY_SESSION_CONFIG))
 
-    def _load(self) -> None:
-        import tempfile
-
-        import onnxruntime as ort
-
-        super()._load()
-        graphs = runtime_graphs(self.folder / ENCODER_FILE, self.folder / DECODER_FILE)
-        options, _ = ort_session_options(self.threads, tuned=True)
-        for key, value in WEIGHT_ONLY_SESSION_CONFIG.items():
-            options.add_session_config_entry(key, value)
-        parts = {"decoder": graphs.decoder, **({"cross": graphs.cross} if self.cross_too else {})}
-        with tempfile.TemporaryDirectory(prefix="whisper-quant-") as tmp:
-            for part, graph in parts.items():
-                path = Path(tmp, f"{part}.onnx")
-                path.write_bytes(weight_only(graph)[0])
-                session = ort.InferenceSession(
-                    str(path), options, providers=["CPUExecutionProvider"]
-                )
-                setattr(self, part, session)
+    def _session_graph(self, part: str, graph: bytes) -> bytes:
+        if part == "decoder" or (part == "cross" and self.cross_too):
+            return weight_only(graph)[0]
+        return graph
 
 
 def detection_engine(variant: str, model_dir: Path) -> OnnxEngine:

@@ -117,3 +117,53 @@ def test_whispers_int8_decoder_step_runs_without_integer_matmuls(built_tiny_en):
     error_weight_only = np.abs(logits(step) - reference).mean()
     error_int8 = np.abs(logits(quantized.decoder) - reference).mean()
     assert 0 < error_weight_only < error_int8
+
+
+@pytest.mark.integration
+def test_an_onnx_engine_runs_the_graphs_and_session_config_its_hook_gives(built_tiny_en):
+    """OnnxEngine._session_graph and session_config (sensitivity.py's `detect:` variants use
+    them): the rewritten decoder step is what the engine's decoder session runs, and the
+    config entry reaches the sessions and the run's description."""
+    from whisper_quant.engines import OnnxEngine
+
+    seen = []
+
+    class WeightOnlyDecoder(OnnxEngine):
+        session_config = WEIGHT_ONLY_SESSION_CONFIG
+
+        def _session_graph(self, part: str, graph: bytes) -> bytes:
+            seen.append(part)
+            return weight_only(graph)[0] if part == "decoder" else graph
+
+    plain, rewritten = OnnxEngine(built_tiny_en.folder), WeightOnlyDecoder(built_tiny_en.folder)
+    plain.load()
+    rewritten.load()
+    assert sorted(seen) == ["cross", "decoder", "encoder"]
+    details = rewritten.runtime_details()["session_options"]
+    assert all(details[key] == value for key, value in WEIGHT_ONLY_SESSION_CONFIG.items())
+
+    rng = np.random.default_rng(0)
+    features = (rng.standard_normal((1, 80, 3000)) * 0.5).astype(np.float32)
+    (hidden,) = plain.encoder.run(None, {"input_features": features})
+    cross = dict(
+        zip(
+            plain.cross_names,
+            plain.cross.run(plain.cross_names, {"encoder_hidden_states": hidden}),
+            strict=True,
+        )
+    )
+    feeds = {"input_ids": np.array([[50257, 50362, 464]], np.int64), **cross}
+    for name in plain.self_past:
+        feeds[name] = np.zeros((1, plain.heads, 0, plain.head_dim), np.float32)
+
+    def logits(engine) -> np.ndarray:
+        outputs = engine.decoder.run(None, feeds)
+        return outputs[engine.output_names.index("logits")]
+
+    folder = built_tiny_en.folder / "quantized"
+    step = _session(
+        weight_only(runtime_graphs(folder / ENCODER_FILE, folder / DECODER_FILE).decoder)[0]
+    )
+    expected = step.run(None, feeds)[[o.name for o in step.get_outputs()].index("logits")]
+    np.testing.assert_allclose(logits(rewritten), expected, rtol=1e-5, atol=1e-4)
+    assert np.abs(logits(plain) - expected).max() > 1e-3

@@ -11,7 +11,9 @@ straight to the sessions: a decoded token costs the graph's work and little more
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -141,10 +143,17 @@ class OnnxEngine(Engine):
     # The encoder's attention as onnxruntime's fused MultiHeadAttention (see graphs.py).
     # Off, the sessions compute exactly what Optimum's model computes from the same files.
     fuse_attention: bool = True
+    # Session config entries added to the tuned options of every session (none by default).
+    session_config: Mapping[str, str] = MappingProxyType({})
 
     @classmethod
     def preload(cls) -> None:
         import onnxruntime  # noqa: F401
+
+    def _session_graph(self, part: str, graph: bytes) -> bytes:
+        """The graph bytes a part's session is made from: `runtime_graphs`' as they are.
+        A subclass may rewrite them (scripts/sensitivity.py's weight-only detection does)."""
+        return graph
 
     def initialise_runtime(self) -> None:
         initialise_onnxruntime(self.threads, tuned=True)
@@ -160,13 +169,16 @@ class OnnxEngine(Engine):
             fuse_attention=self.fuse_attention,
         )
         options, self._session_options = ort_session_options(self.threads, tuned=True)
+        for key, value in self.session_config.items():
+            options.add_session_config_entry(key, value)
+            self._session_options[key] = value
         providers = ["CPUExecutionProvider"]
         sessions = {}
         # Sessions are made from files: one made from bytes keeps the bytes for its lifetime.
         with tempfile.TemporaryDirectory(prefix="whisper-quant-") as tmp:
             for part in ("encoder", "cross", "decoder"):
                 path = Path(tmp, f"{part}.onnx")
-                path.write_bytes(getattr(graphs, part))
+                path.write_bytes(self._session_graph(part, getattr(graphs, part)))
                 sessions[part] = ort.InferenceSession(str(path), options, providers=providers)
         self.encoder, self.cross, self.decoder = (
             sessions["encoder"],
