@@ -612,3 +612,34 @@ def test_the_size_budget_keeps_per_channel_projection_scales_only_when_they_fit(
             assert (out / "ort_config.json").read_bytes() == (
                 built / "ort_config.json"
             ).read_bytes()
+
+
+def test_the_first_encoder_layers_can_stay_fp32_and_the_budget_pays_for_them(built_tiny, tmp_path):
+    """`--fp32-encoder-layers 1` (quantizers.fp32_encoder_layers): every weight MatMul of
+    encoder layer 0 stays a float MatMul, layer 1's are quantized as before, the manifest's
+    settings name them, and the size budget grows by what int8 would have saved on them."""
+    import onnx
+
+    from whisper_quant.quantizers import fp32_encoder_layers, int8_savings, quantize_onnx
+
+    fp32 = built_tiny.folder / "onnx-fp32"
+    preset = built_tiny.manifest["quantization"]["preset"]
+    layers = fp32_encoder_layers(fp32, 1)
+    assert sorted(n.split("/")[-2] for n in layers) == sorted(
+        ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+    )
+    assert all(n.startswith("/layers.0/") for n in layers)
+    assert fp32_encoder_layers(fp32, 0) == []
+    budget = 10 * 2**20
+    settings = quantize_onnx(fp32, tmp_path, preset, True, size_budget=budget, fp32_layers=1)
+    assert settings["fp32_encoder_layers"] == layers
+    savings = int8_savings(fp32, layers)
+    assert savings > 0
+    assert settings["size_budget_bytes"] == budget + savings
+
+    graph = onnx.load(str(tmp_path / ENCODER_FILE), load_external_data=False).graph
+    ops = {node.name: node.op_type for node in graph.node}
+    assert all(ops[name] == "MatMul" for name in layers)
+    layer_one = [n for n in ops if n.startswith("/layers.1/") and "Integer" in ops[n]]
+    assert layer_one  # the next layer is int8 as in the recipe
+    assert "fp32_encoder_layers" not in built_tiny.manifest["quantization"]

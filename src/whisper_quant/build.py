@@ -117,6 +117,9 @@ class BuildOptions:
     # SmoothQuant's alpha for a multilingual model's `quantized` recipe (smoothing.py); None:
     # none. Opt-in: on an AVX2-only AMD it lost Spanish words (docs/int8-languages.md, 8).
     smooth_alpha: float | None = None
+    # How many of the encoder's first layers keep every weight MatMul in fp32 in the
+    # `quantized` recipe (quantizers.fp32_encoder_layers); 0: none.
+    fp32_encoder_layers: int = 0
     # A known shape with seeded random weights instead of the real checkpoint.
     random_weights: bool = False
     seed: int = 0
@@ -176,6 +179,8 @@ def _inputs(spec: ModelSpec, options: BuildOptions, preset: str) -> dict:
         inputs["calibration_sha256"] = sha256_files(_calibration(calibration_dir(options)))
     if options.smooth_alpha is not None:
         inputs["smooth_alpha"] = options.smooth_alpha
+    if options.fp32_encoder_layers:
+        inputs["fp32_encoder_layers"] = options.fp32_encoder_layers
     if spec.kind == "synthetic":
         inputs["seed"] = spec.seed
     return inputs
@@ -337,6 +342,7 @@ def _build_into(
         calibration_dir(options),
         isolate,
         smooth_alpha=None if spec.kind == "synthetic" else options.smooth_alpha,
+        fp32_layers=options.fp32_encoder_layers,
     )
     peaks.update(recipe_peaks)
     qconfig = recipes["quantized"]
@@ -394,13 +400,15 @@ def build_recipes(
     calibration: Path,
     isolate: bool,
     smooth_alpha: float | None = None,
+    fp32_layers: int = 0,
 ) -> tuple[dict[str, dict], dict[str, int]]:
     """Write every recipe's variant subfolder from the fp32 export in `work`.
 
     With `smooth_alpha`, a multilingual model's `quantized` recipe is quantized from a
     smoothed export (smoothing.py, activation maxima on `calibration`'s clips). Smoothing
     changes weights, not operators, so synthetic models (random weights: speed and memory
-    only) are built without it.
+    only) are built without it. With `fp32_layers`, the `quantized` recipe keeps the first
+    encoder layers' weight MatMuls in fp32 (quantizers.fp32_encoder_layers).
 
     Returns each recipe's settings (for the manifest) and each quantizer's peak RSS.
     """
@@ -437,6 +445,7 @@ def build_recipes(
                 per_channel,
                 size_budget=int(size_budget * original_bytes),
                 low_memory=isolate,
+                fp32_layers=fp32_layers,
             )
             if source != fp32:
                 shutil.rmtree(source)

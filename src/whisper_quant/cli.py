@@ -142,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
         "prompts; smoothing.py, docs/int8-languages.md section 7). Not the default: on an "
         "AVX2-only CPU it lost Spanish words (section 8)",
     )
+    parser.add_argument(
+        "--fp32-encoder-layers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep every weight MatMul of the first N encoder layers in fp32 in the quantized "
+        "recipe (default: 0; docs/int8-languages.md sections 10-11)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -151,6 +159,8 @@ def build_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoothquant is not None and not 0 <= args.smoothquant <= 1:
         parser.error(f"--smoothquant takes an alpha between 0 and 1, not {args.smoothquant:g}")
+    if args.fp32_encoder_layers < 0:
+        parser.error("--fp32-encoder-layers takes 0 or more layers")
     if args.list:
         for spec in list_models():
             print(f"{spec.name:10} {spec.description}  [{spec.pip_install}]")
@@ -172,6 +182,7 @@ def build_main(argv: list[str] | None = None) -> int:
         recipes=args.recipes,
         calibration=args.calibration,
         smooth_alpha=args.smoothquant,
+        fp32_encoder_layers=args.fp32_encoder_layers,
         random_weights=args.random_weights,
         seed=args.seed,
     )
