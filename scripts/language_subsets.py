@@ -22,6 +22,9 @@ transcript replaced by the original's wherever it detected another language than
 original. It says how much of an interval comes from changed languages and how much from text
 written in the same language (docs/int8-languages.md section 9).
 
+Runs of other builds may hold fewer languages than the first: all runs are then compared on
+the languages every run holds, each with all of its clips.
+
 Only the interval over clips is reported: each non-English language of eval/ has one voice,
 so a bootstrap over speakers has nothing to resample there.
 """
@@ -69,13 +72,20 @@ def figures(base: dict, others: dict[str, dict], if_agreed: bool = False) -> lis
     rows = sorted(base["utterances"], key=lambda r: order.get(r["clip"], len(order)))
     if not rows or rows[0].get("original") is None:
         raise SystemExit("the first run needs the original engine")
+    # A run of some languages only (e.g. --languages es,fr,it,ru) is paired on those: every
+    # run is compared on the languages they all hold.
+    for run in others.values():
+        held = {r["language"] for r in run["utterances"]}
+        rows = [r for r in rows if r["language"] in held]
     engines = {"original": _output(rows, "original"), "quantized": _output(rows, "quantized")}
     for name, run in others.items():
         theirs = {r["clip"]: r["reference"] for r in run["utterances"]}
+        theirs = {c: ref for c, ref in theirs.items() if c in {r["clip"] for r in rows}}
         ours = {r["clip"]: r["reference"] for r in rows}
         if theirs != ours:
             raise SystemExit(f"{name}: its clips or references differ from the first run's")
-        engines[name] = _output(run["utterances"], "quantized")
+        kept = [r for r in run["utterances"] if r["clip"] in theirs]
+        engines[name] = _output(kept, "quantized")
     out = []
     subsets = (*SUBSETS, COUNTERFACTUAL) if if_agreed else SUBSETS
     for subset in subsets:

@@ -408,8 +408,17 @@ def main(argv: list[str] | None = None) -> int:
         if folder.name != "quantized" and os.environ.get("SENSITIVITY_KEEP") != "1":
             shutil.rmtree(folder)
     if args.json:
-        args.json.write_text(json.dumps({"windows": len(windows), "variants": results}, indent=1))
+        report = {"machine": machine(args.preset), "windows": len(windows), "variants": results}
+        args.json.write_text(json.dumps(report, indent=1))
     return 0
+
+
+def machine(preset: str) -> dict:
+    """The CPU a run's figures belong to, and the quantization preset its variants used."""
+    from whisper_quant.hardware import cpu_info
+
+    info = cpu_info()
+    return {"cpu": info.model, "cpu_flags": info.relevant_flags, "preset": preset}
 
 
 def measure_speed(args) -> int:
@@ -445,7 +454,7 @@ def measure_speed(args) -> int:
             flush=True,
         )
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        args.json.write_text(json.dumps({"machine": machine(args.preset), **results}, indent=1))
     return 0
 
 

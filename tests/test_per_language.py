@@ -283,3 +283,33 @@ def test_language_subsets_counterfactual_gives_changed_languages_the_originals_t
     assert (subsets.COUNTERFACTUAL, "quantized") not in {
         (r["subset"], r["engine"]) for r in subsets.figures(base, {})
     }
+
+
+def test_language_subsets_pairs_a_run_of_fewer_languages_on_the_languages_it_holds():
+    """A first run of English and Russian, another build's run of Russian only (benchmark.py
+    --languages ru): the rows are Russian's, with the same figures as when the other run holds
+    both languages; a Russian clip missing from it is still refused."""
+    subsets = _language_subsets()
+    russian = [_utterance(i, RUSSIAN, RUSSIAN + (" абв" if i < 3 else ""), "ru") for i in range(8)]
+    english = [
+        {
+            **_utterance(i, "the cat sat", "the cat sat down", "en"),
+            "clip": f"audio/en/{i}.flac",
+            "reference": "the cat sat",
+            "language": "en",
+        }
+        for i in range(8, 12)
+    ]
+    base = {
+        "utterances": russian + english,
+        "clips": [{"name": u["clip"]} for u in russian + english],
+    }
+    worse = [{**u, "quantized": u["quantized"] + " где"} for u in russian]
+    both = subsets.figures(base, {"other": {"utterances": worse + english}})
+    only = subsets.figures(base, {"other": {"utterances": worse}})
+    assert {r["language"] for r in both} == {"en", "ru"}
+    assert {r["language"] for r in only} == {"ru"}
+    assert only == [r for r in both if r["language"] == "ru"]
+    assert {r["engine"] for r in only} == {"quantized", "other"}
+    with pytest.raises(SystemExit, match="differ"):
+        subsets.figures(base, {"short": {"utterances": worse[:-1]}})
