@@ -17,11 +17,12 @@ recomputes them. Each is the largest figure measured times BUDGET_MARGIN (5%), r
   whose ONNX Runtime sessions hold about four times its int8 files. The fixed part of what
   an engine holds shrinks relative to the weights as models grow, so the factors over-
   estimate larger models a little. An engine not in the reports gets the largest factor.
-- the workers' baselines (libraries and runtime, before the model): 345-412 MiB. Workers are
+- the workers' baselines (libraries and runtime, before the model): 345-420 MiB (the
+  largest, 419 MiB, the Xeon's languages run of 2026-12-07). Workers are
   forked from one fork server that holds those libraries (workers.py), so much of each
   baseline is pages shared with it. A baseline per worker, and none for the server, is more
   than they take together: tiny.en's server and four workers, models loaded, took 1,008 MiB
-  (proportional set size) against 4 x 440 MiB of baselines alone.
+  (proportional set size) against 4 x 450 MiB of baselines alone.
 - the largest peak extra during a transcription: 886 MiB (onnx-fp32 decoding 8 windows at
   a time on the 10-minute recording, tiny.en, on the AMD EPYC; 722 MiB on the Xeon).
 """
@@ -51,7 +52,7 @@ ENGINE_HELD_PER_WEIGHT_BYTE = {
     "quantized": 1.19,
 }
 HELD_PER_WEIGHT_BYTE = 4.27
-WORKER_BASELINE_MIB = 440
+WORKER_BASELINE_MIB = 450
 PEAK_RESERVE_MIB = 940
 # Every constant is the largest figure measured times this, rounded up.
 BUDGET_MARGIN = 1.05
