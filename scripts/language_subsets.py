@@ -74,14 +74,17 @@ def figures(base: dict, others: dict[str, dict], if_agreed: bool = False) -> lis
         raise SystemExit("the first run needs the original engine")
     # A run of some languages only (e.g. --languages es,fr,it,ru) is paired on those: every
     # run is compared on the languages they all hold.
-    for run in others.values():
+    for name, run in others.items():
         held = {r["language"] for r in run["utterances"]}
+        left_out = sorted({r["language"] for r in rows} - held)
+        if left_out:
+            print(f"{name} holds no {', '.join(left_out)}: left out", file=sys.stderr)
         rows = [r for r in rows if r["language"] in held]
     engines = {"original": _output(rows, "original"), "quantized": _output(rows, "quantized")}
+    ours = {r["clip"]: r["reference"] for r in rows}
     for name, run in others.items():
         theirs = {r["clip"]: r["reference"] for r in run["utterances"]}
-        theirs = {c: ref for c, ref in theirs.items() if c in {r["clip"] for r in rows}}
-        ours = {r["clip"]: r["reference"] for r in rows}
+        theirs = {c: ref for c, ref in theirs.items() if c in ours}
         if theirs != ours:
             raise SystemExit(f"{name}: its clips or references differ from the first run's")
         kept = [r for r in run["utterances"] if r["clip"] in theirs]

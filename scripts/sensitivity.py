@@ -454,7 +454,8 @@ def measure_speed(args) -> int:
             flush=True,
         )
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(args.preset), **results}, indent=1))
+        report = {"machine": machine(args.preset), "engines": results}
+        args.json.write_text(json.dumps(report, indent=1))
     return 0
 
 

@@ -633,9 +633,13 @@ def test_the_first_encoder_layers_can_stay_fp32_and_the_budget_pays_for_them(bui
     budget = 10 * 2**20
     settings = quantize_onnx(fp32, tmp_path, preset, True, size_budget=budget, fp32_layers=1)
     assert settings["fp32_encoder_layers"] == layers
-    savings = int8_savings(fp32, layers)
-    assert savings > 0
-    assert settings["size_budget_bytes"] == budget + savings
+    # Three of every four bytes of the kept weights, counted from the arrays themselves.
+    model = onnx.load(str(fp32 / ENCODER_FILE))
+    arrays = {t.name: t for t in model.graph.initializer}
+    kept = [n for n in model.graph.node if n.name in layers]
+    elements = sum(int(np.prod(arrays[i].dims)) for n in kept for i in n.input if i in arrays)
+    assert int8_savings(fp32, layers) == 3 * elements > 0
+    assert settings["size_budget_bytes"] == budget + 3 * elements
 
     graph = onnx.load(str(tmp_path / ENCODER_FILE), load_external_data=False).graph
     ops = {node.name: node.op_type for node in graph.node}
@@ -643,3 +647,8 @@ def test_the_first_encoder_layers_can_stay_fp32_and_the_budget_pays_for_them(bui
     layer_one = [n for n in ops if n.startswith("/layers.1/") and "Integer" in ops[n]]
     assert layer_one  # the next layer is int8 as in the recipe
     assert "fp32_encoder_layers" not in built_tiny.manifest["quantization"]
+    # A build asked for other layers is not the current one: its inputs differ.
+    spec = resolve_model(str(built_tiny.folder / "original"))
+    plain = build._inputs(spec, BuildOptions(), preset)
+    assert build._inputs(spec, BuildOptions(fp32_encoder_layers=1), preset) != plain
+    assert "fp32_encoder_layers" not in plain
