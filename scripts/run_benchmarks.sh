@@ -2,7 +2,7 @@
 # The README's benchmark runs, one after another, each writing docs/benchmark-<set>-<model>.*
 # Run on a quiet machine: every figure is wall-clock time on this machine's cores.
 #   bash scripts/run_benchmarks.sh [models dir] [set ...]
-#   (sets: tuning eval long batched batched-no-timestamps mixed recipes languages
+#   (sets: tuning eval long sequential batched batched-no-timestamps mixed recipes languages
 #    recipes-languages)
 # eval/ holds five languages (en es fr it ru). tiny.en is English-only: it runs on --languages en.
 # RECIPES_PER_LANGUAGE=N (default all) runs the recipes set on base with the first N clips of
@@ -18,7 +18,7 @@ shift || true
 # The default sets write every table of docs/results.md; the recipes set holds the evaluation
 # table's engines (original, pytorch, onnx-fp32, quantized) on the same clips, so `eval` (those
 # four alone) is not among them.
-sets=${*:-tuning long batched batched-no-timestamps mixed recipes languages recipes-languages}
+sets=${*:-tuning long sequential batched batched-no-timestamps mixed recipes languages recipes-languages}
 recipes_per_language=${RECIPES_PER_LANGUAGE:-all}
 if [ "$recipes_per_language" = all ]; then
     recipes_subset=()
@@ -71,10 +71,16 @@ for set in $sets; do
         # base: the 1-minute clip (its longer runs take longer than this script should)
         run long base "$long"/english-1min.flac --references "$long/refs.tsv" \
             --engines original,pytorch,onnx-fp32,quantized --repeat 1 ;;
+    sequential)  # the long set's tiny.en clips, sequential windows, under their own name: the
+                 # batched sets' baseline from the same session; one timed pass
+        python scripts/long_clips.py "$long"
+        run sequential tiny.en "$long"/english-*.flac --references "$long/refs.tsv" \
+            --engines original,pytorch,onnx-fp32,quantized --repeat 1 ;;
     batched)  # the long set's tiny.en clips cut at pauses (Silero VAD) into chunks of at most
               # 30 s, decoded 8 at a time by every engine; faster-whisper runs its
               # BatchedInferencePipeline with the same batch size and threads. One timed pass.
-              # Compare with docs/benchmark-long-tiny.en.* (sequential windows).
+              # Compare with docs/benchmark-sequential-tiny.en.* (the sequential set, run in
+              # the same session).
         python scripts/long_clips.py "$long"
         run batched tiny.en "$long"/english-*.flac --references "$long/refs.tsv" \
             --engines original,pytorch,onnx-fp32,quantized,faster-whisper --repeat 1 \
