@@ -8,7 +8,7 @@ ended after one segment and the loop sought to 56 s).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -19,6 +19,7 @@ from whisper_quant.coverage import (
     COMPARABLE_COVERAGE,
     ClipCoverage,
     aggregate,
+    chunk_words,
     clip_coverage,
     clock,
     dropped_spans,
@@ -26,6 +27,7 @@ from whisper_quant.coverage import (
     gaps,
     intersect,
     merge,
+    short_chunks,
     total,
 )
 from whisper_quant.engines import Segment, Transcription
@@ -247,3 +249,73 @@ def test_the_sections_add_up_to_the_latency_with_other(fake_report):
     for name, engine in fake_report.engines.items():
         assert engine.median_section_s["other"] == pytest.approx(0.05 * FAKE[name][0])
         assert engine.section_share == pytest.approx(0.95), name
+
+
+# --- batched chunks without timestamps ----------------------------------------------------------
+
+
+def _chunk_segment(chunk: int, start: float, end: float, words: int) -> Segment:
+    text = " " + " ".join(["word"] * words)
+    return Segment(start, end, text, (1,), "en", 0.0, -0.2, 0.01, 1.2, chunk, chunk_start=start)
+
+
+def test_words_per_chunk_only_for_batched_segments():
+    batched = (_chunk_segment(0, 0.0, 28.0, 60), _chunk_segment(1, 30.0, 58.0, 5))
+    rest = _chunk_segment(1, 50.0, 58.0, 3)  # a resumed rest keeps its chunk's index
+    assert chunk_words(batched + (rest,)) == {0: 60, 1: 8}
+    sequential = Segment(0.0, 28.0, " a b", (1,), "en", 0.0, -0.2, 0.01, 1.2, 0)
+    assert chunk_words((sequential,)) is None
+    assert chunk_words(()) is None
+
+
+def test_a_chunk_with_under_half_the_originals_words_is_short():
+    original = {0: 65, 1: 60, 2: 10, 3: 40}
+    engine = {0: 7, 1: 30, 2: 0}  # chunk 3 missing: 0 words
+    # Chunk 1 (exactly half) is not short; chunk 2 has too few words to judge.
+    assert short_chunks(original, engine) == [(0, 65, 7), (3, 40, 0)]
+    assert short_chunks(original, original) == []
+
+
+BATCHED = {
+    "original": [(0, 0.0, 28.0, 65), (1, 30.0, 58.0, 60)],
+    "onnx-fp32": [(0, 0.0, 28.0, 65), (1, 30.0, 58.0, 61)],
+    "quantized": [(0, 0.0, 28.0, 7), (1, 30.0, 58.0, 60)],
+}
+
+
+class BatchedStudio(FakeStudio):
+    """Engines answering as the batched path without timestamps does: one segment per chunk."""
+
+    def compare(self, audio, options, *, order_seed):
+        results = []
+        for name in self.engines:
+            segments = tuple(_chunk_segment(*chunk) for chunk in BATCHED[name])
+            results.append(
+                _Result(
+                    name,
+                    replace(
+                        _transcription(name),
+                        text="".join(s.text for s in segments).strip(),
+                        segments=segments,
+                    ),
+                )
+            )
+        return _Comparison(tuple(results), self.engines, order_seed)
+
+
+def test_the_benchmark_names_a_batched_chunk_that_ended_early(monkeypatch, tmp_path):
+    monkeypatch.setattr(bench, "Studio", BatchedStudio)
+    audio = np.zeros(int(CLIP_S * SAMPLE_RATE), np.float32)
+    clips = [bench.Clip("long.wav", tmp_path / "long.wav", None, audio)]
+    report = bench.run_benchmark(tmp_path, clips, list(BATCHED), repeat=1)
+    quantized = report.engines["quantized"]
+    # Its one segment spans the chunk: the spans see nothing missing.
+    assert quantized.clip_coverage["long.wav"]["dropped_spans"] == []
+    assert quantized.clip_coverage["long.wav"]["short_chunks"] == [[0, 65, 7]]
+    assert quantized.clips_with_short_chunk == 1
+    fp32 = report.engines["onnx-fp32"]
+    assert fp32.clips_with_short_chunk == 0 and fp32.clip_coverage["long.wav"]["short_chunks"] == []
+    markdown = markdown_report(report)
+    assert "quantized wrote under half the original's words in chunk 0 of long.wav" in markdown
+    assert "(7 of the original's 65 words)" in markdown
+    assert "short_chunks" in report.to_dict()["methods"]["coverage"]

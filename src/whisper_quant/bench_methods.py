@@ -6,7 +6,7 @@ metrics.EXTRA_RULES); `method_notes` picks the ones a run's report carries.
 
 from __future__ import annotations
 
-from .coverage import COMPARABLE_COVERAGE, MIN_DROPPED_S
+from .coverage import COMPARABLE_COVERAGE, MIN_CHUNK_WORDS, MIN_DROPPED_S, SHORT_CHUNK_SHARE
 from .measure import KERNEL_METHOD, MEMORY_METHOD, timing_method
 from .metrics import EXTRA_RULES
 
@@ -65,7 +65,11 @@ COVERAGE_METHOD = (
     f"dropped span is a stretch this engine's segments leave uncovered holding at least "
     f"{MIN_DROPPED_S:g} s of the original's segments. An engine covering less than "
     f"{COMPARABLE_COVERAGE:.0%} of the original's speech did less work: its speed-up is "
-    f"marked not comparable (speedup_comparable false)."
+    f"marked not comparable (speedup_comparable false). Batched runs decode the same chunks "
+    f"in every engine, and without timestamps a chunk is one segment spanning it, so a "
+    f"decoding that ended early leaves no gap: short_chunks lists each chunk where the "
+    f"original wrote at least {MIN_CHUNK_WORDS} words and this engine fewer than "
+    f"{SHORT_CHUNK_SHARE:.0%} of them."
 )
 SPLIT_METHOD = (
     "The speed-up splits three ways, multiplying back to the stock figure: transformers "

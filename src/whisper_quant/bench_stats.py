@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .audio import duration_s
 from .clip_groups import bootstrap_clusters, cluster_of, label_of
-from .coverage import aggregate, clip_coverage
+from .coverage import aggregate, chunk_words, clip_coverage, short_chunks
 from .decoding import text_compression_ratio
 from .engines import ENGINES, ONNX_FP32, ORIGINAL, PYTORCH, QUANTIZED
 from .engines.base import TIMED_SECTIONS
@@ -88,6 +88,9 @@ class EngineStats:
     speech_covered_s: float
     speech_coverage_vs_original: float | None
     clips_with_dropped_span: int
+    # Batched runs: clips with a chunk where it wrote under half the original's words
+    # (coverage.short_chunks); clip_coverage lists them per clip as [chunk, original, its].
+    clips_with_short_chunk: int
     clip_coverage: dict[str, dict]
     # False when it covered less than COMPARABLE_COVERAGE of the original's speech.
     speedup_comparable: bool
@@ -121,6 +124,8 @@ class Runs:
     max_compression_ratio: dict[str, float] = field(default_factory=dict)
     # Per clip, from its last run: the (start, end) seconds of its segments with text.
     spans: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    # Per clip, from its last run: words per batched chunk (None: sequential windows).
+    chunk_words: dict[str, dict[int, int] | None] = field(default_factory=dict)
 
 
 def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float] | None:
@@ -145,6 +150,7 @@ def record(runs: Runs, clip: str, t) -> None:
     runs.fallback_windows[clip] = t.fallback_windows
     runs.segments[clip] = len(t.segments)
     runs.spans[clip] = [(s.start, s.end) for s in t.segments if s.text.strip()]
+    runs.chunk_words[clip] = chunk_words(t.segments)
     runs.max_compression_ratio[clip] = max(
         (text_compression_ratio(s.text) for s in t.segments if s.text.strip()), default=0.0
     )
@@ -225,6 +231,13 @@ def engine_stats(
         for c in usable
     }
     coverage = aggregate(clips_coverage.values())
+    short = {
+        c.name: short_chunks(theirs, mine)
+        for c in usable
+        if original is not None
+        and (theirs := original.chunk_words.get(c.name)) is not None
+        and (mine := runs.chunk_words.get(c.name)) is not None
+    }
     return EngineStats(
         label=ENGINES[name].label,
         wer=None if wer is None else wer.rate,
@@ -285,12 +298,14 @@ def engine_stats(
         speech_covered_s=coverage.covered_s,
         speech_coverage_vs_original=None if original is None else coverage.coverage,
         clips_with_dropped_span=coverage.clips_with_dropped_span,
+        clips_with_short_chunk=sum(1 for found in short.values() if found),
         clip_coverage={
             clip: {
                 "covered_s": round(c.covered_s, 2),
                 "original_s": round(c.original_s, 2),
                 "shared_s": round(c.shared_s, 2),
                 "dropped_spans": [[round(a, 2), round(b, 2)] for a, b in c.dropped],
+                "short_chunks": [list(found) for found in short.get(clip, [])],
             }
             for clip, c in clips_coverage.items()
         },

@@ -206,7 +206,20 @@ def dropped_lines(report: BenchReport) -> list[str]:
             for clip, c in e.clip_coverage.items()
             if c["dropped_spans"]
         }
-        if name == ORIGINAL or (not spans and e.speedup_comparable):
+        chunks = [
+            f"chunk {chunk} of {clip} ({words} of the original's {theirs} words)"
+            for clip, c in e.clip_coverage.items()
+            for chunk, theirs, words in c.get("short_chunks", [])
+        ]
+        if name == ORIGINAL or (not spans and not chunks and e.speedup_comparable):
+            continue
+        if chunks:
+            lines.append(
+                f"{name} wrote under half the original's words in "
+                + "; ".join(chunks)
+                + ": its decoding of those chunks ended early."
+            )
+        if not spans and e.speedup_comparable:
             continue
         where = "; ".join(f"{', '.join(found)} of {clip}" for clip, found in spans.items())
         coverage = e.speech_coverage_vs_original
