@@ -294,3 +294,40 @@ def test_the_run_report_has_coverage_and_language_identification():
     assert "**Left out speech:** quantized did not transcribe 0:29-0:56" in markdown
     assert "## Language identification" in markdown and "English (en) 97.0%" in markdown
     assert "## Language identification" not in to_markdown(_report(_split_comparison()))
+
+
+def test_a_batched_chunk_that_ended_early_is_named_beside_the_spans():
+    """Without timestamps a batched chunk is one segment spanning it: the spans see nothing
+    missing, so the words per chunk are compared with the original's (coverage.short_chunks)."""
+    comparison = _split_comparison(batch_size=8, timestamps=False)
+
+    def batched(result, words):
+        segments = tuple(
+            Segment(
+                start,
+                end,
+                " " + " ".join(["word"] * n),
+                (1,),
+                "en",
+                0.0,
+                -0.2,
+                0.01,
+                1.1,
+                i,
+                chunk_start=start,
+            )
+            for i, ((start, end), n) in enumerate(
+                zip(((0.0, 29.0), (30.0, 60.0)), words, strict=True)
+            )
+        )
+        return replace(result, transcription=replace(result.transcription, segments=segments))
+
+    words = {"original": (65, 60), "quantized": (7, 60)}
+    results = tuple(batched(r, words.get(r.engine, (64, 60))) for r in comparison.results)
+    comparison = replace(comparison, results=results)
+    assert dropped_lines(comparison) == [
+        "quantized wrote under half the original's words in chunk 0 (7 of the original's 65 "
+        "words): its decoding of those chunks ended early."
+    ]
+    # Sequential windows are not compared word by word: their indices differ by engine.
+    assert dropped_lines(_split_comparison()) == []

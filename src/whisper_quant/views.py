@@ -18,8 +18,10 @@ from .coverage import (
     ClipCoverage,
     Span,
     aggregate,
+    chunk_words,
     clip_coverage,
     format_span,
+    short_chunks,
 )
 from .engines import ONNX_FP32, ORIGINAL, PYTORCH, QUANTIZED, Transcription
 from .layout import CONFIG_FILE, ONNX_FP32_DIR, ORIGINAL_DIR, QUANTIZED_DIR
@@ -285,10 +287,36 @@ def speedup_comparable(comparison: Comparison, engine: str) -> bool:
     return coverage is None or aggregate([coverage]).comparable
 
 
+def short_chunk_lines(comparison: Comparison) -> list[str]:
+    """One sentence per variant that, in a batched transcription, wrote under half the
+    original's words in a chunk (coverage.short_chunks): without timestamps its one segment
+    spans the chunk, so the spans cannot show it."""
+    original = comparison.get(ORIGINAL)
+    theirs = None if original is None else chunk_words(original.transcription.segments)
+    if theirs is None:
+        return []
+    lines = []
+    for r in comparison.results:
+        mine = chunk_words(r.transcription.segments)
+        if r.engine == ORIGINAL or mine is None:
+            continue
+        found = short_chunks(theirs, mine)
+        if found:
+            where = "; ".join(
+                f"chunk {chunk} ({words} of the original's {original_words} words)"
+                for chunk, original_words, words in found
+            )
+            lines.append(
+                f"{r.engine} wrote under half the original's words in {where}: its decoding "
+                "of those chunks ended early."
+            )
+    return lines
+
+
 def dropped_lines(comparison: Comparison) -> list[str]:
     """One sentence per variant that left out speech the original transcribed: the spans of
     at least coverage.MIN_DROPPED_S, its share of the original's speech, and whether its
-    speed-up still compares."""
+    speed-up still compares; then the batched chunks it cut short (short_chunk_lines)."""
     lines = []
     for engine, c in coverages(comparison).items():
         comparable = aggregate([c]).comparable
@@ -303,7 +331,7 @@ def dropped_lines(comparison: Comparison) -> list[str]:
             line
             + (": it did less work, so its speed-up is not comparable." if not comparable else ".")
         )
-    return lines
+    return lines + short_chunk_lines(comparison)
 
 
 def _vs_baseline(comparison: Comparison, engine: str, note: str) -> str:
