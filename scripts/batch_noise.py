@@ -4,7 +4,7 @@ The batched path (longform_batched.py) encodes up to `--batch-size` chunk window
 encoder call. An int8 ONNX graph quantizes its activations dynamically, with one scale per
 tensor (DynamicQuantizeLinear), so in one call of several windows each window's numbers
 depend on the others; fp32 graphs compute each row alone. This script transcribes each clip
-batched twice with the same engine, chunks and options:
+batched three ways with the same engine, chunks and options:
 
 - `batch`: as the engine runs (one encoder and one cross-attention call per batch);
 - `alone`: every window's encoder and cross-attention projections computed in a call of its
@@ -12,11 +12,10 @@ batched twice with the same engine, chunks and options:
 - `encoder`: every window's encoder alone, the cross-attention projections in one call (the
   fastest of the three on the Intel Xeon of docs/batched.md).
 
-The decoder steps run the batch's rows together in all three.
-
-and prints, per engine, clip and mode, the WER against `--refs`, the words written, and the
-chunks whose word count differs most between the two modes. fp32 engines give the same text
-both ways; an int8 engine's difference is its own quantization noise, not the batching.
+The decoder steps run the batch's rows together in all three. It prints, per engine, clip and
+mode, the WER against `--refs` and the words written, and the chunks whose word count differs
+most between the modes. fp32 engines give the same text every way; an int8 engine's
+difference is its own quantization noise, not the batching.
 
     python scripts/batch_noise.py models/tiny.en long/english-*.flac --refs long/refs.tsv \
         --engines quantized,onnx-fp32 --no-timestamps
@@ -34,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from whisper_quant.audio import decode_audio  # noqa: E402
+from whisper_quant.bench import read_references  # noqa: E402
+from whisper_quant.coverage import chunk_words  # noqa: E402
 from whisper_quant.engines import ENGINES  # noqa: E402
 from whisper_quant.metrics import word_error_rate  # noqa: E402
 
@@ -75,14 +76,6 @@ def alone(engine_class, cross_together: bool):
     return Alone
 
 
-def references(path: Path) -> dict[str, str]:
-    refs = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        name, _, text = line.partition("\t")
-        refs[Path(name).name] = text
-    return refs
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir", type=Path)
@@ -92,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--no-timestamps", action="store_true")
     args = parser.parse_args(argv)
-    refs = references(args.refs)
+    refs = read_references(args.refs)
     for name in args.engines.split(","):
         if not hasattr(ENGINES[name], "fuse_attention"):
             parser.error(f"{name}: only the ONNX engines run their encoder through this path")
@@ -114,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"({wer.errors}/{wer.reference_length}), {len(runs[mode].text.split())} words",
                     flush=True,
                 )
-            words = {mode: {s.window: 0 for s in run.segments} for mode, run in runs.items()}
-            for mode, run in runs.items():
-                for s in run.segments:
-                    words[mode][s.window] += len(s.text.split())
+            words = {mode: chunk_words(run.segments) or {} for mode, run in runs.items()}
             chunks = sorted(set().union(*(set(w) for w in words.values())))
             counts = {c: [w.get(c, 0) for w in words.values()] for c in chunks}
             spread = sorted((max(n) - min(n), c) for c, n in counts.items())

@@ -414,11 +414,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def machine(preset: str) -> dict:
-    """The CPU a run's figures belong to, and the quantization preset its variants used."""
-    from whisper_quant.hardware import cpu_info
+    """The benchmark's description of the machine (its engines' default threads), and the
+    quantization preset the variants used."""
+    from whisper_quant.bench import machine_info
+    from whisper_quant.engines.base import DEFAULT_THREADS
 
-    info = cpu_info()
-    return {"cpu": info.model, "cpu_flags": info.relevant_flags, "preset": preset}
+    return {**machine_info(DEFAULT_THREADS), "preset": preset}
 
 
 def measure_speed(args) -> int:

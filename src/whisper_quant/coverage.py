@@ -132,6 +132,19 @@ def short_chunks(
     ]
 
 
+def short_chunk_note(engine: str, found: Iterable[tuple[str | None, int, int, int]]) -> str:
+    """The sentence the page and the benchmark report give an engine's short chunks:
+    `found` holds (clip or None, chunk, the original's words, this engine's words)."""
+    where = "; ".join(
+        f"chunk {chunk}{f' of {clip}' if clip else ''} ({words} of the original's {theirs} words)"
+        for clip, chunk, theirs, words in found
+    )
+    return (
+        f"{engine} wrote under half the original's words in {where}: its decoding of those "
+        "chunks ended early."
+    )
+
+
 @dataclass(frozen=True)
 class ClipCoverage:
     """One engine's coverage of one clip against the original's."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .coverage import MIN_DROPPED_S, format_span
+from .coverage import MIN_DROPPED_S, format_span, short_chunk_note
 from .engines import ORIGINAL
 from .report import (
     BENCH_HEADERS,
@@ -206,19 +206,15 @@ def dropped_lines(report: BenchReport) -> list[str]:
             for clip, c in e.clip_coverage.items()
             if c["dropped_spans"]
         }
-        chunks = [
-            f"chunk {chunk} of {clip} ({words} of the original's {theirs} words)"
-            for clip, c in e.clip_coverage.items()
-            for chunk, theirs, words in c.get("short_chunks", [])
-        ]
-        if name == ORIGINAL or (not spans and not chunks and e.speedup_comparable):
+        if name == ORIGINAL:
             continue
+        chunks = [
+            (clip, *chunk)
+            for clip, c in e.clip_coverage.items()
+            for chunk in c.get("short_chunks", [])
+        ]
         if chunks:
-            lines.append(
-                f"{name} wrote under half the original's words in "
-                + "; ".join(chunks)
-                + ": its decoding of those chunks ended early."
-            )
+            lines.append(short_chunk_note(name, chunks))
         if not spans and e.speedup_comparable:
             continue
         where = "; ".join(f"{', '.join(found)} of {clip}" for clip, found in spans.items())

@@ -21,6 +21,7 @@ from .coverage import (
     chunk_words,
     clip_coverage,
     format_span,
+    short_chunk_note,
     short_chunks,
 )
 from .engines import ONNX_FP32, ORIGINAL, PYTORCH, QUANTIZED, Transcription
@@ -302,14 +303,7 @@ def short_chunk_lines(comparison: Comparison) -> list[str]:
             continue
         found = short_chunks(theirs, mine)
         if found:
-            where = "; ".join(
-                f"chunk {chunk} ({words} of the original's {original_words} words)"
-                for chunk, original_words, words in found
-            )
-            lines.append(
-                f"{r.engine} wrote under half the original's words in {where}: its decoding "
-                "of those chunks ended early."
-            )
+            lines.append(short_chunk_note(r.engine, [(None, *chunk) for chunk in found]))
     return lines
 
 
