@@ -43,9 +43,15 @@ def test_profile_splits_a_step_and_finds_the_int8_kernels(built_tiny_en, tmp_pat
     assert list(engines) == ["onnx-fp32", "quantized"]
     for engine in engines.values():
         parts = engine["profiled"]
-        assert 0 < parts["kernels_ms"] <= parts["model_run_ms"] <= parts["wall_ms"]
+        # Every timed step of every round was matched to its session run.
+        assert parts["steps"] == 4 * 2
+        assert 0 < parts["kernels_ms"] <= parts["model_run_ms"] <= engine["profiled_step_ms"]
+        assert parts["kernels_ms"] > 0.5 * parts["model_run_ms"], "kernels are most of a run"
         assert parts["between_kernels_ms"] >= 0 and parts["outside_run_ms"] >= 0
-        assert engine["plain_step_ms"] > 0 and parts["nodes_per_step"] > 10
+        assert 0 < engine["plain_step_ms"] < 1000 and parts["nodes_per_step"] > 10
+        assert 0 < engine["profiler_us_per_node"] < 500
+        loop = engine["loop"]
+        assert loop["decoder_calls"] > 4 and 0 < loop["share_of_decoder_time"] < 0.5
     # The int8 decoder's weight matmuls run as integer kernels, with their activations
     # quantized per call; the fp32 decoder has neither.
     int8_groups = engines["quantized"]["profiled"]["groups_ms"]

@@ -145,9 +145,10 @@ class OnnxEngine(Engine):
     fuse_attention: bool = True
     # Session config entries added to the tuned options of every session (none by default).
     session_config: Mapping[str, str] = MappingProxyType({})
-    # With a path prefix, onnxruntime's profiler records every node of every session there
-    # (scripts/decoder_profile.py); each session's `end_profiling()` writes its JSON. Off by
-    # default: the profiler timestamps every node, which costs time.
+    # With a path prefix, onnxruntime's profiler records every node of every session
+    # (scripts/decoder_profile.py); each session's `end_profiling()` writes its JSON under
+    # `<prefix>-<part>` (the file names are stamped to the second, so the parts need their
+    # own prefixes). Off by default: the profiler timestamps every node, which costs time.
     profile_prefix: str | None = None
 
     @classmethod
@@ -178,7 +179,6 @@ class OnnxEngine(Engine):
             self._session_options[key] = value
         if self.profile_prefix is not None:
             options.enable_profiling = True
-            options.profile_file_prefix = self.profile_prefix
             self._session_options["enable_profiling"] = True
         providers = ["CPUExecutionProvider"]
         sessions = {}
@@ -187,6 +187,8 @@ class OnnxEngine(Engine):
             for part in ("encoder", "cross", "decoder"):
                 path = Path(tmp, f"{part}.onnx")
                 path.write_bytes(self._session_graph(part, getattr(graphs, part)))
+                if self.profile_prefix is not None:
+                    options.profile_file_prefix = f"{self.profile_prefix}-{part}"
                 sessions[part] = ort.InferenceSession(str(path), options, providers=providers)
         self.encoder, self.cross, self.decoder = (
             sessions["encoder"],
