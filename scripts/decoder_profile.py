@@ -35,8 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = Path(__file__).resolve().parent
+ROOT = SCRIPTS.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(SCRIPTS))
+
+from roofline import engine_precision  # noqa: E402
 
 from whisper_quant.audio import decode_audio  # noqa: E402
 from whisper_quant.bench import machine_info  # noqa: E402
@@ -49,14 +53,12 @@ from whisper_quant.longform_options import TranscribeOptions  # noqa: E402
 from whisper_quant.manifest import read_manifest  # noqa: E402
 from whisper_quant.measure import Stopwatch  # noqa: E402
 from whisper_quant.roofline import (  # noqa: E402
-    FP32,
+    VOCAB_V2,
     floor,
-    int8_precision,
     peaks_for,
     report_for_cpu,
     shape_from_config,
 )
-from whisper_quant.tokens import is_multilingual  # noqa: E402
 
 ENGINES = {OnnxFp32Engine.name: OnnxFp32Engine, OnnxEngine.name: OnnxEngine}
 # Operator types grouped by what they do in a decoder step.
@@ -147,7 +149,9 @@ def loop_python(engine: OnnxEngine, audio: np.ndarray, rounds: int) -> dict:
     }
 
 
-def measure(name: str, model_dir: Path, audio: np.ndarray, args, tmp: Path) -> dict:
+def measure(
+    name: str, model_dir: Path, synthetic: bool, audio: np.ndarray, args, tmp: Path
+) -> dict:
     cls = ENGINES[name]
     plain = cls(model_dir, threads=args.threads)
     profiled_cls = type(f"Profiled{cls.__name__}", (cls,), {"profile_prefix": str(tmp / name)})
@@ -163,7 +167,7 @@ def measure(name: str, model_dir: Path, audio: np.ndarray, args, tmp: Path) -> d
         plain_walls += steps(plain, chunk, args.steps)
         walls += steps(profiled, chunk, args.steps)
     # Synthetic weights write noise, and the fallback would decode every window six times.
-    loop = None if read_manifest(model_dir).get("synthetic") else loop_python(plain, audio, 3)
+    loop = None if synthetic else loop_python(plain, audio, 3)
     runs, kernels = profile_events(profiled.decoder.end_profiling())
     for session in (profiled.encoder, profiled.cross):
         Path(session.end_profiling()).unlink()
@@ -218,10 +222,11 @@ def measure(name: str, model_dir: Path, audio: np.ndarray, args, tmp: Path) -> d
     }
 
 
-def floors(model_dir: Path) -> tuple[dict, str]:
+def floors(model_dir: Path, recipes: dict, engines: list[str]) -> tuple[dict, str]:
     """Per engine, the decoder step's floor (ms) and the bytes it counts (MB: weights,
     biases and scales on the step's path, and the fp32 cross-attention cache), from the
-    roofline measured on this CPU."""
+    roofline measured on this CPU; each engine's arithmetic as scripts/roofline.py counts
+    it from the build's recipes (`engine_precision`)."""
     report, source = report_for_cpu(cpu_info())
     config = json.loads((model_dir / ONNX_FP32_DIR / CONFIG_FILE).read_text())
     shape = shape_from_config(model_dir.name, config)
@@ -229,11 +234,9 @@ def floors(model_dir: Path) -> tuple[dict, str]:
     if found is None:
         return {}, source
     peaks, _ = found
-    multilingual = is_multilingual(config["vocab_size"])
-    precisions = {OnnxFp32Engine.name: FP32, OnnxEngine.name: int8_precision(multilingual)}
     floors = {}
-    for name, precision in precisions.items():
-        limit = floor(shape, precision, peaks)
+    for name in engines:
+        limit = floor(shape, engine_precision(name, recipes, shape.vocab_size >= VOCAB_V2), peaks)
         floors[name] = {
             "step_ms": round(1000 * limit.step_s, 3),
             "step_mb": round(limit.step_bytes / 1e6, 1),
@@ -266,9 +269,9 @@ def markdown(report: dict) -> str:
         "Gelu, Gather, ...), per operator in the JSON.",
         "",
         "The last row is the whole loop, not a bare step: three transcriptions of the clip "
-        "with the app's default options (real weights only), the decoder session's run timed apart; the decoder section's "
-        "time minus those runs, per run. It includes the time outside the session above, and "
-        "the loop's logit filters and bookkeeping.",
+        "with the app's default options (real weights only), the decoder session's run timed "
+        "apart; the decoder section's time minus those runs, per run. It includes the time "
+        "outside the session above, and the loop's logit filters and bookkeeping.",
     ]
     for model in report["models"]:
         lines += _model_table(model)
@@ -344,16 +347,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     audio = decode_audio(args.clip, max_seconds=None)
     models, source = [], ""
+    names = args.engines.split(",")
     for model_dir in args.model_dirs:
+        manifest = read_manifest(model_dir)
+        synthetic = bool(manifest.get("synthetic"))
         with tempfile.TemporaryDirectory(prefix="decoder-profile-") as tmp:
             engines = [
-                measure(name, model_dir, audio, args, Path(tmp)) for name in args.engines.split(",")
+                measure(name, model_dir, synthetic, audio, args, Path(tmp)) for name in names
             ]
-        floors_ms, source = floors(model_dir)
+        floors_ms, source = floors(model_dir, manifest["recipes"], names)
         models.append(
             {
                 "model": model_dir.name,
-                "synthetic": bool(read_manifest(model_dir).get("synthetic")),
+                "synthetic": synthetic,
                 "floors": floors_ms,
                 "engines": engines,
             }
